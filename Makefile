@@ -1,0 +1,63 @@
+# MarketFlow developer commands. Everything runs inside .venv, which these targets create.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export MARKETFLOW_HOME ?= $(CURDIR)/.marketflow
+export DAGSTER_HOME ?= $(MARKETFLOW_HOME)/dagster
+export DBT_SEND_ANONYMOUS_USAGE_STATS := false
+export DAGSTER_DISABLE_TELEMETRY := true
+
+.PHONY: help install install-dev demo dev test lint format bench clean
+
+help:
+	@echo "make demo    - install, then build raw -> gold for the default universe (simulator, 60 sessions)"
+	@echo "make dev     - start the Dagster UI (dagster dev) on workspace.yaml"
+	@echo "make test    - install with dev extras and run the test suite"
+	@echo "make lint    - ruff check + format check"
+	@echo "make bench   - run the market-scale benchmark (results in bench_results/)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Re-install only when the package definition changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(VENV)/.installed $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+demo: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
+	MARKETFLOW_SOURCE=$${MARKETFLOW_SOURCE:-simulator} $(BIN)/python -m marketflow_assets.demo
+
+dev: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml
+
+test: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.installed-dev
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m marketflow_assets.benchmark
+
+clean:
+	rm -rf $(VENV) .marketflow dbt/target dbt/logs .pytest_cache .ruff_cache
