@@ -1,0 +1,151 @@
+"""The NYSE (XNYS) trading calendar: sessions, opens and closes, early closes, trading minutes.
+
+A thin, vectorised wrapper over `exchange_calendars`, so the rest of the code asks questions in
+dates and UTC timestamps and never re-derives holiday or daylight-saving rules.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import cache
+from zoneinfo import ZoneInfo
+
+import exchange_calendars as xcals
+import numpy as np
+import pandas as pd
+
+EXCHANGE = "XNYS"
+EXCHANGE_TZ = ZoneInfo("America/New_York")
+CALENDAR_START = dt.date(1990, 1, 2)
+# Holidays are rule-based, so the calendar is known years ahead; two years covers any deployment
+# that is restarted at least that often.
+CALENDAR_YEARS_AHEAD = 2
+
+
+class SessionCalendar:
+    """Sessions of one exchange as sorted numpy arrays, for fast bulk lookups."""
+
+    def __init__(self, calendar: xcals.ExchangeCalendar):
+        self._cal = calendar
+        schedule = calendar.schedule
+        self.sessions = schedule.index.values.astype("datetime64[D]")
+        self.opens = schedule["open"].values.astype("datetime64[ns]")
+        self.closes = schedule["close"].values.astype("datetime64[ns]")
+        # Yahoo stamps daily bars at midnight exchange time; localising is slow, so do it once.
+        self.local_midnights = pd.DatetimeIndex(schedule.index).tz_localize(EXCHANGE_TZ)
+        self.first = _to_date(self.sessions[0])
+        self.last = _to_date(self.sessions[-1])
+
+    # -- membership and navigation -------------------------------------------------------
+    def is_session(self, day: dt.date) -> bool:
+        i = np.searchsorted(self.sessions, np.datetime64(day, "D"))
+        return bool(i < len(self.sessions) and self.sessions[i] == np.datetime64(day, "D"))
+
+    def sessions_in_range(self, start: dt.date, end: dt.date) -> list[dt.date]:
+        lo = np.searchsorted(self.sessions, np.datetime64(start, "D"), side="left")
+        hi = np.searchsorted(self.sessions, np.datetime64(end, "D"), side="right")
+        return [_to_date(s) for s in self.sessions[lo:hi]]
+
+    def session_on_or_before(self, day: dt.date) -> dt.date | None:
+        i = np.searchsorted(self.sessions, np.datetime64(day, "D"), side="right") - 1
+        return _to_date(self.sessions[i]) if i >= 0 else None
+
+    def previous_session(self, day: dt.date) -> dt.date | None:
+        i = np.searchsorted(self.sessions, np.datetime64(day, "D"), side="left") - 1
+        return _to_date(self.sessions[i]) if i >= 0 else None
+
+    def next_session(self, day: dt.date) -> dt.date | None:
+        i = np.searchsorted(self.sessions, np.datetime64(day, "D"), side="right")
+        return _to_date(self.sessions[i]) if i < len(self.sessions) else None
+
+    def offset(self, day: dt.date, n: int) -> dt.date:
+        """The session `n` sessions after (n > 0) or before (n < 0) session `day`."""
+        i = np.searchsorted(self.sessions, np.datetime64(day, "D"), side="left") + n
+        if not 0 <= i < len(self.sessions):
+            raise ValueError(f"{n} sessions from {day} is outside the {EXCHANGE} calendar")
+        return _to_date(self.sessions[i])
+
+    def map_to_sessions(self, days: pd.Series) -> pd.Series:
+        """Vectorised: each date -> the session on or before it (NaT before the calendar)."""
+        values = pd.to_datetime(days).values.astype("datetime64[D]")
+        idx = np.searchsorted(self.sessions, values, side="right") - 1
+        out = np.where(idx >= 0, self.sessions[np.clip(idx, 0, None)], np.datetime64("NaT"))
+        return pd.Series(pd.to_datetime(out).date, index=days.index)
+
+    def sessions_mask(self, days: pd.Series) -> np.ndarray:
+        values = pd.to_datetime(days).values.astype("datetime64[D]")
+        idx = np.clip(np.searchsorted(self.sessions, values), 0, len(self.sessions) - 1)
+        return self.sessions[idx] == values
+
+    # -- times ---------------------------------------------------------------------------
+    def _index(self, session: dt.date) -> int:
+        i = int(np.searchsorted(self.sessions, np.datetime64(session, "D")))
+        if i >= len(self.sessions) or self.sessions[i] != np.datetime64(session, "D"):
+            raise ValueError(f"{session} is not an {EXCHANGE} session")
+        return i
+
+    def open_utc(self, session: dt.date) -> dt.datetime:
+        return _to_utc(self.opens[self._index(session)])
+
+    def close_utc(self, session: dt.date) -> dt.datetime:
+        return _to_utc(self.closes[self._index(session)])
+
+    def is_early_close(self, session: dt.date) -> bool:
+        close_local = self.close_utc(session).astimezone(EXCHANGE_TZ)
+        return (close_local.hour, close_local.minute) < (16, 0)
+
+    def minutes(self, session: dt.date) -> pd.DatetimeIndex:
+        """Start of every regular-hours minute bar of the session, in UTC."""
+        return pd.date_range(
+            self.open_utc(session), self.close_utc(session), freq="1min", inclusive="left"
+        )
+
+    def schedule(self, start: dt.date, end: dt.date) -> pd.DataFrame:
+        """session_date, open_utc, close_utc for every session in [start, end]."""
+        lo = np.searchsorted(self.sessions, np.datetime64(start, "D"), side="left")
+        hi = np.searchsorted(self.sessions, np.datetime64(end, "D"), side="right")
+        return pd.DataFrame(
+            {
+                "session_date": pd.to_datetime(self.sessions[lo:hi]).date,
+                "open_utc": pd.to_datetime(self.opens[lo:hi]).tz_localize("UTC"),
+                "close_utc": pd.to_datetime(self.closes[lo:hi]).tz_localize("UTC"),
+            }
+        )
+
+    # -- "now" questions -----------------------------------------------------------------
+    def latest_closed_session(self, now: dt.datetime) -> dt.date | None:
+        """The most recent session whose close is at or before `now`."""
+        i = np.searchsorted(self.closes, _to_np(now), side="right") - 1
+        return _to_date(self.sessions[i]) if i >= 0 else None
+
+    def latest_opened_session(self, now: dt.datetime) -> dt.date | None:
+        """The most recent session whose open is at or before `now` (may still be trading)."""
+        i = np.searchsorted(self.opens, _to_np(now), side="right") - 1
+        return _to_date(self.sessions[i]) if i >= 0 else None
+
+    def open_session(self, now: dt.datetime) -> dt.date | None:
+        """The session trading at `now`, or None outside regular hours."""
+        session = self.latest_opened_session(now)
+        if session is not None and now < self.close_utc(session):
+            return session
+        return None
+
+
+@cache
+def xnys() -> SessionCalendar:
+    end = dt.date.today() + dt.timedelta(days=365 * CALENDAR_YEARS_AHEAD)
+    return SessionCalendar(xcals.get_calendar(EXCHANGE, start=CALENDAR_START, end=end))
+
+
+def _to_date(value: np.datetime64) -> dt.date:
+    return dt.date.fromisoformat(str(value.astype("datetime64[D]")))
+
+
+def _to_utc(value: np.datetime64) -> dt.datetime:
+    return pd.Timestamp(value).tz_localize("UTC").to_pydatetime()
+
+
+def _to_np(moment: dt.datetime) -> np.datetime64:
+    if moment.tzinfo is None:
+        raise ValueError(f"expected a timezone-aware timestamp, got {moment!r}")
+    return np.datetime64(pd.Timestamp(moment).tz_convert("UTC").tz_localize(None), "ns")
