@@ -1,0 +1,617 @@
+"""A deterministic, offline stand-in for Yahoo Finance (DESIGN.md, "Provider semantics").
+
+Every number is a pure function of (seed, ticker, session): the same request gives the same
+payload on any machine, and a ticker's history does not depend on which other tickers, dates or
+clock a request used. What the simulator reproduces:
+
+- a market: one market factor, a factor per sector, idiosyncratic noise; prices in dollars and
+  cents, volumes in shares; listing dates, quarterly dividends and stock splits;
+- Yahoo's as-of semantics: fetched at F, bar D's Close/OHLC are divided (and Volume multiplied)
+  by every split with D < ex-date <= F; Adj Close also applies dividends CRSP-style; Dividends
+  and Stock Splits sit on the ex-date row, dividends in the basis as of F;
+- one-minute bars (regular hours, early closes, minute starts in exchange time) that aggregate
+  exactly to the daily bar, only for the last 30 days and at most 7 days per request; the
+  session in progress has a forming daily bar and a forming last minute;
+- switchable faults: missing bars, duplicated rows, bad ticks, 100x price errors, HTTP 429s,
+  unknown tickers (empty result).
+
+The injectable clock (`now`) is the provider's: nothing after it is ever served.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from importlib import resources
+
+import numpy as np
+import pandas as pd
+
+from marketflow_assets.calendar import EXCHANGE_TZ, xnys
+from marketflow_assets.sources.base import (
+    DAILY_PAYLOAD_COLUMNS,
+    INTRADAY_PAYLOAD_COLUMNS,
+    TICKER_COLUMN,
+    BarsQuery,
+    MarketDataSource,
+    Payload,
+    ProviderWindowError,
+    RateLimitError,
+)
+
+SOURCE_NAME = "simulator"
+# Symbols not in the listings file are listed from this date, so synthetic universes
+# (benchmarks) have full histories.
+DEFAULT_LISTING = dt.date(2000, 1, 3)
+# Split dates are drawn over a fixed horizon so they never depend on the real date.
+SPLIT_HORIZON = dt.date(2030, 12, 31)
+INTRADAY_LOOKBACK_DAYS = 30
+INTRADAY_MAX_DAYS_PER_REQUEST = 7
+DIVIDEND_EVERY_SESSIONS = 63
+GENERIC_SPLIT_RATIOS = (2.0, 3.0, 1.5, 4.0)
+SECTORS = (
+    "Technology",
+    "Communication Services",
+    "Consumer Cyclical",
+    "Financial Services",
+    "Healthcare",
+    "Consumer Defensive",
+    "Energy",
+    "Industrials",
+    "Utilities",
+    "Basic Materials",
+    "Real Estate",
+)
+
+
+@dataclass(frozen=True)
+class SimulatorFaults:
+    """Fault switches. Probabilities are per (ticker, session) bar, or per request for 429s."""
+
+    missing_bars: float = 0.0
+    duplicates: float = 0.0
+    bad_ticks: float = 0.0
+    price_100x: float = 0.0
+    rate_limit: float = 0.0
+    unknown: frozenset[str] = frozenset()
+
+    @classmethod
+    def parse(cls, spec: str) -> SimulatorFaults:
+        """`missing_bars=0.01,duplicates=0.01,bad_ticks=0.002,price_100x=0.001,rate_limit=0.2,
+        unknown=FOO|BAR` (MARKETFLOW_SIMULATOR_FAULTS)."""
+        faults = cls()
+        for item in filter(None, (part.strip() for part in spec.split(","))):
+            name, _, value = item.partition("=")
+            name = name.strip()
+            if name == "unknown":
+                faults = replace(
+                    faults,
+                    unknown=frozenset(v.strip().upper() for v in value.split("|") if v.strip()),
+                )
+            elif name in {"missing_bars", "duplicates", "bad_ticks", "price_100x", "rate_limit"}:
+                try:
+                    probability = float(value)
+                except ValueError:
+                    probability = -1.0
+                if not 0.0 <= probability <= 1.0:
+                    raise ValueError(
+                        f"simulator fault {name}={value!r}: expected a probability in [0, 1]"
+                    )
+                faults = replace(faults, **{name: probability})
+            else:
+                raise ValueError(
+                    f"unknown simulator fault {name!r}; expected missing_bars, duplicates, "
+                    "bad_ticks, price_100x, rate_limit or unknown"
+                )
+        return faults
+
+
+@dataclass(frozen=True)
+class Listing:
+    ticker: str
+    name: str
+    exchange: str
+    currency: str
+    quote_type: str
+    sector: str | None
+    industry: str | None
+    listed: dt.date
+    split_ratios: tuple[float, ...]
+    dividend_yield: float
+
+
+@dataclass
+class TickerHistory:
+    """Ground truth for one ticker over sessions[first:last] (indices into the calendar)."""
+
+    ticker: str
+    first: int  # calendar index of the first session
+    sessions: np.ndarray  # datetime64[D]
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray  # int64, traded shares
+    dividend: np.ndarray  # traded $ per share on the ex-date, else 0
+    split: np.ndarray  # ratio on the ex-date, else 1
+
+    def __len__(self) -> int:
+        return len(self.sessions)
+
+
+def _stable_int(*parts: object) -> int:
+    digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+def _rng(*parts: object) -> np.random.Generator:
+    return np.random.default_rng(_stable_int(*parts))
+
+
+@dataclass
+class SimulatorSource(MarketDataSource):
+    seed: int = 0
+    clock: dt.datetime | None = None  # None: real time
+    faults: SimulatorFaults = field(default_factory=SimulatorFaults)
+    name: str = SOURCE_NAME
+
+    def __post_init__(self) -> None:
+        self._requests = 0
+
+    # -- clock ---------------------------------------------------------------------------
+    def now(self) -> dt.datetime:
+        return self.clock if self.clock is not None else dt.datetime.now(dt.UTC)
+
+    def set_clock(self, moment: dt.datetime) -> None:
+        self.clock = moment.astimezone(dt.UTC)
+
+    # -- reference data ------------------------------------------------------------------
+    @cached_property
+    def listings(self) -> dict[str, Listing]:
+        text = (
+            resources.files("marketflow_assets.data").joinpath("simulator_listings.csv").read_text()
+        )
+        out = {}
+        for row in csv.DictReader(text.splitlines()):
+            out[row["ticker"]] = Listing(
+                ticker=row["ticker"],
+                name=row["name"],
+                exchange=row["exchange"],
+                currency=row["currency"],
+                quote_type=row["quote_type"],
+                sector=row["sector"] or None,
+                industry=row["industry"] or None,
+                listed=dt.date.fromisoformat(row["listed"]),
+                split_ratios=tuple(float(r) for r in row["split_ratios"].split("|") if r),
+                dividend_yield=float(row["dividend_yield"] or 0),
+            )
+        return out
+
+    def listing(self, ticker: str) -> Listing:
+        if ticker in self.listings:
+            return self.listings[ticker]
+        h = _stable_int(self.seed, ticker, "listing")
+        sector = SECTORS[h % len(SECTORS)]
+        splits = (
+            (GENERIC_SPLIT_RATIOS[(h >> 8) % len(GENERIC_SPLIT_RATIOS)],)
+            if (h >> 16) % 10 < 3
+            else ()
+        )
+        return Listing(
+            ticker=ticker,
+            name=f"{ticker} Simulated Holdings Inc.",
+            exchange="NYQ",
+            currency="USD",
+            quote_type="EQUITY",
+            sector=sector,
+            industry=f"{sector} - Simulated",
+            listed=DEFAULT_LISTING,
+            split_ratios=splits,
+            dividend_yield=((h >> 24) % 5) * 0.008,
+        )
+
+    # -- ground truth ----------------------------------------------------------------------
+    def history(self, ticker: str, until: dt.date) -> TickerHistory:
+        """Traded (unadjusted) daily bars and actions from listing through `until`."""
+        cal = xnys()
+        listing = self.listing(ticker)
+        first = int(np.searchsorted(cal.sessions, np.datetime64(listing.listed, "D")))
+        last = int(np.searchsorted(cal.sessions, np.datetime64(until, "D"), side="right"))
+        n = max(last - first, 0)
+        sessions = cal.sessions[first : first + n]
+        is_index = listing.quote_type == "INDEX"
+
+        # Each array has its own stream, so a shorter history is a prefix of a longer one.
+        market = _rng(self.seed, "market").standard_normal(first + n)[first:] * 0.010 + 0.0003
+        sector = (
+            _rng(self.seed, "sector", listing.sector).standard_normal(first + n)[first:] * 0.006
+        )
+        params = _rng(self.seed, ticker, "params")
+        beta = 1.0 if is_index else params.uniform(0.6, 1.4)
+        idio_sigma = 0.002 if is_index else params.uniform(0.008, 0.022)
+        start_price = float(np.exp(params.uniform(np.log(15), np.log(120))))
+        base_volume = 3e9 if is_index else params.uniform(2e6, 4e7)
+        idio = _rng(self.seed, ticker, "idio").standard_normal(n) * idio_sigma
+        log_ret = beta * market + (0.0 if is_index else sector) + idio
+
+        dividends_at = self._dividend_schedule(ticker, listing, n)
+        splits = self._split_schedule(ticker, listing, first, n, avoid=dividends_at)
+
+        # Per-original-share value path; dividends lower it on their ex-date (price drops by
+        # the cash paid), splits divide the traded price by their ratio from the ex-date on.
+        value = start_price * np.exp(np.cumsum(log_ret))
+        dividend = np.zeros(n)
+        if dividends_at.size:
+            share_factor = np.cumprod(splits)
+            q = listing.dividend_yield / 4
+            drop = np.ones(n)
+            for i in dividends_at[dividends_at > 0]:  # loop over events, not rows
+                prev_traded_close = value[i - 1] * np.prod(drop[:i]) / share_factor[i - 1]
+                amount = round(q * prev_traded_close, 4)
+                dividend[i] = amount
+                drop[i] = 1.0 - amount / prev_traded_close
+            value = value * np.cumprod(drop)
+        share_factor = np.cumprod(splits)
+        close = np.round(value / share_factor, 2)
+
+        noise = _rng(self.seed, ticker, "bars").standard_normal((3, n))
+        gap = noise[0] * (0.002 if is_index else 0.006)
+        prev_close = np.concatenate([[close[0] if n else 0.0], close[:-1]])
+        # On a split or dividend ex-date, the open continues from the re-based previous close.
+        rebased_prev = (
+            prev_close
+            / splits
+            * np.where(dividend > 0, 1 - dividend / np.maximum(prev_close, 1e-9), 1.0)
+        )
+        open_ = np.round(rebased_prev * np.exp(gap), 2)
+        wick = np.abs(noise[1:]) * (0.003 if is_index else 0.008)
+        high = np.round(np.maximum(open_, close) * np.exp(wick[0]), 2)
+        low = np.round(np.minimum(open_, close) * np.exp(-wick[1]), 2)
+        volume_noise = _rng(self.seed, ticker, "volume").lognormal(0.0, 0.35, n)
+        volume = np.round(
+            base_volume * volume_noise * (1 + 25 * np.abs(log_ret)) * share_factor
+        ).astype(np.int64)
+        return TickerHistory(
+            ticker, first, sessions, open_, high, low, close, volume, dividend, splits
+        )
+
+    def _split_schedule(
+        self, ticker: str, listing: Listing, first: int, n: int, avoid: np.ndarray
+    ) -> np.ndarray:
+        """Split ex-dates drawn over a fixed horizon; never on a dividend ex-date, so each
+        event's as-of basis is unambiguous."""
+        cal = xnys()
+        splits = np.ones(n)
+        if not listing.split_ratios or n == 0:
+            return splits
+        draws = _rng(self.seed, ticker, "splits").uniform(0.05, 1.0, len(listing.split_ratios))
+        span = (SPLIT_HORIZON - listing.listed).days
+        for ratio, u in zip(listing.split_ratios, sorted(draws), strict=True):
+            day = listing.listed + dt.timedelta(days=int(u * span))
+            i = int(np.searchsorted(cal.sessions, np.datetime64(day, "D"))) - first
+            if i in avoid:
+                i += 1
+            if 0 < i < n:
+                splits[i] = ratio
+        return splits
+
+    def _dividend_schedule(self, ticker: str, listing: Listing, n: int) -> np.ndarray:
+        if listing.dividend_yield <= 0 or n == 0:
+            return np.array([], dtype=int)
+        phase = 20 + _stable_int(self.seed, ticker, "dividend-phase") % DIVIDEND_EVERY_SESSIONS
+        return np.arange(phase, n, DIVIDEND_EVERY_SESSIONS)
+
+    def corporate_actions(self, ticker: str, until: dt.date) -> pd.DataFrame:
+        """Ground truth actions (traded basis): ex_date, dividend, split_ratio."""
+        hist = self.history(ticker, until)
+        mask = (hist.dividend > 0) | (hist.split != 1)
+        return pd.DataFrame(
+            {
+                "ex_date": pd.to_datetime(hist.sessions[mask]).date,
+                "dividend": hist.dividend[mask],
+                "split_ratio": hist.split[mask],
+            }
+        )
+
+    # -- provider behaviour ----------------------------------------------------------------
+    def _count_request(self, what: str) -> None:
+        self._requests += 1
+        if (
+            self.faults.rate_limit
+            and _rng(self.seed, "rate-limit", self._requests).random() < self.faults.rate_limit
+        ):
+            raise RateLimitError(f"429 Too Many Requests ({what}); simulated rate limit")
+
+    def fetch_bars(self, query: BarsQuery) -> Payload:
+        if query.interval == "1m":
+            return self._fetch_minutes(query)
+        self._count_request(f"daily bars for {len(query.tickers)} tickers")
+        now = self.now()
+        frames, errors = [], {}
+        for ticker in query.tickers:  # one pass per ticker, vectorised within
+            frame = self._daily_payload(ticker, query.start, query.end, now)
+            if frame is None:
+                errors[ticker] = "No data found, symbol may be delisted"
+            elif frame.empty:
+                errors[ticker] = (
+                    f"No price data found for {query.start}..{query.end} (listed {self.listing(ticker).listed})"
+                )
+            else:
+                frames.append(frame)
+        return Payload(
+            source=self.name,
+            dataset="daily_bars",
+            request={**query.describe(), "provider": "simulator", "seed": self.seed},
+            fetched_at=now,
+            frame=_concat(frames, DAILY_PAYLOAD_COLUMNS),
+            errors=errors,
+            provider_calls=1,
+        )
+
+    def _daily_payload(
+        self, ticker: str, start: dt.date, end: dt.date, now: dt.datetime
+    ) -> pd.DataFrame | None:
+        if ticker in self.faults.unknown:
+            return None
+        cal = xnys()
+        opened = cal.latest_opened_session(now)
+        if opened is None:
+            return pd.DataFrame()
+        hist = self.history(ticker, opened)
+        if not len(hist):
+            return pd.DataFrame()
+        o, h, lo, c, v = (
+            hist.open.copy(),
+            hist.high.copy(),
+            hist.low.copy(),
+            hist.close.copy(),
+            hist.volume.copy(),
+        )
+        # The session in progress: a forming bar built from the minutes so far.
+        if hist.sessions[-1] == np.datetime64(opened, "D") and now < cal.close_utc(opened):
+            minutes = self._minute_bars(hist, len(hist) - 1, now)
+            o[-1], h[-1], lo[-1] = minutes["open"][0], minutes["high"].max(), minutes["low"].min()
+            c[-1], v[-1] = minutes["close"][-1], minutes["volume"].sum()
+
+        # As-of basis: splits with D < ex-date <= F are applied to bar D; Yahoo's Adj Close
+        # also applies dividends with D < ex-date <= F.
+        known = hist.sessions <= np.datetime64(now.astimezone(EXCHANGE_TZ).date(), "D")
+        split = np.where(known, hist.split, 1.0)
+        div = np.where(known, hist.dividend, 0.0)
+        later_splits = _product_after(split)
+        prev_close = np.concatenate([[np.nan], c[:-1]])
+        div_factor = np.where(div > 0, 1.0 - div / prev_close, 1.0)
+        later_divs = _product_after(div_factor)
+
+        mask = (hist.sessions >= np.datetime64(start, "D")) & (
+            hist.sessions <= np.datetime64(end, "D")
+        )
+        idx = np.flatnonzero(mask)
+        if idx.size == 0:
+            return pd.DataFrame()
+        asof_close = c[idx] / later_splits[idx]
+        frame = pd.DataFrame(
+            {
+                TICKER_COLUMN: ticker,
+                "Date": cal.local_midnights[hist.first + idx],
+                "Open": o[idx] / later_splits[idx],
+                "High": h[idx] / later_splits[idx],
+                "Low": lo[idx] / later_splits[idx],
+                "Close": asof_close,
+                "Adj Close": asof_close * later_divs[idx],
+                "Volume": np.round(v[idx] * later_splits[idx]).astype(np.int64),
+                # A dividend is quoted per share as of F: re-based by later splits only.
+                "Dividends": div[idx] / later_splits[idx],
+                "Stock Splits": np.where(split[idx] != 1.0, split[idx], 0.0),
+            }
+        )
+        return self._apply_faults(ticker, frame, hist.first + idx)
+
+    def _apply_faults(
+        self, ticker: str, frame: pd.DataFrame, calendar_index: np.ndarray
+    ) -> pd.DataFrame:
+        f = self.faults
+        if not (f.missing_bars or f.duplicates or f.bad_ticks or f.price_100x):
+            return frame
+        size = int(calendar_index.max()) + 1
+
+        def hit(kind: str, p: float) -> np.ndarray:
+            return (
+                _rng(self.seed, ticker, "fault", kind).random(size)[calendar_index] < p
+                if p
+                else np.zeros(len(frame), bool)
+            )
+
+        prices = ["Open", "High", "Low", "Close", "Adj Close"]
+        x100 = hit("price_100x", f.price_100x)
+        frame.loc[x100, prices] = frame.loc[x100, prices] * 100
+        bad = hit("bad_ticks", f.bad_ticks)
+        kinds = _rng(self.seed, ticker, "bad-kind").integers(0, 3, size)[calendar_index]
+        frame.loc[bad & (kinds == 0), ["High", "Low"]] = frame.loc[
+            bad & (kinds == 0), ["Low", "High"]
+        ].to_numpy()
+        frame.loc[bad & (kinds == 1), "Close"] = -frame.loc[bad & (kinds == 1), "Close"]
+        frame.loc[bad & (kinds == 2), "Open"] = np.nan
+        keep = ~hit("missing_bars", f.missing_bars)
+        dup = hit("duplicates", f.duplicates)[keep]
+        frame = frame.loc[keep]
+        if dup.any():
+            frame = pd.concat([frame, frame.loc[dup]]).sort_values("Date", kind="stable")
+        return frame.reset_index(drop=True)
+
+    # -- one-minute bars -------------------------------------------------------------------
+    def intraday_window(self) -> tuple[dt.date, dt.date]:
+        """First and last dates for which one-minute bars can be requested now."""
+        today = self.now().astimezone(EXCHANGE_TZ).date()
+        return today - dt.timedelta(days=INTRADAY_LOOKBACK_DAYS - 1), today
+
+    def _fetch_minutes(self, query: BarsQuery) -> Payload:
+        first, last = self.intraday_window()
+        if query.start < first:
+            raise ProviderWindowError(
+                f"1m data not available for {query.start}: one-minute bars exist only for the "
+                f"last {INTRADAY_LOOKBACK_DAYS} days ({first}..{last})"
+            )
+        if (query.end - query.start).days + 1 > INTRADAY_MAX_DAYS_PER_REQUEST:
+            raise ProviderWindowError(
+                f"1m request {query.start}..{query.end} spans more than "
+                f"{INTRADAY_MAX_DAYS_PER_REQUEST} days; request at most {INTRADAY_MAX_DAYS_PER_REQUEST} days at a time"
+            )
+        self._count_request(f"1m bars for {len(query.tickers)} tickers")
+        now = self.now()
+        cal = xnys()
+        opened = cal.latest_opened_session(now)
+        frames, errors = [], {}
+        for ticker in query.tickers:
+            if ticker in self.faults.unknown:
+                errors[ticker] = "No data found, symbol may be delisted"
+                continue
+            hist = self.history(ticker, opened) if opened else None
+            parts = []
+            for session in cal.sessions_in_range(
+                query.start, min(query.end, opened or query.start)
+            ):
+                i = int(np.searchsorted(hist.sessions, np.datetime64(session, "D"))) if hist else 0
+                if (
+                    hist is None
+                    or i >= len(hist)
+                    or hist.sessions[i] != np.datetime64(session, "D")
+                ):
+                    continue
+                m = self._minute_bars(hist, i, now)
+                parts.append(
+                    pd.DataFrame(
+                        {
+                            TICKER_COLUMN: ticker,
+                            "Datetime": m["ts"].tz_convert(EXCHANGE_TZ),
+                            "Open": m["open"],
+                            "High": m["high"],
+                            "Low": m["low"],
+                            "Close": m["close"],
+                            "Volume": m["volume"],
+                        }
+                    )
+                )
+            if parts:
+                frames.append(pd.concat(parts, ignore_index=True))
+            else:
+                errors[ticker] = f"No 1m price data found for {query.start}..{query.end}"
+        return Payload(
+            source=self.name,
+            dataset="intraday_bars_1m",
+            request={**query.describe(), "provider": "simulator", "seed": self.seed},
+            fetched_at=now,
+            frame=_concat(frames, INTRADAY_PAYLOAD_COLUMNS),
+            errors=errors,
+            provider_calls=1,
+        )
+
+    def _minute_bars(self, hist: TickerHistory, i: int, now: dt.datetime) -> dict:
+        """Minute bars of session i that aggregate exactly to its daily bar (traded basis),
+        cut at `now` with the last minute still forming."""
+        cal = xnys()
+        session = dt.date.fromisoformat(str(hist.sessions[i]))
+        minutes = cal.minutes(session)
+        n = len(minutes)
+        o, h, lo, c = hist.open[i], hist.high[i], hist.low[i], hist.close[i]
+        rng = _rng(self.seed, hist.ticker, "minutes", session.isoformat())
+        walk = np.concatenate([[0.0], np.cumsum(rng.standard_normal(n))])
+        bridge = walk - np.linspace(0, walk[-1], n + 1)  # zero at both ends
+        line = np.linspace(o, c, n + 1)
+        # Scale the bridge's excursions above and below the open->close line separately so the
+        # path touches the daily high and low exactly once each and never crosses them.
+        up, down = np.maximum(bridge, 0), np.minimum(bridge, 0)
+        a = np.min((h - line)[up > 0] / up[up > 0]) if (up > 0).any() else 0.0
+        b = np.min((line - lo)[down < 0] / -down[down < 0]) if (down < 0).any() else 0.0
+        path = np.clip(np.round(line + a * up + b * down, 2), lo, h)
+        path[0], path[-1] = o, c
+        path[1 + np.argmax(path[1:n])] = h
+        path[1 + np.argmin(path[1:n])] = lo
+        opens, closes = path[:-1], path[1:]
+        weights = (1.5 + np.cos(np.linspace(0, 2 * np.pi, n))) * rng.gamma(4.0, 0.25, n)
+        raw = weights / weights.sum() * hist.volume[i]
+        vol = np.floor(raw).astype(np.int64)
+        remainder = int(hist.volume[i] - vol.sum())
+        vol[np.argsort(raw - vol)[::-1][:remainder]] += 1
+        bars = {
+            "ts": minutes,
+            "open": opens,
+            "high": np.maximum(opens, closes),
+            "low": np.minimum(opens, closes),
+            "close": closes,
+            "volume": vol,
+        }
+        if now >= cal.close_utc(session):
+            return bars
+        # Session in progress: minutes started by `now`; the last one is still forming.
+        started = int(np.searchsorted(minutes.asi8, pd.Timestamp(now).value, side="right"))
+        started = max(started, 1)
+        elapsed = (pd.Timestamp(now) - minutes[started - 1]).total_seconds() / 60.0
+        frac = min(max(elapsed, 0.0), 1.0)
+        out = {k: v[:started].copy() for k, v in bars.items()}
+        j = started - 1
+        out["close"][j] = round(opens[j] + (closes[j] - opens[j]) * frac, 2)
+        out["high"][j] = max(opens[j], out["close"][j])
+        out["low"][j] = min(opens[j], out["close"][j])
+        out["volume"][j] = int(vol[j] * frac)
+        return out
+
+    # -- profiles ----------------------------------------------------------------------------
+    def fetch_profiles(self, tickers: tuple[str, ...]) -> Payload:
+        self._count_request(f"profiles for {len(tickers)} tickers")
+        records, errors = {}, {}
+        for ticker in tickers:
+            if ticker in self.faults.unknown:
+                errors[ticker] = "No fundamentals data found for symbol, may be delisted"
+                continue
+            listing = self.listing(ticker)
+            records[ticker] = {
+                "symbol": ticker,
+                "longName": listing.name,
+                "shortName": listing.name[:32],
+                "exchange": listing.exchange,
+                "fullExchangeName": "NYSE"
+                if listing.exchange == "NYQ"
+                else "NasdaqGS"
+                if listing.exchange == "NMS"
+                else listing.exchange,
+                "currency": listing.currency,
+                "quoteType": listing.quote_type,
+                "sector": listing.sector,
+                "industry": listing.industry,
+                "firstTradeDateEpochUtc": int(
+                    dt.datetime.combine(listing.listed, dt.time(14, 30), dt.UTC).timestamp()
+                ),
+                "exchangeTimezoneName": "America/New_York",
+                "dataSource": "simulator",
+            }
+        return Payload(
+            source=self.name,
+            dataset="company_profiles",
+            request={"tickers": list(tickers), "provider": "simulator", "seed": self.seed},
+            fetched_at=self.now(),
+            frame=pd.DataFrame(),
+            records=records,
+            errors=errors,
+            provider_calls=1,
+        )
+
+    def describe(self) -> dict:
+        return {"source": self.name, "seed": self.seed, "clock": self.now().isoformat()}
+
+
+def _product_after(factors: np.ndarray) -> np.ndarray:
+    """out[i] = product of factors[j] for j > i (1 for the last element)."""
+    if factors.size == 0:
+        return factors
+    suffix = np.cumprod(factors[::-1])[::-1]
+    return np.concatenate([suffix[1:], [1.0]])
+
+
+def _concat(frames: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.DataFrame:
+    if not frames:
+        return pd.DataFrame(columns=[TICKER_COLUMN, *columns])
+    return pd.concat(frames, ignore_index=True)[[TICKER_COLUMN, *columns]]
