@@ -1,0 +1,38 @@
+"""Warehouse table contracts (see `model.py`). `CONTRACTS` maps table name -> contract."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from marketflow_assets.contracts import bronze, silver
+from marketflow_assets.contracts.model import Col, TableContract
+
+CONTRACTS: dict[str, TableContract] = {
+    c.table: c
+    for c in (
+        bronze.DAILY_BARS,
+        bronze.INTRADAY_BARS_1M,
+        bronze.COMPANY_PROFILES,
+        silver.DAILY_BARS,
+        silver.REJECTED_BARS,
+        silver.CORPORATE_ACTIONS,
+        silver.SYMBOLS,
+    )
+}
+
+
+def register(*contracts: TableContract) -> None:
+    """Later layers (gold, ops) add their contracts here at import time."""
+    for contract in contracts:
+        CONTRACTS[contract.table] = contract
+
+
+def contract_for(asset_key: dg.AssetKey) -> TableContract:
+    table = ".".join(asset_key.path)
+    try:
+        return CONTRACTS[table]
+    except KeyError:
+        raise KeyError(f"no table contract for asset {asset_key.to_user_string()}") from None
+
+
+__all__ = ["CONTRACTS", "Col", "TableContract", "contract_for", "register"]

@@ -1,0 +1,78 @@
+"""What a raw materialization must ask the provider for.
+
+A (ticker, session) is *covered* when a committed fetch asked for that ticker and session and
+was made after the session closed (a bar fetched mid-session is provisional). Materializing a
+partition range fetches only uncovered pairs for the run's tickers, unless a refresh is asked
+for; so adding a ticker never refetches the others, and re-running a backfill fetches nothing.
+
+Uncovered pairs become as few requests as possible: tickers with the same first and last
+missing session share one request (one provider call per ticker batch and date range, never one
+per day).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from marketflow_assets.calendar import xnys
+from marketflow_assets.storage.raw_lake import FetchManifest
+
+
+@dataclass(frozen=True)
+class FetchGroup:
+    tickers: tuple[str, ...]
+    first: dt.date  # first session to land
+    last: dt.date  # last session to land
+
+
+def covered(
+    manifests: list[FetchManifest], tickers: list[str], sessions: list[dt.date]
+) -> np.ndarray:
+    """Boolean matrix [ticker, session]: already fetched after that session's close."""
+    cal = xnys()
+    mask = np.zeros((len(tickers), len(sessions)), dtype=bool)
+    if not sessions:
+        return mask
+    row = {t: i for i, t in enumerate(tickers)}
+    days = np.array(sessions, dtype="datetime64[D]")
+    closes = np.array(
+        [np.datetime64(cal.close_utc(s).replace(tzinfo=None), "ns") for s in sessions]
+    )
+    for manifest in manifests:
+        span = manifest.request.get("landed")
+        if not span:
+            continue
+        lo = np.searchsorted(days, np.datetime64(span["first"], "D"), side="left")
+        hi = np.searchsorted(days, np.datetime64(span["last"], "D"), side="right")
+        if lo >= hi:
+            continue
+        fetched = np.datetime64(manifest.fetched_at.astimezone(dt.UTC).replace(tzinfo=None), "ns")
+        final = closes[lo:hi] <= fetched
+        for ticker in manifest.ok_tickers:
+            if ticker in row:
+                mask[row[ticker], lo:hi] |= final
+    return mask
+
+
+def plan(
+    manifests: list[FetchManifest], tickers: list[str], sessions: list[dt.date], *, refresh: bool
+) -> tuple[list[FetchGroup], int]:
+    """Requests to make, and how many (ticker, session) pairs were already covered."""
+    have = (
+        np.zeros((len(tickers), len(sessions)), bool)
+        if refresh
+        else covered(manifests, tickers, sessions)
+    )
+    groups: dict[tuple[int, int], list[str]] = defaultdict(list)
+    for i, ticker in enumerate(tickers):
+        missing = np.flatnonzero(~have[i])
+        if missing.size:
+            groups[(int(missing[0]), int(missing[-1]))].append(ticker)
+    requests = [
+        FetchGroup(tuple(ts), sessions[lo], sessions[hi]) for (lo, hi), ts in sorted(groups.items())
+    ]
+    return requests, int(have.sum())

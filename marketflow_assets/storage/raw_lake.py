@@ -1,0 +1,280 @@
+"""The raw lake: append-only provider payloads plus one manifest per fetch.
+
+Layout (under the lake root or `s3://bucket/prefix/`):
+
+    raw/{source}/{dataset}/date=YYYY-MM-DD/{fetch_id}.parquet   payload rows of one partition
+    raw/{source}/{dataset}/date=YYYY-MM-DD/{fetch_id}.json      JSON payloads (profiles)
+    raw/{source}/{dataset}/_manifests/{fetch_id}.json           the fetch's manifest
+
+Objects are immutable; a re-fetch is a new object. The manifest is written last and is the
+commit: readers only see objects a manifest lists, so a fetch that dies half-way leaves nothing
+visible. A manifest records the request, the provider clock (`fetched_at`), what each ticker
+returned, each object's row count, size, column types and sha256, and the corporate actions
+seen anywhere in the response (they re-base bars fetched earlier; see the silver layer).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import uuid
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from marketflow_assets.storage.object_store import ObjectStore
+
+MANIFEST_VERSION = 1
+LINEAGE_COLUMNS = ("_source", "_fetch_id", "_fetched_at", "_object_key")
+_IO_THREADS = 8
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class RawObject:
+    key: str
+    partition: str
+    rows: int
+    bytes: int
+    sha256: str
+    columns: dict[str, str] = field(default_factory=dict)  # column -> Arrow type, for drift checks
+
+
+@dataclass(frozen=True)
+class FetchManifest:
+    fetch_id: str
+    source: str
+    dataset: str
+    run_id: str | None
+    fetched_at: dt.datetime  # provider clock
+    landed_at: dt.datetime  # wall clock when the manifest was committed
+    request: dict[str, Any]
+    tickers: dict[
+        str, dict[str, Any]
+    ]  # ticker -> {"status": "ok"|"error", "rows": n, "error": ...}
+    objects: tuple[RawObject, ...] = ()
+    events: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def ok_tickers(self) -> list[str]:
+        return [t for t, info in self.tickers.items() if info.get("status") == "ok"]
+
+    def to_json(self) -> str:
+        body = asdict(self)
+        body["manifest_version"] = MANIFEST_VERSION
+        body["fetched_at"] = self.fetched_at.isoformat()
+        body["landed_at"] = self.landed_at.isoformat()
+        return json.dumps(body, indent=1, sort_keys=True, default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> FetchManifest:
+        body = json.loads(text)
+        body.pop("manifest_version", None)
+        return cls(
+            fetch_id=body["fetch_id"],
+            source=body["source"],
+            dataset=body["dataset"],
+            run_id=body.get("run_id"),
+            fetched_at=dt.datetime.fromisoformat(body["fetched_at"]),
+            landed_at=dt.datetime.fromisoformat(body["landed_at"]),
+            request=body["request"],
+            tickers=body["tickers"],
+            objects=tuple(RawObject(**o) for o in body.get("objects", ())),
+            events=tuple(body.get("events", ())),
+        )
+
+
+def new_fetch_id() -> str:
+    """Sorts by landing time (wall clock), unique even when the provider clock stands still."""
+    return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
+
+
+class RawLake:
+    """Lands payloads and reads them back; the same code for a local folder and S3."""
+
+    def __init__(self, store: ObjectStore):
+        self.store = store
+        self._manifest_cache: dict[str, FetchManifest] = {}
+
+    # -- keys ------------------------------------------------------------------------------
+    @staticmethod
+    def dataset_prefix(source: str, dataset: str) -> str:
+        return f"raw/{source}/{dataset}/"
+
+    def manifest_key(self, source: str, dataset: str, fetch_id: str) -> str:
+        return f"{self.dataset_prefix(source, dataset)}_manifests/{fetch_id}.json"
+
+    def object_key(self, source: str, dataset: str, partition: str, fetch_id: str, ext: str) -> str:
+        return f"{self.dataset_prefix(source, dataset)}date={partition}/{fetch_id}.{ext}"
+
+    # -- landing ---------------------------------------------------------------------------
+    def land_frame(
+        self,
+        *,
+        source: str,
+        dataset: str,
+        frame: pd.DataFrame,
+        partitions: pd.Series,
+        request: dict[str, Any],
+        tickers: dict[str, dict[str, Any]],
+        fetched_at: dt.datetime,
+        run_id: str | None,
+        events: Iterable[dict[str, Any]] = (),
+    ) -> FetchManifest:
+        """Write one Parquet object per partition (rows keep the provider's columns), then the
+        manifest. `partitions` gives each row's partition key; rows with NA are not landed."""
+        fetch_id = new_fetch_id()
+        keep = partitions.notna().to_numpy()
+        frame, partitions = frame.loc[keep], partitions[keep].astype(str)
+        order = partitions.argsort(kind="stable")
+        table = pa.Table.from_pandas(frame.iloc[order], preserve_index=False)
+        keys = partitions.iloc[order].to_numpy()
+        columns = {f.name: str(f.type) for f in table.schema}
+
+        bounds = []
+        if len(keys):
+            starts = [0, *[i for i in range(1, len(keys)) if keys[i] != keys[i - 1]]]
+            bounds = list(zip(starts, [*starts[1:], len(keys)], strict=True))
+
+        def write(bound: tuple[int, int]) -> RawObject:
+            lo, hi = bound
+            partition = str(keys[lo])
+            data = parquet_bytes(table.slice(lo, hi - lo))
+            key = self.object_key(source, dataset, partition, fetch_id, "parquet")
+            self.store.put(key, data)
+            return RawObject(key, partition, hi - lo, len(data), sha256_hex(data), columns)
+
+        with ThreadPoolExecutor(_IO_THREADS) as pool:
+            objects = tuple(pool.map(write, bounds))
+        return self._commit(
+            source, dataset, fetch_id, run_id, fetched_at, request, tickers, objects, tuple(events)
+        )
+
+    def land_records(
+        self,
+        *,
+        source: str,
+        dataset: str,
+        records: dict[str, Any],
+        partition: str,
+        request: dict[str, Any],
+        tickers: dict[str, dict[str, Any]],
+        fetched_at: dt.datetime,
+        run_id: str | None,
+    ) -> FetchManifest:
+        """Write a JSON payload (e.g. company profiles keyed by ticker) as one object."""
+        fetch_id = new_fetch_id()
+        objects: tuple[RawObject, ...] = ()
+        if records:
+            data = json.dumps(records, indent=1, sort_keys=True, default=str).encode()
+            key = self.object_key(source, dataset, partition, fetch_id, "json")
+            self.store.put(key, data)
+            objects = (RawObject(key, partition, len(records), len(data), sha256_hex(data)),)
+        return self._commit(
+            source, dataset, fetch_id, run_id, fetched_at, request, tickers, objects, ()
+        )
+
+    def _commit(
+        self, source, dataset, fetch_id, run_id, fetched_at, request, tickers, objects, events
+    ) -> FetchManifest:
+        manifest = FetchManifest(
+            fetch_id=fetch_id,
+            source=source,
+            dataset=dataset,
+            run_id=run_id,
+            fetched_at=fetched_at.astimezone(dt.UTC),
+            landed_at=dt.datetime.now(dt.UTC),
+            request=request,
+            tickers=tickers,
+            objects=objects,
+            events=events,
+        )
+        key = self.manifest_key(source, dataset, fetch_id)
+        self.store.put(key, manifest.to_json().encode())
+        self._manifest_cache[key] = manifest
+        return manifest
+
+    # -- reading ---------------------------------------------------------------------------
+    def manifests(self, source: str, dataset: str) -> list[FetchManifest]:
+        """Every committed fetch of a dataset, oldest first (by provider clock, then landing)."""
+        keys = self.store.list(f"{self.dataset_prefix(source, dataset)}_manifests/")
+        todo = [k for k in keys if k not in self._manifest_cache and k.endswith(".json")]
+        with ThreadPoolExecutor(_IO_THREADS) as pool:
+            for key, manifest in zip(
+                todo,
+                pool.map(lambda k: FetchManifest.from_json(self.store.get(k).decode()), todo),
+                strict=True,
+            ):
+                self._manifest_cache[key] = manifest
+        found = [self._manifest_cache[k] for k in keys if k in self._manifest_cache]
+        return sorted(found, key=lambda m: (m.fetched_at, m.fetch_id))
+
+    def read_frames(
+        self, manifests: Iterable[FetchManifest], partitions: set[str] | None
+    ) -> pd.DataFrame:
+        """Payload rows of the listed objects (optionally only some partitions), with lineage
+        columns `_source, _fetch_id, _fetched_at, _object_key`. Objects of one source share a
+        schema and are concatenated in Arrow; sources are combined in pandas (their payloads
+        may type the same column differently, e.g. CSV text vs Yahoo floats)."""
+        wanted = [
+            (m, o)
+            for m in manifests
+            for o in m.objects
+            if o.key.endswith(".parquet") and (partitions is None or o.partition in partitions)
+        ]
+
+        def read(item: tuple[FetchManifest, RawObject]) -> pa.Table:
+            manifest, obj = item
+            table = pq.read_table(io.BytesIO(self.store.get(obj.key)))
+            n = table.num_rows
+            return (
+                table.append_column("_source", pa.array([manifest.source] * n, pa.string()))
+                .append_column("_fetch_id", pa.array([manifest.fetch_id] * n, pa.string()))
+                .append_column(
+                    "_fetched_at", pa.array([manifest.fetched_at] * n, pa.timestamp("us", tz="UTC"))
+                )
+                .append_column("_object_key", pa.array([obj.key] * n, pa.string()))
+            )
+
+        with ThreadPoolExecutor(_IO_THREADS) as pool:
+            tables = list(pool.map(read, wanted))
+        if not tables:
+            return pd.DataFrame(columns=list(LINEAGE_COLUMNS))
+        by_schema: dict[pa.Schema, list[pa.Table]] = {}
+        for table in tables:
+            by_schema.setdefault(table.schema, []).append(table)
+        frames = [pa.concat_tables(group).to_pandas() for group in by_schema.values()]
+        return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+    def read_records(self, obj: RawObject) -> dict[str, Any]:
+        return json.loads(self.store.get(obj.key))
+
+    def verify(self, obj: RawObject) -> str | None:
+        """None if the object's bytes match its manifest, else what is wrong."""
+        try:
+            data = self.store.get(obj.key)
+        except (FileNotFoundError, OSError, KeyError) as exc:
+            return f"missing ({type(exc).__name__})"
+        except Exception as exc:  # S3 NoSuchKey and friends
+            return f"unreadable ({exc})"
+        if len(data) != obj.bytes:
+            return f"size {len(data)} != manifest {obj.bytes}"
+        if sha256_hex(data) != obj.sha256:
+            return "sha256 differs from manifest"
+        return None

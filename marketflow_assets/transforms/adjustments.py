@@ -1,0 +1,165 @@
+"""Corporate actions and the two price bases of silver.
+
+Yahoo serves bar D, fetched at F, *as of F*: prices divided (volume multiplied) by every split
+with D < ex-date <= F. Silver undoes exactly those splits to get the traded numbers, then
+back-adjusts to the latest basis with every known action after D:
+
+    traded  = as_of * S(D, F)                  S(D, F) = product of splits with D < ex <= F
+    adj     = traded / S(D, inf) * Q(D)        Q(D)    = product of (1 - div / prev close), ex > D
+    adj_vol = traded_vol * S(D, inf)
+
+so silver is the same whatever fetch history produced bronze, and adj_close reproduces the
+provider's Adj Close. Both products come from suffix products over the ticker's actions, looked
+up with an ASOF join (first action strictly after the date): one pass, no per-row work.
+
+A payload with no action columns at all (some CSV exports) cannot be re-based: its prices are
+taken as served and the adjustment factor is the provider's own Adj Close / Close.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from marketflow_assets.calendar import xnys
+from marketflow_assets.contracts import silver as silver_contracts
+from marketflow_assets.transforms.bar_quality import classified_bars_sql
+
+
+def corporate_actions_frame(events: pd.DataFrame) -> pd.DataFrame:
+    """silver.corporate_actions rows from the events recorded in raw fetch manifests.
+
+    Per (ticker, ex-date) the latest fetch's numbers win; first/last seen come from all.
+    Dividends are quoted as of their fetch: re-based to the traded basis with the splits
+    between the ex-date and that fetch.
+    """
+    columns = silver_contracts.CORPORATE_ACTIONS.column_names
+    if events.empty:
+        return pd.DataFrame(columns=columns)
+    events = events.assign(
+        # A provider may stamp an action on a non-session day; it takes effect at the next open.
+        ex_date=_next_sessions(pd.to_datetime(events["date"])),
+    )
+    con = duckdb.connect()
+    try:
+        con.register("events", events)
+        return con.execute(
+            """
+WITH ranked AS (
+    SELECT *,
+        min(fetched_at) OVER w AS first_seen_at,
+        max(fetched_at) OVER w AS last_seen_at,
+        row_number() OVER (w ORDER BY fetched_at DESC, fetch_id DESC) AS recency
+    FROM events
+    WINDOW w AS (PARTITION BY ticker, ex_date)
+),
+latest AS (SELECT * FROM ranked WHERE recency = 1),
+split_suffix AS (
+    SELECT ticker, ex_date,
+        product(split_ratio) OVER (PARTITION BY ticker ORDER BY ex_date DESC
+            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS splits_from
+    FROM latest WHERE split_ratio <> 1
+),
+rebased AS (
+    SELECT l.*,
+        coalesce(after_ex.splits_from, 1.0) / coalesce(after_fetch.splits_from, 1.0) AS splits_to_fetch
+    FROM latest l
+    ASOF LEFT JOIN split_suffix after_ex
+        ON l.ticker = after_ex.ticker AND after_ex.ex_date > l.ex_date
+    ASOF LEFT JOIN split_suffix after_fetch
+        ON l.ticker = after_fetch.ticker
+        AND after_fetch.ex_date > (l.fetched_at AT TIME ZONE 'America/New_York')::DATE
+)
+SELECT
+    ticker,
+    ex_date::DATE AS ex_date,
+    dividend * splits_to_fetch AS dividend,
+    split_ratio,
+    CASE WHEN dividend > 0 AND prev_close > 0 THEN 1 - dividend / prev_close ELSE 1.0 END
+        AS dividend_factor,
+    first_seen_at,
+    last_seen_at,
+    source
+FROM rebased
+ORDER BY ticker, ex_date
+"""
+        ).df()[columns]
+    finally:
+        con.close()
+
+
+def _next_sessions(dates: pd.Series) -> pd.Series:
+    cal = xnys()
+    values = dates.to_numpy().astype("datetime64[D]")
+    idx = np.clip(np.searchsorted(cal.sessions, values, side="left"), 0, len(cal.sessions) - 1)
+    return pd.Series(cal.sessions[idx].astype("datetime64[ns]"), index=dates.index)
+
+
+def silver_daily_bars_sql() -> str:
+    """silver.daily_bars rows for the scope ($start, $end, $tickers)."""
+    return f"""
+WITH accepted AS (
+    SELECT * FROM ({classified_bars_sql("1d")}) WHERE reason IS NULL
+),
+actions AS (
+    SELECT * FROM silver.corporate_actions
+    WHERE $tickers IS NULL OR list_contains($tickers, ticker)
+),
+split_suffix AS (
+    SELECT ticker, ex_date,
+        product(split_ratio) OVER (PARTITION BY ticker ORDER BY ex_date DESC
+            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS splits_from
+    FROM actions WHERE split_ratio <> 1
+),
+dividend_suffix AS (
+    SELECT ticker, ex_date,
+        product(dividend_factor) OVER (PARTITION BY ticker ORDER BY ex_date DESC
+            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS factor_from
+    FROM actions WHERE dividend > 0
+),
+based AS (
+    SELECT a.*,
+        coalesce(after_bar.splits_from, 1.0) AS splits_after_bar,
+        coalesce(after_bar.splits_from, 1.0) / coalesce(after_fetch.splits_from, 1.0) AS splits_in_fetch_basis,
+        coalesce(div_after_bar.factor_from, 1.0) AS dividend_factor_after_bar,
+        -- no action columns in the payload: fall back to the provider's own adjustment
+        a.dividends IS NULL AND a.stock_splits IS NULL AS provider_adjusted
+    FROM accepted a
+    ASOF LEFT JOIN split_suffix after_bar
+        ON a.ticker = after_bar.ticker AND after_bar.ex_date > a.session_date
+    ASOF LEFT JOIN split_suffix after_fetch
+        ON a.ticker = after_fetch.ticker
+        AND after_fetch.ex_date > (a.fetched_at AT TIME ZONE 'America/New_York')::DATE
+    ASOF LEFT JOIN dividend_suffix div_after_bar
+        ON a.ticker = div_after_bar.ticker AND div_after_bar.ex_date > a.session_date
+),
+traded AS (
+    SELECT *,
+        CASE WHEN provider_adjusted THEN 1.0 ELSE splits_in_fetch_basis END AS to_traded,
+        CASE WHEN provider_adjusted
+            THEN coalesce(adj_close / close, 1.0)
+            ELSE dividend_factor_after_bar / splits_after_bar END AS price_factor,
+        CASE WHEN provider_adjusted THEN 1.0 ELSE splits_after_bar END AS volume_factor
+    FROM based
+)
+SELECT
+    t.ticker,
+    t.session_date,
+    t.open * to_traded AS open,
+    t.high * to_traded AS high,
+    t.low * to_traded AS low,
+    t.close * to_traded AS close,
+    CAST(round(t.volume / to_traded) AS BIGINT) AS volume,
+    t.open * to_traded * price_factor AS adj_open,
+    t.high * to_traded * price_factor AS adj_high,
+    t.low * to_traded * price_factor AS adj_low,
+    t.close * to_traded * price_factor AS adj_close,
+    round(t.volume / to_traded) * volume_factor AS adj_volume,
+    coalesce(ca.dividend, 0.0) AS dividend,
+    coalesce(ca.split_ratio, 1.0) AS split_ratio,
+    t.source,
+    t.fetched_at
+FROM traded t
+LEFT JOIN actions ca ON ca.ticker = t.ticker AND ca.ex_date = t.session_date
+"""

@@ -1,0 +1,122 @@
+"""Which bronze bars silver accepts, and why the others are rejected.
+
+One query classifies every bronze row of a scope (sessions, tickers) exactly once: `reason` is
+NULL for the row silver keeps and a reason code (contracts.silver.BAR_REJECTION_REASONS) for
+every other row. Silver takes the NULL-reason rows, `silver.rejected_bars` takes the rest, so
+bronze rows = silver rows + rejected rows by construction.
+
+Rules, first match wins: missing_value, non_session_date (daily) / outside_session_hours
+(intraday), non_positive_price, negative_volume, high_below_low, open_outside_range,
+close_outside_range. Among the remaining rows, copies of one (ticker, ts, interval): identical
+copies keep one and reject the rest as `duplicate`; copies that disagree are all rejected as
+`conflicting_duplicate` (there is no telling which one is right; the completeness check then
+reports the missing bar).
+
+Parameters: $start, $end (session dates), $tickers (VARCHAR[] or NULL for all). The intraday
+query also reads a registered frame `session_hours` (session_date, open_utc, close_utc).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Interval = Literal["1d", "1m"]
+
+_VALUE_COLUMNS = {
+    "1d": ("open", "high", "low", "close", "adj_close", "volume", "dividends", "stock_splits"),
+    "1m": ("open", "high", "low", "close", "volume"),
+}
+_TABLES = {"1d": "bronze.daily_bars", "1m": "bronze.intraday_bars_1m"}
+
+SCOPE_FILTER = (
+    "session_date BETWEEN $start AND $end AND ($tickers IS NULL OR list_contains($tickers, ticker))"
+)
+
+
+def _session_rule(interval: Interval) -> tuple[str, str, str]:
+    if interval == "1d":
+        return (
+            "bar_date <> session_date",
+            "non_session_date",
+            "'bar dated ' || strftime(bar_date, '%Y-%m-%d (%A)') || ' is not an NYSE session'",
+        )
+    # Intraday: the minute must start inside the session's regular hours.
+    return (
+        "NOT EXISTS (SELECT 1 FROM session_hours h WHERE h.session_date = src.session_date "
+        "AND src.ts >= h.open_utc AND src.ts < h.close_utc)",
+        "outside_session_hours",
+        "'minute ' || strftime(ts AT TIME ZONE 'America/New_York', '%H:%M') || "
+        "' New York is outside regular hours of ' || strftime(session_date, '%Y-%m-%d')",
+    )
+
+
+def classified_bars_sql(interval: Interval) -> str:
+    """Every bronze row in scope with `reason` and `detail` (NULL reason = silver keeps it)."""
+    values = _VALUE_COLUMNS[interval]
+    session_rule, session_reason, session_detail = _session_rule(interval)
+    ohlcv = ("open", "high", "low", "close", "volume")
+    missing = " OR ".join(f"{c} IS NULL OR isnan({c})" for c in ohlcv)
+    missing_list = ", ".join(f"CASE WHEN {c} IS NULL OR isnan({c}) THEN '{c}' END" for c in ohlcv)
+    return f"""
+WITH src AS (
+    SELECT * FROM {_TABLES[interval]} WHERE {SCOPE_FILTER}
+),
+judged AS (
+    SELECT *,
+        CASE
+            WHEN {missing} THEN 'missing_value'
+            WHEN {session_rule} THEN '{session_reason}'
+            WHEN least(open, high, low, close) <= 0 THEN 'non_positive_price'
+            WHEN volume < 0 THEN 'negative_volume'
+            WHEN high < low THEN 'high_below_low'
+            WHEN open < low OR open > high THEN 'open_outside_range'
+            WHEN close < low OR close > high THEN 'close_outside_range'
+        END AS reason
+    FROM src
+),
+explained AS (
+    SELECT *,
+        CASE reason
+            WHEN 'missing_value' THEN 'NULL or NaN in ' || concat_ws(', ', {missing_list})
+            WHEN '{session_reason}' THEN {session_detail}
+            WHEN 'non_positive_price' THEN printf('open %s high %s low %s close %s', open, high, low, close)
+            WHEN 'negative_volume' THEN printf('volume %s', volume)
+            WHEN 'high_below_low' THEN printf('high %s < low %s', high, low)
+            WHEN 'open_outside_range' THEN printf('open %s outside [%s, %s]', open, low, high)
+            WHEN 'close_outside_range' THEN printf('close %s outside [%s, %s]', close, low, high)
+        END AS detail
+    FROM judged
+),
+copies AS (
+    SELECT * EXCLUDE (reason, detail),
+        count(*) OVER bar AS n_copies,
+        count(DISTINCT hash({", ".join(values)})) OVER bar AS n_variants,
+        row_number() OVER (bar ORDER BY fetch_id, raw_object) AS copy_no
+    FROM explained
+    WHERE reason IS NULL
+    WINDOW bar AS (PARTITION BY ticker, ts, interval)
+)
+SELECT * EXCLUDE (n_copies, n_variants, copy_no),
+    CASE WHEN n_variants > 1 THEN 'conflicting_duplicate' WHEN copy_no > 1 THEN 'duplicate' END AS reason,
+    CASE
+        WHEN n_variants > 1 THEN printf('%d rows for this bar with %d different values', n_copies, n_variants)
+        WHEN copy_no > 1 THEN printf('copy %d of %d identical rows', copy_no, n_copies)
+    END AS detail
+FROM copies
+UNION ALL BY NAME
+SELECT * FROM explained WHERE reason IS NOT NULL
+"""
+
+
+def rejected_bars_sql(intervals: tuple[Interval, ...]) -> str:
+    """Rows of `silver.rejected_bars` for the scope, across the given intervals."""
+    parts = []
+    for interval in intervals:
+        daily = interval == "1d"
+        parts.append(
+            f"""
+SELECT ticker, session_date, interval, ts, bar_date, reason, detail, open, high, low, close,
+       {"adj_close" if daily else "NULL::DOUBLE AS adj_close"}, volume, source, fetch_id, fetched_at, raw_object
+FROM ({classified_bars_sql(interval)}) WHERE reason IS NOT NULL"""
+        )
+    return "\nUNION ALL\n".join(parts)

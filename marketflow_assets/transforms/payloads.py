@@ -1,0 +1,185 @@
+"""From provider payloads (Yahoo-shaped, any source) to typed rows. Vectorised, no row loops.
+
+This is the single "transform" step of the source interface: every source serves Yahoo's
+columns, so one function types them all. Cells that are not numbers become NULL here and are
+rejected (with the raw object named) in silver; a payload missing a required column is a
+`PayloadSchemaError` naming the column and the raw objects, raised before anything is written.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from marketflow_assets.calendar import EXCHANGE_TZ, xnys
+from marketflow_assets.sources.base import (
+    DAILY_PAYLOAD_COLUMNS,
+    INTRADAY_PAYLOAD_COLUMNS,
+    TICKER_COLUMN,
+)
+
+_DAILY_NUMERIC = {
+    "Open": "open",
+    "High": "high",
+    "Low": "low",
+    "Close": "close",
+    "Adj Close": "adj_close",
+    "Volume": "volume",
+    "Dividends": "dividends",
+    "Stock Splits": "stock_splits",
+}
+_INTRADAY_NUMERIC = {
+    "Open": "open",
+    "High": "high",
+    "Low": "low",
+    "Close": "close",
+    "Volume": "volume",
+}
+DAILY_REQUIRED = ("Date", "Open", "High", "Low", "Close", "Volume")
+INTRADAY_REQUIRED = INTRADAY_PAYLOAD_COLUMNS
+LINEAGE_RENAMES = {
+    "_source": "source",
+    "_fetch_id": "fetch_id",
+    "_fetched_at": "fetched_at",
+    "_object_key": "raw_object",
+}
+
+
+class PayloadSchemaError(ValueError):
+    """A payload lacks a column the transform needs; names the column and the objects."""
+
+
+def bar_timestamps(values: pd.Series) -> pd.Series:
+    """Provider timestamps as UTC. Timezone-aware values are converted; text or naive values
+    (CSV exports) are dates or times in exchange time."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert("UTC")
+    text = values.astype(str)
+    parsed = pd.to_datetime(text.str.slice(0, 19), errors="coerce", format="mixed")
+    aware = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
+    has_offset = text.str.contains(r"[+-]\d\d:\d\d$|Z$", regex=True)
+    local = parsed.dt.tz_localize(EXCHANGE_TZ, ambiguous="NaT", nonexistent="NaT").dt.tz_convert(
+        "UTC"
+    )
+    return aware.where(has_offset, local)
+
+
+def exchange_dates(ts_utc: pd.Series) -> pd.Series:
+    """Dates in exchange time (datetime64, midnight) of UTC timestamps."""
+    return ts_utc.dt.tz_convert(EXCHANGE_TZ).dt.tz_localize(None).dt.normalize()
+
+
+def bar_dates(values: pd.Series) -> pd.Series:
+    """Exchange-time date of each provider timestamp (a daily bar *is* its date); text that
+    only holds a date is read as that date."""
+    dates = exchange_dates(bar_timestamps(values))
+    text_dates = pd.to_datetime(
+        values.astype(str).str.slice(0, 10), errors="coerce", format="%Y-%m-%d"
+    )
+    return dates.where(dates.notna(), text_dates)
+
+
+def session_dates(bar_dates: pd.Series) -> pd.Series:
+    """Session partition of each bar date: itself if a session, else the session before."""
+    cal = xnys()
+    values = bar_dates.to_numpy().astype("datetime64[D]")
+    idx = np.searchsorted(cal.sessions, values, side="right") - 1
+    out = cal.sessions[np.clip(idx, 0, None)].astype("datetime64[ns]")
+    return pd.Series(np.where(idx >= 0, out, np.datetime64("NaT")), index=bar_dates.index)
+
+
+def missing_columns(frame: pd.DataFrame, required: tuple[str, ...]) -> list[str]:
+    return [c for c in required if c not in frame.columns]
+
+
+def check_payload_columns(frame: pd.DataFrame, interval: str) -> None:
+    required = DAILY_REQUIRED if interval == "1d" else INTRADAY_REQUIRED
+    missing = missing_columns(frame, required)
+    if missing:
+        objects = sorted(frame["_object_key"].unique())[:5] if "_object_key" in frame else []
+        raise PayloadSchemaError(
+            f"{interval} payload is missing column(s) {', '.join(missing)} "
+            f"(objects: {', '.join(objects) or 'n/a'}); the raw objects are kept as landed"
+        )
+
+
+def type_bars(raw: pd.DataFrame, interval: str) -> pd.DataFrame:
+    """Typed bronze rows from raw payload rows (+ lineage columns)."""
+    check_payload_columns(raw, interval)
+    time_col = "Date" if interval == "1d" else "Datetime"
+    numeric = _DAILY_NUMERIC if interval == "1d" else _INTRADAY_NUMERIC
+    ts = bar_timestamps(raw[time_col])
+    bar_date = bar_dates(raw[time_col]) if interval == "1d" else exchange_dates(ts)
+    out = pd.DataFrame(
+        {
+            "ticker": raw[TICKER_COLUMN].astype(str),
+            "ts": ts,
+            "interval": interval,
+            "bar_date": bar_date,
+            "session_date": session_dates(bar_date),
+        }
+    )
+    for source_col, name in numeric.items():
+        out[name] = (
+            pd.to_numeric(raw[source_col], errors="coerce").astype("float64")
+            if source_col in raw
+            else np.nan
+        )
+    for lineage, name in LINEAGE_RENAMES.items():
+        out[name] = raw[lineage].to_numpy() if lineage in raw else None
+    return out
+
+
+def latest_fetch_rows(typed: pd.DataFrame) -> pd.DataFrame:
+    """Per (ticker, ts, interval) keep the rows of the latest fetch: provider clock first, then
+    landing order (fetch ids sort by landing time). Duplicates *within* that fetch are kept for
+    silver to judge."""
+    if typed.empty:
+        return typed
+    ordered = typed.sort_values(["fetched_at", "fetch_id"], kind="stable")
+    winner = ordered.groupby(["ticker", "ts", "interval"], sort=False)["fetch_id"].transform("last")
+    return ordered[ordered["fetch_id"] == winner].sort_index().reset_index(drop=True)
+
+
+def corporate_action_events(frame: pd.DataFrame) -> list[dict]:
+    """Dividend and split rows of one daily response, each with the previous row's close in
+    the same as-of basis (the dividend factor needs it)."""
+    has_actions = [c for c in ("Dividends", "Stock Splits") if c in frame.columns]
+    if frame.empty or not has_actions:
+        return []
+
+    def numeric(column: str) -> pd.Series:
+        if column not in frame.columns:
+            return pd.Series(0.0, index=frame.index)
+        return pd.to_numeric(frame[column], errors="coerce").fillna(0.0)
+
+    dividends, splits = numeric("Dividends"), numeric("Stock Splits")
+    ts = bar_timestamps(frame["Date"])
+    ordered = frame.assign(_ts=ts, _close=pd.to_numeric(frame["Close"], errors="coerce"))
+    ordered = ordered.sort_values([TICKER_COLUMN, "_ts"], kind="stable")
+    prev_close = ordered.groupby(TICKER_COLUMN, sort=False)["_close"].shift(1).reindex(frame.index)
+    is_event = (dividends > 0) | ((splits > 0) & (splits != 1))
+    events = pd.DataFrame(
+        {
+            "ticker": frame[TICKER_COLUMN],
+            "date": ts.dt.tz_convert(EXCHANGE_TZ).dt.strftime("%Y-%m-%d"),
+            "dividend": dividends,
+            "split_ratio": splits.where(splits > 0, 1.0),
+            "prev_close": prev_close.astype("float64"),
+        }
+    )[is_event]
+    events = events.astype(object).where(events.notna(), None)
+    return events.to_dict("records")
+
+
+__all__ = [
+    "DAILY_PAYLOAD_COLUMNS",
+    "PayloadSchemaError",
+    "bar_dates",
+    "bar_timestamps",
+    "check_payload_columns",
+    "corporate_action_events",
+    "latest_fetch_rows",
+    "session_dates",
+    "type_bars",
+]
