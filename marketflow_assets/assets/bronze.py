@@ -1,0 +1,98 @@
+"""Bronze layer: raw payloads typed into DuckDB, latest fetch per bar, nothing filtered out."""
+
+import json
+
+import dagster as dg
+import pandas as pd
+
+from marketflow_assets.contracts import bronze as contracts
+from marketflow_assets.partitions import sessions_partitions_def
+from marketflow_assets.resources import WAREHOUSE_POOL, ticker_scope
+from marketflow_assets.storage.warehouse import TableWrite
+from marketflow_assets.transforms.payloads import PayloadSchemaError, latest_fetch_rows, type_bars
+
+
+def typed_bars(context: dg.AssetExecutionContext, raw: pd.DataFrame, interval: str) -> TableWrite:
+    """Typed latest-fetch rows of the run's partitions (and tickers), as one bulk write."""
+    scope = ticker_scope(context)
+    if scope is not None:
+        raw = raw[raw["Ticker"].isin(scope)]
+    try:
+        typed = latest_fetch_rows(type_bars(raw, interval)) if not raw.empty else None
+    except PayloadSchemaError as exc:
+        raise dg.Failure(str(exc), allow_retries=False) from exc
+    contract = contracts.DAILY_BARS if interval == "1d" else contracts.INTRADAY_BARS_1M
+    if typed is None:
+        typed = pd.DataFrame(columns=contract.column_names)
+    return TableWrite(
+        rows=typed[contract.column_names],
+        tickers=scope,
+        metadata={
+            "raw_rows_read": dg.MetadataValue.int(len(raw)),
+            "superseded_rows": dg.MetadataValue.int(len(raw) - len(typed)),
+            "fetches_used": dg.MetadataValue.int(
+                int(typed["fetch_id"].nunique()) if len(typed) else 0
+            ),
+        },
+    )
+
+
+@dg.asset(
+    key=["bronze", "daily_bars"],
+    group_name="bronze",
+    kinds={"duckdb", "pandas"},
+    ins={"raw": dg.AssetIn(key=["raw", "daily_bars"])},
+    partitions_def=sessions_partitions_def,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    io_manager_key="warehouse_io_manager",
+    pool=WAREHOUSE_POOL,
+    description=contracts.DAILY_BARS.description,
+)
+def bronze_daily_bars(context: dg.AssetExecutionContext, raw: pd.DataFrame) -> TableWrite:
+    return typed_bars(context, raw, "1d")
+
+
+PROFILE_FIELDS = {
+    "name": ("longName", "shortName"),
+    "exchange": ("exchange",),
+    "currency": ("currency",),
+    "quote_type": ("quoteType",),
+    "sector": ("sector",),
+    "industry": ("industry",),
+}
+
+
+def _profile_fields(record_json: str) -> dict[str, str | None]:
+    record = json.loads(record_json)
+    return {
+        column: next((record[k] for k in keys if record.get(k) not in (None, "")), None)
+        for column, keys in PROFILE_FIELDS.items()
+    }
+
+
+@dg.asset(
+    key=["bronze", "company_profiles"],
+    group_name="bronze",
+    kinds={"duckdb", "pandas"},
+    ins={"raw": dg.AssetIn(key=["raw", "company_profiles"])},
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    io_manager_key="warehouse_io_manager",
+    pool=WAREHOUSE_POOL,
+    description=contracts.COMPANY_PROFILES.description,
+)
+def bronze_company_profiles(raw: pd.DataFrame) -> TableWrite:
+    latest = raw.sort_values(["_fetched_at", "_fetch_id"]).drop_duplicates("ticker", keep="last")
+    # One JSON parse per ticker (a few hundred at most), not per bar.
+    fields = pd.DataFrame(
+        [_profile_fields(r) for r in latest["record"]],
+        index=latest.index,
+        columns=list(PROFILE_FIELDS),
+    )
+    rows = pd.concat([latest[["ticker"]], fields], axis=1).assign(
+        payload=latest["record"],
+        source=latest["_source"],
+        fetch_id=latest["_fetch_id"],
+        fetched_at=latest["_fetched_at"],
+        raw_object=latest["_object_key"],
+    )
+    return TableWrite(rows=rows[contracts.COMPANY_PROFILES.column_names].reset_index(drop=True))

@@ -1,0 +1,197 @@
+"""Raw layer: provider payloads, unchanged, landed in the lake (local folder or S3).
+
+Raw assets decide what to ask the provider for (only what the lake is missing, unless a refresh
+is configured) and hand the responses to the raw IO manager, which writes immutable objects
+and a manifest per fetch.
+"""
+
+import datetime as dt
+
+import dagster as dg
+import pandas as pd
+
+from marketflow_assets import fetch_plan
+from marketflow_assets.calendar import EXCHANGE_TZ, xnys
+from marketflow_assets.partitions import (
+    ensure_sessions_opened,
+    sessions_of,
+    sessions_partitions_def,
+)
+from marketflow_assets.resources import MarketDataResource, UniverseResource, ticker_scope
+from marketflow_assets.sources.base import BarsQuery, Payload
+from marketflow_assets.storage.lake import LakeResource
+from marketflow_assets.storage.raw_io_manager import Landing, RawLanding
+from marketflow_assets.transforms.payloads import bar_dates, corporate_action_events, session_dates
+
+PROVIDER_RETRY_POLICY = dg.RetryPolicy(
+    max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
+
+
+class RawFetchConfig(dg.Config):
+    refresh: bool = False
+    """Fetch every requested ticker and session again, even those the lake already holds."""
+
+
+def run_tickers(context: dg.AssetExecutionContext, universe: UniverseResource) -> list[str]:
+    scope = ticker_scope(context)
+    return list(scope) if scope is not None else universe.symbols()
+
+
+@dg.asset(
+    key=["raw", "daily_bars"],
+    group_name="raw",
+    kinds={"python", "parquet"},
+    partitions_def=sessions_partitions_def,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    io_manager_key="raw_io_manager",
+    retry_policy=PROVIDER_RETRY_POLICY,
+    description=(
+        "Daily OHLCV payloads exactly as the provider served them (Yahoo columns, as-of basis), "
+        "one immutable Parquet object per session and fetch plus a manifest per fetch. Fetches "
+        "only what the lake is missing for the universe; one request per ticker group and range."
+    ),
+)
+def raw_daily_bars(
+    context: dg.AssetExecutionContext,
+    config: RawFetchConfig,
+    market_data: MarketDataResource,
+    universe: UniverseResource,
+    lake: LakeResource,
+) -> RawLanding:
+    source = market_data.get_source()
+    sessions = sessions_of(context)
+    now = source.now()
+    ensure_sessions_opened(sessions, now)
+    tickers = run_tickers(context, universe)
+    manifests = lake.raw().manifests(source.name, "daily_bars")
+    groups, already = fetch_plan.plan(manifests, tickers, sessions, refresh=config.refresh)
+
+    cal = xnys()
+    latest = cal.latest_opened_session(now)
+    landings: list[Landing] = []
+    errors: dict[str, str] = {}
+    for group in groups:
+        # One session before the range gives every dividend its previous close; asking through
+        # `now` brings the splits and dividends that re-base these bars (Yahoo serves bars as
+        # of the fetch). Only the run's sessions are landed.
+        query = BarsQuery(
+            group.tickers, cal.previous_session(group.first) or group.first, latest, "1d"
+        )
+        payload = market_data.fetch_bars(query)
+        errors.update(payload.errors)
+        landings.append(_daily_landing(payload, group))
+        context.log.info(
+            f"{source.name}: {len(group.tickers)} ticker(s) {group.first}..{group.last}: "
+            f"{len(payload.frame)} rows, {len(payload.errors)} without data"
+        )
+
+    landed_rows = sum(
+        int(landing.partitions.notna().sum())
+        for landing in landings
+        if landing.partitions is not None
+    )
+    if groups and landed_rows == 0 and errors:
+        raise dg.Failure(
+            description=f"the provider returned no data for any requested ticker: {_describe_errors(errors)}",
+            allow_retries=False,
+        )
+    if errors:
+        context.log.warning(f"no data for {len(errors)} ticker(s): {_describe_errors(errors)}")
+    return RawLanding(
+        dataset="daily_bars",
+        landings=landings,
+        metadata={
+            "source": source.name,
+            "provider_clock": now.isoformat(),
+            "sessions": f"{sessions[0]}..{sessions[-1]} ({len(sessions)})" if sessions else "none",
+            "tickers_requested": len(tickers),
+            "pairs_already_landed": already,
+            "provider_requests": len(groups),
+            "refresh": config.refresh,
+            "tickers_without_data": dg.MetadataValue.json(errors),
+        },
+    )
+
+
+def _daily_landing(payload: Payload, group: fetch_plan.FetchGroup) -> Landing:
+    """Rows of the group's sessions go to their session partition; the rest are context."""
+    frame = payload.frame
+    if frame.empty:
+        return Landing(
+            payload, partitions=pd.Series([], dtype=object), landed=(group.first, group.last)
+        )
+    sessions = session_dates(bar_dates(frame["Date"]))
+    in_range = sessions.between(pd.Timestamp(group.first), pd.Timestamp(group.last))
+    in_group = frame["Ticker"].isin(group.tickers)
+    keys = sessions.dt.strftime("%Y-%m-%d").where(in_range & in_group)
+    return Landing(
+        payload,
+        partitions=keys,
+        events=corporate_action_events(frame),
+        landed=(group.first, group.last),
+    )
+
+
+def _describe_errors(errors: dict[str, str], limit: int = 10) -> str:
+    shown = "; ".join(f"{t}: {e}" for t, e in list(errors.items())[:limit])
+    return shown + (f"; ... ({len(errors) - limit} more)" if len(errors) > limit else "")
+
+
+class ProfilesFetchConfig(dg.Config):
+    refresh: bool = False
+    """Fetch every ticker's profile again."""
+    max_age_days: int = 7
+    """Profiles older than this (provider clock) are fetched again."""
+
+
+@dg.asset(
+    key=["raw", "company_profiles"],
+    group_name="raw",
+    kinds={"python", "json"},
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    io_manager_key="raw_io_manager",
+    retry_policy=PROVIDER_RETRY_POLICY,
+    description=(
+        "Company profile records (Yahoo `info`) as served, one JSON object per fetch. Fetches "
+        "tickers with no profile younger than `max_age_days`."
+    ),
+)
+def raw_company_profiles(
+    context: dg.AssetExecutionContext,
+    config: ProfilesFetchConfig,
+    market_data: MarketDataResource,
+    universe: UniverseResource,
+    lake: LakeResource,
+) -> RawLanding:
+    source = market_data.get_source()
+    now = source.now()
+    tickers = run_tickers(context, universe)
+    fresh_after = now - dt.timedelta(days=config.max_age_days)
+    fresh = {
+        t
+        for m in lake.raw().manifests(source.name, "company_profiles")
+        if m.fetched_at >= fresh_after
+        for t in m.ok_tickers
+    }
+    missing = tuple(tickers if config.refresh else [t for t in tickers if t not in fresh])
+    landings = []
+    if missing:
+        payload = market_data.fetch_profiles(missing)
+        if payload.errors:
+            context.log.warning(
+                f"no profile for {len(payload.errors)} ticker(s): {_describe_errors(payload.errors)}"
+            )
+        landings.append(Landing(payload, partition=now.astimezone(EXCHANGE_TZ).date().isoformat()))
+    return RawLanding(
+        dataset="company_profiles",
+        landings=landings,
+        metadata={
+            "source": source.name,
+            "tickers_requested": len(tickers),
+            "tickers_fetched": len(missing),
+            "tickers_without_profile": dg.MetadataValue.json(
+                landings[0].payload.errors if landings else {}
+            ),
+        },
+    )
