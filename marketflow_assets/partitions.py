@@ -74,10 +74,11 @@ def ensure_sessions_opened(sessions: list[dt.date], now: dt.datetime) -> None:
     if future:
         shown = ", ".join(s.isoformat() for s in future[:5]) + (" ..." if len(future) > 5 else "")
         raise SessionNotOpenError(
+            allow_retries=False,
             description=(
                 f"Session(s) {shown} have not opened yet (provider clock {now.isoformat()}; "
                 f"next open {cal.open_utc(future[0]).astimezone(EXCHANGE_TZ):%Y-%m-%d %H:%M %Z}). "
                 "Dagster lists the next session early on weekends and holidays "
                 f"(dagster-io/dagster#33551); choose a range ending at {latest}."
-            )
+            ),
         )

@@ -5,8 +5,6 @@ the demo, tests and the benchmark all build the same graph against different pla
 """
 
 import datetime as dt
-import random
-import time
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +40,11 @@ class MarketDataResource(dg.ConfigurableResource):
 
     @property
     def backoff(self) -> Backoff:
-        return Backoff(attempts=self.retry_attempts, base_seconds=self.retry_base_seconds)
+        return Backoff(
+            attempts=self.retry_attempts,
+            base_seconds=self.retry_base_seconds,
+            rate_limit_floor_seconds=5 * self.retry_base_seconds,
+        )
 
     def get_source(self) -> MarketDataSource:
         if self._source is None:
@@ -80,8 +82,6 @@ class MarketDataResource(dg.ConfigurableResource):
             lambda: source.fetch_bars(query),
             what=f"{source.name} {query.interval} bars {query.start}..{query.end} ({len(query.tickers)} tickers)",
             backoff=self.backoff,
-            sleep=time.sleep if self.retry_base_seconds > 0 else (lambda _s: None),
-            rng=random.Random(),
         )
 
     def fetch_profiles(self, tickers: tuple[str, ...]) -> Payload:
@@ -90,7 +90,6 @@ class MarketDataResource(dg.ConfigurableResource):
             lambda: source.fetch_profiles(tickers),
             what=f"{source.name} profiles ({len(tickers)} tickers)",
             backoff=self.backoff,
-            sleep=time.sleep if self.retry_base_seconds > 0 else (lambda _s: None),
         )
 
 
@@ -135,6 +134,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         simulator_now=settings.simulator_now.isoformat() if settings.simulator_now else None,
         simulator_faults=settings.simulator_faults,
         cache_dir=str(settings.home / "yfinance-cache"),
+        retry_base_seconds=settings.retry_base_seconds,
     )
     return {
         "market_data": market_data,

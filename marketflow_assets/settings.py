@@ -32,6 +32,7 @@ class Settings:
     simulator_seed: int = 0
     simulator_now: dt.datetime | None = None
     simulator_faults: str = ""
+    retry_base_seconds: float = 1.0
     intraday_poll_minutes: int = 5
     freshness_delay_minutes: int = 180
 
@@ -81,6 +82,9 @@ class Settings:
                 "MARKETFLOW_SIMULATOR_NOW", get("MARKETFLOW_SIMULATOR_NOW")
             ),
             simulator_faults=get("MARKETFLOW_SIMULATOR_FAULTS") or "",
+            retry_base_seconds=_parse_float(
+                "MARKETFLOW_RETRY_BASE_SECONDS", get("MARKETFLOW_RETRY_BASE_SECONDS"), 1.0
+            ),
             intraday_poll_minutes=_parse_int(
                 "MARKETFLOW_INTRADAY_POLL_MINUTES", get("MARKETFLOW_INTRADAY_POLL_MINUTES"), 5
             ),
@@ -106,6 +110,18 @@ def _parse_int(name: str, value: str | None, default: int) -> int:
         return int(value)
     except ValueError as exc:
         raise ConfigError(f"{name}={value!r} is not an integer") from exc
+
+
+def _parse_float(name: str, value: str | None, default: float) -> float:
+    if value is None:
+        return default
+    try:
+        parsed = float(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={value!r} is not a number") from exc
+    if parsed < 0:
+        raise ConfigError(f"{name}={value!r} must not be negative")
+    return parsed
 
 
 def _parse_timestamp(name: str, value: str | None) -> dt.datetime | None:

@@ -257,7 +257,8 @@ class SimulatorSource(MarketDataSource):
         share_factor = np.cumprod(splits)
         close = np.round(value / share_factor, 2)
 
-        noise = _rng(self.seed, ticker, "bars").standard_normal((3, n))
+        # (n, 3) row-major: session i always gets the same three draws, whatever n is.
+        noise = _rng(self.seed, ticker, "bars").standard_normal((n, 3)).T
         gap = noise[0] * (0.002 if is_index else 0.006)
         prev_close = np.concatenate([[close[0] if n else 0.0], close[:-1]])
         # On a split or dividend ex-date, the open continues from the re-based previous close.
