@@ -102,7 +102,7 @@ class UniverseResource(dg.ConfigurableResource):
         try:
             return load_universe(self.tickers)
         except InvalidTickerError as exc:
-            raise dg.Failure(str(exc)) from exc
+            raise dg.Failure(str(exc), allow_retries=False) from exc
 
 
 def ticker_scope(context: Any) -> tuple[str, ...] | None:
@@ -116,7 +116,7 @@ def ticker_scope(context: Any) -> tuple[str, ...] | None:
     try:
         return tuple(validate_tickers(raw.split(","), origin=f"run tag {TICKERS_TAG}"))
     except InvalidTickerError as exc:
-        raise dg.Failure(str(exc)) from exc
+        raise dg.Failure(str(exc), allow_retries=False) from exc
 
 
 def build_resources(settings: Settings) -> dict[str, Any]:

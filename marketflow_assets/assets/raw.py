@@ -6,6 +6,8 @@ and a manifest per fetch.
 """
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import dagster as dg
 import pandas as pd
@@ -18,14 +20,28 @@ from marketflow_assets.partitions import (
     sessions_partitions_def,
 )
 from marketflow_assets.resources import MarketDataResource, UniverseResource, ticker_scope
-from marketflow_assets.sources.base import BarsQuery, Payload
+from marketflow_assets.sources.base import BarsQuery, Payload, ProviderError, TransientProviderError
 from marketflow_assets.storage.lake import LakeResource
 from marketflow_assets.storage.raw_io_manager import Landing, RawLanding
+from marketflow_assets.tickers import InvalidTickerError
 from marketflow_assets.transforms.payloads import bar_dates, corporate_action_events, session_dates
 
+# Whole-step retries for provider outages that outlast the per-request backoff. Permanent
+# problems (bad files, unknown symbols, closed windows) fail at once: see `fail_fast`.
 PROVIDER_RETRY_POLICY = dg.RetryPolicy(
     max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
+
+
+@contextmanager
+def fail_fast() -> Iterator[None]:
+    """Turn errors that a retry cannot fix into a Failure that names them and skips retries."""
+    try:
+        yield
+    except TransientProviderError:
+        raise
+    except (ProviderError, InvalidTickerError) as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
 
 
 class RawFetchConfig(dg.Config):
@@ -53,6 +69,17 @@ def run_tickers(context: dg.AssetExecutionContext, universe: UniverseResource) -
     ),
 )
 def raw_daily_bars(
+    context: dg.AssetExecutionContext,
+    config: RawFetchConfig,
+    market_data: MarketDataResource,
+    universe: UniverseResource,
+    lake: LakeResource,
+) -> RawLanding:
+    with fail_fast():
+        return _land_daily_bars(context, config, market_data, universe, lake)
+
+
+def _land_daily_bars(
     context: dg.AssetExecutionContext,
     config: RawFetchConfig,
     market_data: MarketDataResource,
@@ -158,6 +185,17 @@ class ProfilesFetchConfig(dg.Config):
     ),
 )
 def raw_company_profiles(
+    context: dg.AssetExecutionContext,
+    config: ProfilesFetchConfig,
+    market_data: MarketDataResource,
+    universe: UniverseResource,
+    lake: LakeResource,
+) -> RawLanding:
+    with fail_fast():
+        return _land_profiles(context, config, market_data, universe, lake)
+
+
+def _land_profiles(
     context: dg.AssetExecutionContext,
     config: ProfilesFetchConfig,
     market_data: MarketDataResource,

@@ -79,11 +79,11 @@ explained AS (
         CASE reason
             WHEN 'missing_value' THEN 'NULL or NaN in ' || concat_ws(', ', {missing_list})
             WHEN '{session_reason}' THEN {session_detail}
-            WHEN 'non_positive_price' THEN printf('open %s high %s low %s close %s', open, high, low, close)
-            WHEN 'negative_volume' THEN printf('volume %s', volume)
-            WHEN 'high_below_low' THEN printf('high %s < low %s', high, low)
-            WHEN 'open_outside_range' THEN printf('open %s outside [%s, %s]', open, low, high)
-            WHEN 'close_outside_range' THEN printf('close %s outside [%s, %s]', close, low, high)
+            WHEN 'non_positive_price' THEN format('open {{}} high {{}} low {{}} close {{}}', open, high, low, close)
+            WHEN 'negative_volume' THEN format('volume {{}}', volume)
+            WHEN 'high_below_low' THEN format('high {{}} < low {{}}', high, low)
+            WHEN 'open_outside_range' THEN format('open {{}} outside [{{}}, {{}}]', open, low, high)
+            WHEN 'close_outside_range' THEN format('close {{}} outside [{{}}, {{}}]', close, low, high)
         END AS detail
     FROM judged
 ),
@@ -99,8 +99,8 @@ copies AS (
 SELECT * EXCLUDE (n_copies, n_variants, copy_no),
     CASE WHEN n_variants > 1 THEN 'conflicting_duplicate' WHEN copy_no > 1 THEN 'duplicate' END AS reason,
     CASE
-        WHEN n_variants > 1 THEN printf('%d rows for this bar with %d different values', n_copies, n_variants)
-        WHEN copy_no > 1 THEN printf('copy %d of %d identical rows', copy_no, n_copies)
+        WHEN n_variants > 1 THEN format('{{}} rows for this bar with {{}} different values', n_copies, n_variants)
+        WHEN copy_no > 1 THEN format('copy {{}} of {{}} identical rows', copy_no, n_copies)
     END AS detail
 FROM copies
 UNION ALL BY NAME

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from marketflow_assets.sources.base import BarsQuery, PayloadFormatError
+from marketflow_assets.sources.csv_files import CsvSource
+
+GOOD = """Date,Open,High,Low,Close,Adj Close,Volume
+2024-06-03,10.0,10.5,9.9,10.2,10.1,1000
+2024-06-04,10.2,10.4,10.0,10.3,10.2,1100
+2024-06-05,10.3,10.9,10.3,10.8,10.7,900
+"""
+
+
+def query(*tickers: str) -> BarsQuery:
+    return BarsQuery(tickers, dt.date(2024, 6, 4), dt.date(2024, 6, 5))
+
+
+def test_rows_in_range_are_served_as_text(tmp_path):
+    (tmp_path / "ABC.csv").write_text(GOOD)
+    payload = CsvSource(tmp_path).fetch_bars(query("ABC"))
+    assert list(payload.frame["Date"]) == ["2024-06-04", "2024-06-05"]
+    assert payload.frame["Close"].tolist() == ["10.3", "10.8"]  # unchanged text
+    assert payload.fetched_at.tzinfo is not None and not payload.errors
+
+
+def test_missing_file_is_reported_by_ticker(tmp_path):
+    (tmp_path / "ABC.csv").write_text(GOOD)
+    payload = CsvSource(tmp_path).fetch_bars(query("ABC", "XYZ"))
+    assert "XYZ.csv" in payload.errors["XYZ"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("Date,Open,High,Low,Volume\n2024-06-04,1,1,1,1\n", r"missing column\(s\) Close"),
+        ("Date,Open,High,Low,Close,Volume\n06/04/2024,1,1,1,1,1\n", "line 2: Date '06/04/2024'"),
+        ("", "not a readable CSV"),
+    ],
+)
+def test_malformed_files_name_the_file(tmp_path, content, message):
+    (tmp_path / "BAD.csv").write_text(content)
+    with pytest.raises(PayloadFormatError, match=message) as info:
+        CsvSource(tmp_path).fetch_bars(query("BAD"))
+    assert "BAD.csv" in str(info.value)
