@@ -8,7 +8,7 @@ export DAGSTER_HOME ?= $(MARKETFLOW_HOME)/dagster
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DAGSTER_DISABLE_TELEMETRY := true
 
-.PHONY: help install install-dev demo dev test lint format bench clean
+.PHONY: help install install-dev demo dev test lint format bench docs clean
 
 help:
 	@echo "make demo    - install, then build raw -> gold for the default universe (simulator, 60 sessions)"
@@ -61,3 +61,6 @@ bench: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 
 clean:
 	rm -rf $(VENV) .marketflow dbt/target dbt/logs .pytest_cache .ruff_cache
+
+docs: $(VENV)/.installed
+	$(BIN)/python -m marketflow_assets.contracts.docs README.md

@@ -43,7 +43,7 @@ def materialize(
     instance: dg.DagsterInstance | None = None,
     raise_on_error: bool = True,
     tags: dict[str, str] | None = None,
-) -> dg.ExecuteInJobResult:
+) -> dg.ExecuteInProcessResult:
     """Materialize a selection of the real graph as one run, as `dagster asset materialize`
     does: the implicit asset job with the definitions' own resources and executor."""
     defs = build_definitions(settings)
@@ -85,7 +85,7 @@ def table(settings: Settings, name: str, order: str = "1") -> pd.DataFrame:
 
 
 def materializations(
-    result: dg.ExecuteInJobResult, key: Sequence[str]
+    result: dg.ExecuteInProcessResult, key: Sequence[str]
 ) -> list[dg.AssetMaterialization]:
     return [
         m
@@ -94,7 +94,7 @@ def materializations(
     ]
 
 
-def output_metadata(result: dg.ExecuteInJobResult, key: Sequence[str]) -> dict[str, Any]:
+def output_metadata(result: dg.ExecuteInProcessResult, key: Sequence[str]) -> dict[str, Any]:
     mats = materializations(result, key)
     assert mats, f"{key} was not materialized"
     return {k: v.value for k, v in mats[0].materialization.metadata.items()}
