@@ -58,6 +58,35 @@ def covered(
     return mask
 
 
+def nothing_covered(tickers: list[str], sessions: list[dt.date]) -> np.ndarray:
+    return np.zeros((len(tickers), len(sessions)), dtype=bool)
+
+
+def watermarks(manifests: list[FetchManifest]) -> dict[tuple[str, dt.date], dt.datetime]:
+    """Latest one-minute bar landed per (ticker, session): where the next poll resumes. That
+    bar may have been still forming, so the next poll fetches it again (and replaces it)."""
+    marks: dict[tuple[str, dt.date], dt.datetime] = {}
+    for manifest in manifests:
+        for obj in manifest.objects:
+            session = dt.date.fromisoformat(obj.partition)
+            for ticker, ts in obj.watermarks.items():
+                moment = dt.datetime.fromisoformat(ts)
+                if moment > marks.get((ticker, session), moment - dt.timedelta(seconds=1)):
+                    marks[(ticker, session)] = moment
+    return marks
+
+
+def chunks(sessions: list[dt.date], max_days: int) -> list[list[dt.date]]:
+    """Consecutive sessions grouped so each group spans at most `max_days` calendar days."""
+    out: list[list[dt.date]] = []
+    for session in sessions:
+        if out and (session - out[-1][0]).days < max_days:
+            out[-1].append(session)
+        else:
+            out.append([session])
+    return out
+
+
 def plan(
     manifests: list[FetchManifest], tickers: list[str], sessions: list[dt.date], *, refresh: bool
 ) -> tuple[list[FetchGroup], int]:

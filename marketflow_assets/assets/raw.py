@@ -20,7 +20,14 @@ from marketflow_assets.partitions import (
     sessions_partitions_def,
 )
 from marketflow_assets.resources import MarketDataResource, UniverseResource, ticker_scope
-from marketflow_assets.sources.base import BarsQuery, Payload, ProviderError, TransientProviderError
+from marketflow_assets.sources.base import (
+    INTRADAY_LOOKBACK_DAYS,
+    INTRADAY_MAX_DAYS_PER_REQUEST,
+    BarsQuery,
+    Payload,
+    ProviderError,
+    TransientProviderError,
+)
 from marketflow_assets.storage.lake import LakeResource
 from marketflow_assets.storage.raw_io_manager import Landing, RawLanding
 from marketflow_assets.tickers import InvalidTickerError
@@ -233,3 +240,119 @@ def _land_profiles(
             ),
         },
     )
+
+
+class IntradayFetchConfig(dg.Config):
+    refresh: bool = False
+    """Fetch every requested session again from its open, ignoring what raw holds."""
+
+
+@dg.asset(
+    key=["raw", "intraday_bars_1m"],
+    group_name="raw",
+    kinds={"python", "parquet"},
+    partitions_def=sessions_partitions_def,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    io_manager_key="raw_io_manager",
+    retry_policy=PROVIDER_RETRY_POLICY,
+    description=(
+        "One-minute bars exactly as served, regular hours. While a session trades, each "
+        "materialization fetches only bars from each ticker's watermark (the last bar landed, "
+        "which may still have been forming) and lands them as a new object. The provider keeps "
+        "30 days of 1m history and serves 7 days per request: ranges are fetched in 7-day "
+        "chunks, and older sessions fail fast with the window that is still available."
+    ),
+)
+def raw_intraday_bars_1m(
+    context: dg.AssetExecutionContext,
+    config: IntradayFetchConfig,
+    market_data: MarketDataResource,
+    universe: UniverseResource,
+    lake: LakeResource,
+) -> RawLanding:
+    with fail_fast():
+        return _land_intraday_bars(context, config, market_data, universe, lake)
+
+
+def _land_intraday_bars(
+    context: dg.AssetExecutionContext,
+    config: IntradayFetchConfig,
+    market_data: MarketDataResource,
+    universe: UniverseResource,
+    lake: LakeResource,
+) -> RawLanding:
+    source = market_data.get_source()
+    now = source.now()
+    sessions = sessions_of(context)
+    ensure_sessions_opened(sessions, now)
+    first_available, last_available = source.intraday_window()
+    unavailable = [s for s in sessions if s < first_available]
+    if unavailable:
+        message = (
+            f"{len(unavailable)} session(s) {unavailable[0]}..{unavailable[-1]} are older than the "
+            f"provider's one-minute history ({INTRADAY_LOOKBACK_DAYS} days): 1m bars can be "
+            f"fetched for {first_available}..{last_available} only"
+        )
+        if not whole_graph_run(context):
+            raise dg.Failure(description=message, allow_retries=False)
+        # A whole-graph run (e.g. `--select '*'` over an old range) still builds the daily
+        # layers; the intraday sessions it cannot have are skipped, loudly.
+        context.log.warning(f"{message}; skipping them in this whole-graph run")
+        sessions = [s for s in sessions if s >= first_available]
+
+    tickers = run_tickers(context, universe)
+    manifests = lake.raw().manifests(source.name, "intraday_bars_1m")
+    have = (
+        fetch_plan.covered(manifests, tickers, sessions)
+        if not config.refresh
+        else fetch_plan.nothing_covered(tickers, sessions)
+    )
+    marks = {} if config.refresh else fetch_plan.watermarks(manifests)
+    landings, errors, requests = [], {}, 0
+    for chunk in fetch_plan.chunks(sessions, INTRADAY_MAX_DAYS_PER_REQUEST):
+        lo, hi = sessions.index(chunk[0]), sessions.index(chunk[-1]) + 1
+        missing = [t for i, t in enumerate(tickers) if not have[i, lo:hi].all()]
+        # One session in progress (polling): each ticker resumes at its watermark.
+        by_since: dict[dt.datetime | None, list[str]] = {}
+        for ticker in missing:
+            since = marks.get((ticker, chunk[0])) if len(chunk) == 1 else None
+            by_since.setdefault(since, []).append(ticker)
+        for since, group in by_since.items():
+            payload = market_data.fetch_bars(
+                BarsQuery(tuple(group), chunk[0], chunk[-1], "1m", since=since)
+            )
+            requests += 1
+            errors.update(payload.errors)
+            keys = session_dates(bar_dates(payload.frame["Datetime"])).dt.strftime("%Y-%m-%d")
+            keys = keys.where(keys.isin([s.isoformat() for s in chunk]))
+            landings.append(
+                Landing(
+                    payload,
+                    partitions=keys,
+                    landed=(chunk[0], chunk[-1]),
+                    watermark_column="Datetime",
+                )
+            )
+
+    if errors:
+        context.log.warning(f"no 1m data for {len(errors)} ticker(s): {_describe_errors(errors)}")
+    return RawLanding(
+        dataset="intraday_bars_1m",
+        landings=landings,
+        metadata={
+            "source": source.name,
+            "provider_clock": now.isoformat(),
+            "sessions_fetched": len(sessions),
+            "sessions_outside_provider_window": dg.MetadataValue.json(
+                [s.isoformat() for s in unavailable]
+            ),
+            "provider_requests": requests,
+            "tickers_without_data": dg.MetadataValue.json(errors),
+        },
+    )
+
+
+def whole_graph_run(context: dg.AssetExecutionContext) -> bool:
+    """Whether the run also builds the daily layers (not an intraday-only run)."""
+    selection = context.run.asset_selection or set()
+    return dg.AssetKey(["raw", "daily_bars"]) in selection

@@ -17,7 +17,11 @@ from marketflow_assets.resources import (
 from marketflow_assets.storage.lake import LakeResource
 from marketflow_assets.storage.raw_io_manager import FILE_DROP_SOURCE
 from marketflow_assets.storage.warehouse import TableWrite
-from marketflow_assets.transforms.adjustments import corporate_actions_frame, silver_daily_bars_sql
+from marketflow_assets.transforms.adjustments import (
+    corporate_actions_frame,
+    silver_daily_bars_sql,
+    silver_intraday_bars_sql,
+)
 from marketflow_assets.transforms.bar_quality import rejected_bars_sql
 
 
@@ -94,10 +98,31 @@ def silver_daily_bars(context: dg.AssetExecutionContext) -> TableWrite:
 
 
 @dg.asset(
+    key=["silver", "intraday_bars_1m"],
+    group_name="silver",
+    kinds={"duckdb", "sql"},
+    deps=[dg.AssetKey(["bronze", "intraday_bars_1m"]), silver_corporate_actions],
+    partitions_def=sessions_partitions_def,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    io_manager_key="warehouse_io_manager",
+    pool=WAREHOUSE_POOL,
+    description=contracts.INTRADAY_BARS_1M.description,
+)
+def silver_intraday_bars_1m(context: dg.AssetExecutionContext) -> TableWrite:
+    sessions = sessions_of(context)
+    return TableWrite(
+        rows=silver_intraday_bars_sql(),
+        params=scope_params(context),
+        tickers=ticker_scope(context),
+        frames={"session_hours": session_hours(sessions)},
+    )
+
+
+@dg.asset(
     key=["silver", "rejected_bars"],
     group_name="silver",
     kinds={"duckdb", "sql"},
-    deps=[dg.AssetKey(["bronze", "daily_bars"])],
+    deps=[dg.AssetKey(["bronze", "daily_bars"]), dg.AssetKey(["bronze", "intraday_bars_1m"])],
     partitions_def=sessions_partitions_def,
     backfill_policy=dg.BackfillPolicy.single_run(),
     io_manager_key="warehouse_io_manager",
@@ -106,7 +131,7 @@ def silver_daily_bars(context: dg.AssetExecutionContext) -> TableWrite:
 )
 def silver_rejected_bars(context: dg.AssetExecutionContext) -> TableWrite:
     return TableWrite(
-        rows=rejected_bars_sql(("1d",)),
+        rows=rejected_bars_sql(("1d", "1m")),
         params=scope_params(context),
         tickers=ticker_scope(context),
         frames={"session_hours": session_hours(sessions_of(context))},

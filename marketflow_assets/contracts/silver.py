@@ -171,3 +171,25 @@ SYMBOLS = TableContract(
     key=("ticker",),
     partition_column=None,
 )
+
+INTRADAY_BARS_1M = TableContract(
+    table="silver.intraday_bars_1m",
+    description=(
+        "One-minute bars inside each session's regular hours (09:30 to the close in New York, "
+        "early closes included), UTC minute starts, one row per ticker and minute, traded basis."
+    ),
+    columns=(
+        Col("ticker", "VARCHAR", "Yahoo symbol."),
+        Col("session_date", "DATE", "NYSE session of the minute."),
+        Col("ts", "TIMESTAMPTZ", "Minute start, UTC."),
+        Col("open", "DOUBLE", "Open of the minute.", checks=(POSITIVE,)),
+        Col("high", "DOUBLE", "High of the minute.", checks=(POSITIVE,)),
+        Col("low", "DOUBLE", "Low of the minute.", checks=(POSITIVE,)),
+        Col("close", "DOUBLE", "Close of the minute.", checks=(POSITIVE,)),
+        Col("volume", "BIGINT", "Shares traded in the minute.", checks=(NON_NEGATIVE,)),
+        Col("source", "VARCHAR", "Source that served the bar."),
+        Col("fetched_at", "TIMESTAMPTZ", "Provider clock of the fetch the bar came from (UTC)."),
+    ),
+    key=("ticker", "ts"),
+    frame_checks=(_ohlc_consistent(""),),
+)

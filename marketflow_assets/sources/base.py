@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from marketflow_assets.calendar import EXCHANGE_TZ
+
 Interval = Literal["1d", "1m"]
 
 # Yahoo's column names, as yfinance's history() returns them (auto_adjust=False, actions=True).
@@ -64,20 +66,29 @@ class ProviderWindowError(ProviderError):
     """The provider does not serve the requested interval for these dates (e.g. 1m > 30 days)."""
 
 
+# Yahoo's one-minute limits: history for the last 30 days, at most 7 days per request.
+INTRADAY_LOOKBACK_DAYS = 30
+INTRADAY_MAX_DAYS_PER_REQUEST = 7
+
+
 @dataclass(frozen=True)
 class BarsQuery:
     tickers: tuple[str, ...]
     start: dt.date  # first date, inclusive
     end: dt.date  # last date, inclusive
     interval: Interval = "1d"
+    since: dt.datetime | None = None  # 1m only: bars starting at or after this instant
 
     def describe(self) -> dict[str, Any]:
-        return {
+        described = {
             "tickers": list(self.tickers),
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
             "interval": self.interval,
         }
+        if self.since is not None:
+            described["since"] = self.since.isoformat()
+        return described
 
 
 @dataclass
@@ -120,6 +131,11 @@ class MarketDataSource(ABC):
     @abstractmethod
     def fetch_profiles(self, tickers: tuple[str, ...]) -> Payload:
         """Company profile records (Yahoo `info`-shaped dicts) keyed by ticker."""
+
+    def intraday_window(self) -> tuple[dt.date, dt.date]:
+        """First and last dates one-minute bars can be requested for, by the provider clock."""
+        today = self.now().astimezone(EXCHANGE_TZ).date()
+        return today - dt.timedelta(days=INTRADAY_LOOKBACK_DAYS - 1), today
 
     def describe(self) -> dict[str, Any]:
         return {"source": self.name}

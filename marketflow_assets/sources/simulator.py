@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+import itertools
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from importlib import resources
@@ -33,6 +34,8 @@ import pandas as pd
 from marketflow_assets.calendar import EXCHANGE_TZ, xnys
 from marketflow_assets.sources.base import (
     DAILY_PAYLOAD_COLUMNS,
+    INTRADAY_LOOKBACK_DAYS,
+    INTRADAY_MAX_DAYS_PER_REQUEST,
     INTRADAY_PAYLOAD_COLUMNS,
     TICKER_COLUMN,
     BarsQuery,
@@ -48,8 +51,6 @@ SOURCE_NAME = "simulator"
 DEFAULT_LISTING = dt.date(2000, 1, 3)
 # Split dates are drawn over a fixed horizon so they never depend on the real date.
 SPLIT_HORIZON = dt.date(2030, 12, 31)
-INTRADAY_LOOKBACK_DAYS = 30
-INTRADAY_MAX_DAYS_PER_REQUEST = 7
 DIVIDEND_EVERY_SESSIONS = 63
 GENERIC_SPLIT_RATIOS = (2.0, 3.0, 1.5, 4.0)
 SECTORS = (
@@ -444,11 +445,6 @@ class SimulatorSource(MarketDataSource):
         return frame.reset_index(drop=True)
 
     # -- one-minute bars -------------------------------------------------------------------
-    def intraday_window(self) -> tuple[dt.date, dt.date]:
-        """First and last dates for which one-minute bars can be requested now."""
-        today = self.now().astimezone(EXCHANGE_TZ).date()
-        return today - dt.timedelta(days=INTRADAY_LOOKBACK_DAYS - 1), today
-
     def _fetch_minutes(self, query: BarsQuery) -> Payload:
         first, last = self.intraday_window()
         if query.start < first:
@@ -497,7 +493,10 @@ class SimulatorSource(MarketDataSource):
                     )
                 )
             if parts:
-                frames.append(pd.concat(parts, ignore_index=True))
+                minutes = pd.concat(parts, ignore_index=True)
+                if query.since is not None:
+                    minutes = minutes[minutes["Datetime"] >= pd.Timestamp(query.since)]
+                frames.append(minutes)
             else:
                 errors[ticker] = f"No 1m price data found for {query.start}..{query.end}"
         return Payload(
@@ -519,18 +518,22 @@ class SimulatorSource(MarketDataSource):
         n = len(minutes)
         o, h, lo, c = hist.open[i], hist.high[i], hist.low[i], hist.close[i]
         rng = _rng(self.seed, hist.ticker, "minutes", session.isoformat())
-        walk = np.concatenate([[0.0], np.cumsum(rng.standard_normal(n))])
-        bridge = walk - np.linspace(0, walk[-1], n + 1)  # zero at both ends
-        line = np.linspace(o, c, n + 1)
-        # Scale the bridge's excursions above and below the open->close line separately so the
-        # path touches the daily high and low exactly once each and never crosses them.
-        up, down = np.maximum(bridge, 0), np.minimum(bridge, 0)
-        a = np.min((h - line)[up > 0] / up[up > 0]) if (up > 0).any() else 0.0
-        b = np.min((line - lo)[down < 0] / -down[down < 0]) if (down < 0).any() else 0.0
-        path = np.clip(np.round(line + a * up + b * down, 2), lo, h)
-        path[0], path[-1] = o, c
-        path[1 + np.argmax(path[1:n])] = h
-        path[1 + np.argmin(path[1:n])] = lo
+        # Anchors: the open, the day's high and low at two random minutes (in random order),
+        # the close. Between anchors, a Brownian bridge; the path touches each extreme exactly
+        # where its anchor is and nowhere beyond it.
+        k1, k2 = np.sort(rng.choice(np.arange(1, n), size=2, replace=False))
+        first, second = (h, lo) if rng.random() < 0.5 else (lo, h)
+        anchors = [(0, o), (int(k1), first), (int(k2), second), (n, c)]
+        steps = rng.standard_normal(n)
+        scale = 0.3 * (h - lo) / np.sqrt(n)
+        path = np.empty(n + 1)
+        for (i0, v0), (i1, v1) in itertools.pairwise(anchors):  # three segments
+            walk = np.concatenate([[0.0], np.cumsum(steps[i0:i1])])
+            bridge = walk - np.linspace(0.0, walk[-1], i1 - i0 + 1)
+            path[i0 : i1 + 1] = np.linspace(v0, v1, i1 - i0 + 1) + bridge * scale
+        path = np.clip(np.round(path, 2), lo, h)
+        for minute, value in anchors:
+            path[minute] = value
         opens, closes = path[:-1], path[1:]
         weights = (1.5 + np.cos(np.linspace(0, 2 * np.pi, n))) * rng.gamma(4.0, 0.25, n)
         raw = weights / weights.sum() * hist.volume[i]

@@ -47,6 +47,8 @@ from yfinance.exceptions import YFDataException, YFRateLimitError, YFTickerMissi
 
 from marketflow_assets.sources.base import (
     DAILY_PAYLOAD_COLUMNS,
+    INTRADAY_LOOKBACK_DAYS,
+    INTRADAY_MAX_DAYS_PER_REQUEST,
     INTRADAY_PAYLOAD_COLUMNS,
     TICKER_COLUMN,
     BarsQuery,
@@ -64,8 +66,8 @@ from marketflow_assets.sources.retry import Backoff, call_with_retries
 
 DEFAULT_BACKOFF = Backoff()
 DEFAULT_CACHE_DIR = Path(tempfile.gettempdir()) / "marketflow-yfinance-cache"
-INTRADAY_LOOKBACK = dt.timedelta(days=30)  # Yahoo serves 1m bars for the last 30 days only,
-INTRADAY_MAX_SPAN_DAYS = 7  # and 8 days per request; callers chunk by 7 calendar days
+INTRADAY_LOOKBACK = dt.timedelta(days=INTRADAY_LOOKBACK_DAYS)
+INTRADAY_MAX_SPAN_DAYS = INTRADAY_MAX_DAYS_PER_REQUEST  # Yahoo allows 8; callers chunk by 7
 BARS_DATASETS = {"1d": "daily_bars", "1m": "intraday_bars_1m"}
 BARS_COLUMNS = {"1d": DAILY_PAYLOAD_COLUMNS, "1m": INTRADAY_PAYLOAD_COLUMNS}
 
@@ -199,7 +201,8 @@ class YFinanceSource(MarketDataSource):
 def _history_kwargs(query: BarsQuery) -> dict[str, Any]:
     """`Ticker.history` arguments; Yahoo's `end` is exclusive, so it is the day after ours."""
     return {
-        "start": query.start.isoformat(),
+        # A watermark (1m polling) asks only for bars from that instant on.
+        "start": query.since if query.since is not None else query.start.isoformat(),
         "end": (query.end + dt.timedelta(days=1)).isoformat(),
         "interval": query.interval,
         "prepost": False,

@@ -31,6 +31,7 @@ class Landing:
     partition: str | None = None  # for JSON payloads: the one partition (fetch date)
     events: list[dict[str, Any]] = field(default_factory=list)
     landed: tuple[dt.date, dt.date] | None = None  # sessions this fetch answers for (coverage)
+    watermark_column: str | None = None  # record the latest bar time per ticker (1m polling)
 
     @property
     def request(self) -> dict[str, Any]:
@@ -90,6 +91,7 @@ class RawLakeIOManager(dg.ConfigurableIOManager):
                         frame=payload.frame,
                         partitions=landing.partitions,
                         events=landing.events,
+                        watermark_column=landing.watermark_column,
                         **common,
                     )
                 )

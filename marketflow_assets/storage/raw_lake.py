@@ -48,6 +48,7 @@ class RawObject:
     bytes: int
     sha256: str
     columns: dict[str, str] = field(default_factory=dict)  # column -> Arrow type, for drift checks
+    watermarks: dict[str, str] = field(default_factory=dict)  # ticker -> latest bar time (1m)
 
 
 @dataclass(frozen=True)
@@ -136,9 +137,11 @@ class RawLake:
         fetched_at: dt.datetime,
         run_id: str | None,
         events: Iterable[dict[str, Any]] = (),
+        watermark_column: str | None = None,
     ) -> FetchManifest:
         """Write one Parquet object per partition (rows keep the provider's columns), then the
-        manifest. `partitions` gives each row's partition key; rows with NA are not landed."""
+        manifest. `partitions` gives each row's partition key; rows with NA are not landed.
+        With `watermark_column`, each object records the latest value per ticker (polling)."""
         fetch_id = new_fetch_id()
         keep = partitions.notna().to_numpy()
         frame, partitions = frame.loc[keep], partitions[keep].astype(str)
@@ -152,13 +155,19 @@ class RawLake:
             starts = [0, *[i for i in range(1, len(keys)) if keys[i] != keys[i - 1]]]
             bounds = list(zip(starts, [*starts[1:], len(keys)], strict=True))
 
+        ordered = frame.iloc[order]
+
         def write(bound: tuple[int, int]) -> RawObject:
             lo, hi = bound
             partition = str(keys[lo])
             data = parquet_bytes(table.slice(lo, hi - lo))
             key = self.object_key(source, dataset, partition, fetch_id, "parquet")
             self.store.put(key, data)
-            return RawObject(key, partition, hi - lo, len(data), sha256_hex(data), columns)
+            marks = {}
+            if watermark_column:
+                latest = ordered.iloc[lo:hi].groupby("Ticker")[watermark_column].max()
+                marks = {t: pd.Timestamp(ts).isoformat() for t, ts in latest.items()}
+            return RawObject(key, partition, hi - lo, len(data), sha256_hex(data), columns, marks)
 
         with ThreadPoolExecutor(_IO_THREADS) as pool:
             objects = tuple(pool.map(write, bounds))

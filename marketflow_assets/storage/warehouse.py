@@ -23,7 +23,7 @@ import duckdb
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from marketflow_assets.contracts import TableContract, contract_for
+from marketflow_assets.contracts import CONTRACTS, TableContract, contract_for
 
 PREVIEW_ROWS = 5
 
@@ -48,7 +48,9 @@ class WarehouseResource(DuckDBResource):
 class TableWrite:
     """The rows of the partitions (and tickers) a run owns."""
 
-    rows: str | pd.DataFrame  # SELECT ... over warehouse tables, or a frame with contract columns
+    # A SELECT over warehouse tables, a frame with the contract's columns, or an iterator of
+    # such frames (batches: bounded memory however many sessions a run covers).
+    rows: str | pd.DataFrame | Iterator[pd.DataFrame]
     params: dict[str, Any] | tuple[Any, ...] = ()
     tickers: tuple[str, ...] | None = None  # replace only these tickers' rows; None = all
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -74,6 +76,13 @@ def ensure_table(con: duckdb.DuckDBPyConnection, contract: TableContract) -> Non
             f"{contract.table} has column(s) {sorted(extra)} that its contract no longer lists; "
             "drop or migrate them (the warehouse can be rebuilt from raw)"
         )
+
+
+def ensure_all_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Every contract's table, so queries across layers never meet a missing table (e.g. the
+    rejected-rows query reads bronze intraday before any intraday run)."""
+    for contract in CONTRACTS.values():
+        ensure_table(con, contract)
 
 
 def session_bounds(context: dg.OutputContext | dg.InputContext) -> tuple[dt.date, dt.date] | None:
@@ -105,22 +114,29 @@ def write_table(
     bounds: tuple[dt.date, dt.date] | None,
 ) -> int:
     """Replace the scoped rows of a table with `write.rows` in one transaction; returns rows written."""
-    ensure_table(con, contract)
+    ensure_all_tables(con)
     cols = ", ".join(contract.column_names)
     where, where_params = scope_sql(contract, bounds, write.tickers)
     con.execute("BEGIN TRANSACTION")
     try:
-        frames = {**write.frames}
-        if isinstance(write.rows, pd.DataFrame):
-            frames["_incoming"] = write.rows
-            source, params = "_incoming", ()
+        if isinstance(write.rows, str):
+            for name, frame in write.frames.items():
+                con.register(name, frame)
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE _stage AS SELECT {cols} FROM ({write.rows})",
+                write.params,
+            )
+            for name in write.frames:
+                con.unregister(name)
         else:
-            source, params = f"({write.rows})", write.params
-        for name, frame in frames.items():
-            con.register(name, frame)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _stage AS SELECT {cols} FROM {source}", params)
-        for name in frames:
-            con.unregister(name)
+            batches = [write.rows] if isinstance(write.rows, pd.DataFrame) else write.rows
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE _stage AS SELECT {cols} FROM {contract.table} LIMIT 0"
+            )
+            for batch in batches:
+                con.register("_batch", batch)
+                con.execute(f"INSERT INTO _stage SELECT {cols} FROM _batch")
+                con.unregister("_batch")
         outside = con.execute(
             f"SELECT count(*) FROM _stage WHERE NOT ({where})", where_params
         ).fetchone()[0]

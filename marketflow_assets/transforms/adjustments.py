@@ -163,3 +163,40 @@ SELECT
 FROM traded t
 LEFT JOIN actions ca ON ca.ticker = t.ticker AND ca.ex_date = t.session_date
 """
+
+
+def silver_intraday_bars_sql() -> str:
+    """silver.intraday_bars_1m rows for the scope ($start, $end, $tickers); reads the registered
+    `session_hours` frame. Minutes fetched after a split are re-based to the traded basis the
+    same way as daily bars (splits with session < ex-date <= fetch)."""
+    return f"""
+WITH accepted AS (
+    SELECT * FROM ({classified_bars_sql("1m")}) WHERE reason IS NULL
+),
+split_suffix AS (
+    SELECT ticker, ex_date,
+        product(split_ratio) OVER (PARTITION BY ticker ORDER BY ex_date DESC
+            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS splits_from
+    FROM silver.corporate_actions
+    WHERE split_ratio <> 1 AND ($tickers IS NULL OR list_contains($tickers, ticker))
+),
+based AS (
+    SELECT a.*,
+        coalesce(after_bar.splits_from, 1.0) / coalesce(after_fetch.splits_from, 1.0) AS to_traded
+    FROM accepted a
+    ASOF LEFT JOIN split_suffix after_bar
+        ON a.ticker = after_bar.ticker AND after_bar.ex_date > a.session_date
+    ASOF LEFT JOIN split_suffix after_fetch
+        ON a.ticker = after_fetch.ticker
+        AND after_fetch.ex_date > (a.fetched_at AT TIME ZONE 'America/New_York')::DATE
+)
+SELECT ticker, session_date, ts,
+    open * to_traded AS open,
+    high * to_traded AS high,
+    low * to_traded AS low,
+    close * to_traded AS close,
+    CAST(round(volume / to_traded) AS BIGINT) AS volume,
+    source,
+    fetched_at
+FROM based
+"""

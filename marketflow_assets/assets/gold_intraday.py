@@ -1,0 +1,123 @@
+"""Gold layer, intraday: session VWAP, daily summary from minutes, minute anomalies (SQL)."""
+
+import dagster as dg
+
+from marketflow_assets.assets.silver import scope_params, session_hours
+from marketflow_assets.contracts import gold_intraday as contracts
+from marketflow_assets.partitions import sessions_of, sessions_partitions_def
+from marketflow_assets.resources import WAREHOUSE_POOL, MarketDataResource, ticker_scope
+from marketflow_assets.storage.warehouse import TableWrite
+from marketflow_assets.transforms.bar_quality import SCOPE_FILTER
+
+SILVER_MINUTES = dg.AssetKey(["silver", "intraday_bars_1m"])
+
+
+def gold_asset(contract, **kwargs):
+    return dg.asset(
+        key=list(contract.asset_key.path),
+        group_name="gold",
+        kinds={"duckdb", "sql"},
+        deps=[SILVER_MINUTES],
+        partitions_def=sessions_partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        io_manager_key="warehouse_io_manager",
+        pool=WAREHOUSE_POOL,
+        description=contract.description,
+        **kwargs,
+    )
+
+
+@gold_asset(contracts.INTRADAY_VWAP)
+def intraday_vwap(context: dg.AssetExecutionContext) -> TableWrite:
+    return TableWrite(
+        rows=f"""
+SELECT ticker, session_date, ts,
+    (high + low + close) / 3 AS typical_price,
+    volume,
+    sum(volume) OVER session_so_far AS cum_volume,
+    sum((high + low + close) / 3 * volume) OVER session_so_far
+        / nullif(sum(volume) OVER session_so_far, 0) AS vwap
+FROM silver.intraday_bars_1m
+WHERE {SCOPE_FILTER}
+WINDOW session_so_far AS (
+    PARTITION BY ticker, session_date ORDER BY ts ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+)""",
+        params=scope_params(context),
+        tickers=ticker_scope(context),
+    )
+
+
+@gold_asset(contracts.INTRADAY_DAILY_SUMMARY)
+def intraday_daily_summary(
+    context: dg.AssetExecutionContext, market_data: MarketDataResource
+) -> TableWrite:
+    hours = session_hours(sessions_of(context))
+    now = market_data.get_source().now()
+    # Minutes expected so far: the whole session once closed, up to the clock while trading.
+    hours["minutes_expected"] = (
+        (hours["close_utc"].clip(upper=now) - hours["open_utc"]).dt.total_seconds().clip(lower=0)
+        // 60
+    ).astype("int64")
+    return TableWrite(
+        rows=f"""
+WITH m AS (SELECT * FROM silver.intraday_bars_1m WHERE {SCOPE_FILTER})
+SELECT m.ticker, m.session_date,
+    arg_min(m.open, m.ts) AS open,
+    max(m.high) AS high,
+    min(m.low) AS low,
+    arg_max(m.close, m.ts) AS close,
+    sum(m.volume)::BIGINT AS volume,
+    sum((m.high + m.low + m.close) / 3 * m.volume) / nullif(sum(m.volume), 0) AS vwap,
+    count(*) AS minutes_present,
+    any_value(h.minutes_expected) AS minutes_expected,
+    greatest(any_value(h.minutes_expected) - count(*), 0) AS minutes_missing,
+    min(m.ts) AS first_minute,
+    max(m.ts) AS last_minute
+FROM m
+JOIN session_hours h ON h.session_date = m.session_date
+GROUP BY m.ticker, m.session_date""",
+        params=scope_params(context),
+        tickers=ticker_scope(context),
+        frames={"session_hours": hours},
+    )
+
+
+class AnomalyConfig(dg.Config):
+    threshold: float = 6.0
+    """|robust z| above which a minute is listed."""
+
+
+@gold_asset(contracts.INTRADAY_ANOMALIES)
+def intraday_anomalies(context: dg.AssetExecutionContext, config: AnomalyConfig) -> TableWrite:
+    return TableWrite(
+        rows=f"""
+WITH bars AS (
+    SELECT ticker, session_date, ts, volume,
+        ln(close / lag(close) OVER (PARTITION BY ticker, session_date ORDER BY ts)) AS ret
+    FROM silver.intraday_bars_1m
+    WHERE {SCOPE_FILTER}
+),
+metrics AS (
+    SELECT ticker, session_date, ts, 'return' AS metric, ret AS value FROM bars WHERE ret IS NOT NULL
+    UNION ALL
+    SELECT ticker, session_date, ts, 'volume', ln(1 + volume) FROM bars
+),
+centred AS (
+    SELECT *, median(value) OVER per_session AS median
+    FROM metrics WINDOW per_session AS (PARTITION BY ticker, session_date, metric)
+),
+scored AS (
+    -- Scale: 1.4826 x MAD; when most values are equal (MAD = 0, e.g. prices that do not move a
+    -- cent), 1.2533 x mean absolute deviation, the usual fallback.
+    SELECT *, (value - median) / nullif(coalesce(
+        nullif(1.4826 * median(abs(value - median)) OVER per_session, 0),
+        1.2533 * avg(abs(value - median)) OVER per_session
+    ), 0) AS robust_z
+    FROM centred WINDOW per_session AS (PARTITION BY ticker, session_date, metric)
+)
+SELECT ticker, session_date, ts, metric, value, median, robust_z, $threshold AS threshold
+FROM scored
+WHERE abs(robust_z) > $threshold""",
+        params={**scope_params(context), "threshold": config.threshold},
+        tickers=ticker_scope(context),
+    )
