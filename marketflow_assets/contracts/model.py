@@ -100,6 +100,14 @@ class TableContract:
             description=self.description,
         )
 
+    def asset_metadata(self) -> dict[str, object]:
+        """Definition metadata for the asset writing this table: the UI shows the schema before
+        the first materialization too."""
+        return {
+            "dagster/column_schema": self.column_schema(),
+            "dagster/table_name": f"warehouse.{self.table}",
+        }
+
     def column_schema(self) -> dg.TableSchema:
         return dg.TableSchema(
             columns=[
