@@ -1,0 +1,86 @@
+"""Gold layer, Python part: technical features per ticker and session (TA-Lib definitions)."""
+
+import datetime as dt
+
+import dagster as dg
+import duckdb
+import numpy as np
+import pandas as pd
+
+from marketflow_assets import cadence
+from marketflow_assets.calendar import xnys
+from marketflow_assets.contracts import gold as contracts
+from marketflow_assets.partitions import sessions_of, sessions_partitions_def
+from marketflow_assets.resources import WAREHOUSE_POOL, WAREHOUSE_RETRY_POLICY, ticker_scope
+from marketflow_assets.storage.warehouse import TableWrite, WarehouseResource
+from marketflow_assets.transforms.indicators import (
+    LOOKBACK_SESSIONS,
+    PANEL_COLUMNS,
+    daily_features,
+)
+
+PANEL_SQL = f"""
+SELECT {", ".join(PANEL_COLUMNS)}
+FROM silver.daily_bars
+WHERE session_date BETWEEN $start AND $end
+    AND ($tickers IS NULL OR list_contains($tickers, ticker))
+ORDER BY ticker, session_date
+"""
+
+
+def lookback_start(first: dt.date) -> dt.date:
+    """The session `LOOKBACK_SESSIONS` before `first` (or the calendar's first session)."""
+    sessions = xnys().sessions
+    i = int(np.searchsorted(sessions, np.datetime64(first, "D")))
+    return sessions[max(i - LOOKBACK_SESSIONS, 0)].item()
+
+
+def read_panel(
+    warehouse: WarehouseResource, start: dt.date, end: dt.date, tickers: tuple[str, ...] | None
+) -> pd.DataFrame:
+    """silver.daily_bars rows of `tickers` (None = all) in [start, end], sorted for the kernel."""
+    params = {"start": start, "end": end, "tickers": list(tickers) if tickers else None}
+    with warehouse.get_connection() as con:
+        try:
+            return con.execute(PANEL_SQL, params).df()
+        except duckdb.CatalogException as exc:
+            raise dg.Failure(
+                f"silver.daily_bars is not readable ({exc}); materialize silver/daily_bars first",
+                allow_retries=False,
+            ) from exc
+
+
+@dg.asset(
+    key=["gold", "daily_features"],
+    tags=cadence.DAILY,
+    group_name="gold",
+    kinds={"python", "duckdb", "talib"},
+    deps=[dg.AssetKey(["silver", "daily_bars"])],
+    partitions_def=sessions_partitions_def,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    io_manager_key="warehouse_io_manager",
+    pool=WAREHOUSE_POOL,
+    retry_policy=WAREHOUSE_RETRY_POLICY,
+    description=contracts.DAILY_FEATURES.description,
+    metadata=contracts.DAILY_FEATURES.asset_metadata(),
+)
+def gold_daily_features(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+) -> TableWrite:
+    """Reads the run's sessions plus a fixed lookback (`LOOKBACK_SESSIONS`) of the tickers in
+    scope, so a run costs the same whatever the warehouse holds, and writes the run's sessions."""
+    sessions = sessions_of(context)
+    scope = ticker_scope(context)
+    read_from = lookback_start(sessions[0])
+    panel = read_panel(warehouse, read_from, sessions[-1], scope)
+    features = daily_features(panel)
+    rows = features[features["session_date"] >= pd.Timestamp(sessions[0])]
+    return TableWrite(
+        rows=rows,
+        tickers=scope,
+        metadata={
+            "silver_rows_read": dg.MetadataValue.int(len(panel)),
+            "lookback_from": read_from.isoformat(),
+            "tickers": dg.MetadataValue.int(int(rows["ticker"].nunique())),
+        },
+    )
