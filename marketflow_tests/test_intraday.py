@@ -79,23 +79,35 @@ def test_early_close_and_daylight_saving_alignment(tmp_path):
     black_friday = make_settings(tmp_path / "bf", tickers="MSFT")
     materialize(
         at(black_friday, "2024-11-29 17:00"),
-        select=INTRADAY,
+        select=[*INTRADAY, "gold/hourly_bars"],
         partition_range=("2024-11-27", "2024-11-29"),
     )
     counts = query(
         black_friday,
-        "SELECT session_date, count(*) AS n, min(ts) AS first, max(ts) AS last FROM silver.intraday_bars_1m GROUP BY 1 ORDER BY 1",
+        "SELECT session_date, count(*) AS n, max(ts) AS last "
+        "FROM silver.intraday_bars_1m GROUP BY 1 ORDER BY 1",
     )
-    assert counts["n"].tolist() == [
-        390,
-        210,
-    ]  # Thanksgiving is not a session; Friday closes at 13:00
-    assert counts["last"].iloc[-1] == pd.Timestamp("2024-11-29 17:59", tz="UTC")  # 12:59 New York
+    # Thanksgiving is not a session; the Friday after closes at 13:00 (12:59 is the last minute).
+    assert counts["n"].tolist() == [390, 210]
+    assert counts["last"].iloc[-1] == pd.Timestamp("2024-11-29 17:59", tz="UTC")
     summary = table(black_friday, "gold.intraday_daily_summary", "session_date")
-    assert (
-        summary["minutes_expected"].tolist() == [390, 210]
-        and (summary["minutes_missing"] == 0).all()
+    assert summary["minutes_expected"].tolist() == [390, 210]
+    assert (summary["minutes_missing"] == 0).all()
+
+    # Hourly bars follow the session: 09:30-10:30 first, the last hour cut at the close.
+    hourly = table(black_friday, "gold.hourly_bars", "session_date, hour_of_session")
+    local_starts = hourly["hour_start"].dt.tz_convert(EXCHANGE_TZ).dt.strftime("%H:%M")
+    assert local_starts.groupby(hourly["session_date"]).apply(list).tolist() == [
+        ["09:30", "10:30", "11:30", "12:30", "13:30", "14:30", "15:30"],
+        ["09:30", "10:30", "11:30", "12:30"],
+    ]
+    minutes_per_hour = hourly.groupby("session_date")["minutes"].apply(list).tolist()
+    assert minutes_per_hour == [[60] * 6 + [30], [60, 60, 60, 30]]
+    rolled = hourly.groupby("session_date").agg(
+        high=("high", "max"), low=("low", "min"), volume=("volume", "sum")
     )
+    np.testing.assert_array_equal(rolled["volume"], summary["volume"])
+    np.testing.assert_allclose(rolled[["high", "low"]], summary[["high", "low"]])
 
     dst = make_settings(tmp_path / "dst", tickers="MSFT")
     materialize(
@@ -125,7 +137,10 @@ def test_sessions_older_than_the_window_fail_with_the_available_interval(setting
 
 
 def test_a_whole_graph_run_over_an_old_range_skips_intraday_loudly(settings):
-    result = materialize(settings, select="*", partition_range=("2024-05-01", "2024-05-10"))
+    daily = ["raw/daily_bars", "bronze/daily_bars", "silver/daily_bars"]
+    result = materialize(
+        settings, select=[*INTRADAY, *daily], partition_range=("2024-05-01", "2024-05-10")
+    )
     assert result.success
     meta = output_metadata(result, ["raw", "intraday_bars_1m"])
     assert meta["sessions_outside_provider_window"][:2] == ["2024-05-01", "2024-05-02"]

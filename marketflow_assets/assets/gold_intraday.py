@@ -2,10 +2,16 @@
 
 import dagster as dg
 
+from marketflow_assets import cadence
 from marketflow_assets.assets.silver import scope_params, session_hours
 from marketflow_assets.contracts import gold_intraday as contracts
 from marketflow_assets.partitions import sessions_of, sessions_partitions_def
-from marketflow_assets.resources import WAREHOUSE_POOL, MarketDataResource, ticker_scope
+from marketflow_assets.resources import (
+    WAREHOUSE_POOL,
+    WAREHOUSE_RETRY_POLICY,
+    MarketDataResource,
+    ticker_scope,
+)
 from marketflow_assets.storage.warehouse import TableWrite
 from marketflow_assets.transforms.bar_quality import SCOPE_FILTER
 
@@ -16,13 +22,16 @@ def gold_asset(contract, **kwargs):
     return dg.asset(
         key=list(contract.asset_key.path),
         group_name="gold",
+        tags=cadence.INTRADAY,
         kinds={"duckdb", "sql"},
         deps=[SILVER_MINUTES],
         partitions_def=sessions_partitions_def,
         backfill_policy=dg.BackfillPolicy.single_run(),
         io_manager_key="warehouse_io_manager",
         pool=WAREHOUSE_POOL,
+        retry_policy=WAREHOUSE_RETRY_POLICY,
         description=contract.description,
+        metadata=contract.asset_metadata(),
         **kwargs,
     )
 

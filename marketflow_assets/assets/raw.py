@@ -12,7 +12,8 @@ from contextlib import contextmanager
 import dagster as dg
 import pandas as pd
 
-from marketflow_assets import fetch_plan
+from marketflow_assets import cadence, fetch_plan
+from marketflow_assets.automation.landing import land_dropped_files
 from marketflow_assets.calendar import EXCHANGE_TZ, xnys
 from marketflow_assets.partitions import (
     ensure_sessions_opened,
@@ -54,6 +55,9 @@ def fail_fast() -> Iterator[None]:
 class RawFetchConfig(dg.Config):
     refresh: bool = False
     """Fetch every requested ticker and session again, even those the lake already holds."""
+    file_batch: str | None = None
+    """Land the dropped files of this batch (landing/claimed/<batch>/, set by the file_drops
+    sensor) as source 'file' instead of asking the provider."""
 
 
 def run_tickers(context: dg.AssetExecutionContext, universe: UniverseResource) -> list[str]:
@@ -63,6 +67,7 @@ def run_tickers(context: dg.AssetExecutionContext, universe: UniverseResource) -
 
 @dg.asset(
     key=["raw", "daily_bars"],
+    tags=cadence.DAILY,
     group_name="raw",
     kinds={"python", "parquet"},
     partitions_def=sessions_partitions_def,
@@ -83,6 +88,9 @@ def raw_daily_bars(
     lake: LakeResource,
 ) -> RawLanding:
     with fail_fast():
+        if config.file_batch:
+            now = market_data.get_source().now()
+            return land_dropped_files(context, config.file_batch, now, lake)
         return _land_daily_bars(context, config, market_data, universe, lake)
 
 
@@ -181,6 +189,7 @@ class ProfilesFetchConfig(dg.Config):
 
 @dg.asset(
     key=["raw", "company_profiles"],
+    tags=cadence.REFERENCE,
     group_name="raw",
     kinds={"python", "json"},
     backfill_policy=dg.BackfillPolicy.single_run(),
@@ -249,6 +258,7 @@ class IntradayFetchConfig(dg.Config):
 
 @dg.asset(
     key=["raw", "intraday_bars_1m"],
+    tags=cadence.INTRADAY,
     group_name="raw",
     kinds={"python", "parquet"},
     partitions_def=sessions_partitions_def,
@@ -354,5 +364,6 @@ def _land_intraday_bars(
 
 def whole_graph_run(context: dg.AssetExecutionContext) -> bool:
     """Whether the run also builds the daily layers (not an intraday-only run)."""
-    selection = context.run.asset_selection or set()
-    return dg.AssetKey(["raw", "daily_bars"]) in selection
+    selection = context.run.asset_selection
+    # No explicit selection (None, or empty for in-process runs): the whole asset job runs.
+    return not selection or dg.AssetKey(["raw", "daily_bars"]) in selection

@@ -5,11 +5,13 @@ import datetime as dt
 import dagster as dg
 import pandas as pd
 
+from marketflow_assets import cadence
 from marketflow_assets.calendar import xnys
 from marketflow_assets.contracts import silver as contracts
 from marketflow_assets.partitions import sessions_of, sessions_partitions_def
 from marketflow_assets.resources import (
     WAREHOUSE_POOL,
+    WAREHOUSE_RETRY_POLICY,
     MarketDataResource,
     UniverseResource,
     ticker_scope,
@@ -41,13 +43,16 @@ def session_hours(sessions: list[dt.date]) -> pd.DataFrame:
 
 @dg.asset(
     key=["silver", "corporate_actions"],
+    tags=cadence.DAILY,
     group_name="silver",
     kinds={"duckdb", "sql"},
     deps=[dg.AssetKey(["raw", "daily_bars"])],
     backfill_policy=dg.BackfillPolicy.single_run(),
     io_manager_key="warehouse_io_manager",
     pool=WAREHOUSE_POOL,
+    retry_policy=WAREHOUSE_RETRY_POLICY,
     description=contracts.CORPORATE_ACTIONS.description,
+    metadata=contracts.CORPORATE_ACTIONS.asset_metadata(),
 )
 def silver_corporate_actions(market_data: MarketDataResource, lake: LakeResource) -> TableWrite:
     raw = lake.raw()
@@ -82,6 +87,7 @@ def silver_corporate_actions(market_data: MarketDataResource, lake: LakeResource
 
 @dg.asset(
     key=["silver", "daily_bars"],
+    tags=cadence.DAILY,
     group_name="silver",
     kinds={"duckdb", "sql"},
     deps=[dg.AssetKey(["bronze", "daily_bars"]), silver_corporate_actions],
@@ -89,7 +95,9 @@ def silver_corporate_actions(market_data: MarketDataResource, lake: LakeResource
     backfill_policy=dg.BackfillPolicy.single_run(),
     io_manager_key="warehouse_io_manager",
     pool=WAREHOUSE_POOL,
+    retry_policy=WAREHOUSE_RETRY_POLICY,
     description=contracts.DAILY_BARS.description,
+    metadata=contracts.DAILY_BARS.asset_metadata(),
 )
 def silver_daily_bars(context: dg.AssetExecutionContext) -> TableWrite:
     return TableWrite(
@@ -99,6 +107,7 @@ def silver_daily_bars(context: dg.AssetExecutionContext) -> TableWrite:
 
 @dg.asset(
     key=["silver", "intraday_bars_1m"],
+    tags=cadence.INTRADAY,
     group_name="silver",
     kinds={"duckdb", "sql"},
     deps=[dg.AssetKey(["bronze", "intraday_bars_1m"]), silver_corporate_actions],
@@ -106,7 +115,9 @@ def silver_daily_bars(context: dg.AssetExecutionContext) -> TableWrite:
     backfill_policy=dg.BackfillPolicy.single_run(),
     io_manager_key="warehouse_io_manager",
     pool=WAREHOUSE_POOL,
+    retry_policy=WAREHOUSE_RETRY_POLICY,
     description=contracts.INTRADAY_BARS_1M.description,
+    metadata=contracts.INTRADAY_BARS_1M.asset_metadata(),
 )
 def silver_intraday_bars_1m(context: dg.AssetExecutionContext) -> TableWrite:
     sessions = sessions_of(context)
@@ -120,6 +131,7 @@ def silver_intraday_bars_1m(context: dg.AssetExecutionContext) -> TableWrite:
 
 @dg.asset(
     key=["silver", "rejected_bars"],
+    tags=cadence.DAILY,
     group_name="silver",
     kinds={"duckdb", "sql"},
     deps=[dg.AssetKey(["bronze", "daily_bars"]), dg.AssetKey(["bronze", "intraday_bars_1m"])],
@@ -127,7 +139,9 @@ def silver_intraday_bars_1m(context: dg.AssetExecutionContext) -> TableWrite:
     backfill_policy=dg.BackfillPolicy.single_run(),
     io_manager_key="warehouse_io_manager",
     pool=WAREHOUSE_POOL,
+    retry_policy=WAREHOUSE_RETRY_POLICY,
     description=contracts.REJECTED_BARS.description,
+    metadata=contracts.REJECTED_BARS.asset_metadata(),
 )
 def silver_rejected_bars(context: dg.AssetExecutionContext) -> TableWrite:
     return TableWrite(
@@ -140,13 +154,16 @@ def silver_rejected_bars(context: dg.AssetExecutionContext) -> TableWrite:
 
 @dg.asset(
     key=["silver", "symbols"],
+    tags=cadence.REFERENCE,
     group_name="silver",
     kinds={"duckdb", "sql"},
     deps=[dg.AssetKey(["bronze", "company_profiles"])],
     backfill_policy=dg.BackfillPolicy.single_run(),
     io_manager_key="warehouse_io_manager",
     pool=WAREHOUSE_POOL,
+    retry_policy=WAREHOUSE_RETRY_POLICY,
     description=contracts.SYMBOLS.description,
+    metadata=contracts.SYMBOLS.asset_metadata(),
 )
 def silver_symbols(universe: UniverseResource) -> TableWrite:
     return TableWrite(
