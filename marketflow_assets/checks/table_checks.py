@@ -1,0 +1,277 @@
+"""Checks every contract-backed warehouse table gets: `contract` and `keys`.
+
+The suite's `prepare` defines the table slice once per op as DuckDB views: `_slice` (the scope's
+sessions, plus any lookback its checks ask for) and `_scoped` (the in-scope rows, with a `_row`
+id). Every check of the suite reads those in SQL; only `contract` copies columns into pandas.
+
+`contract` validates with the contract's own pandera schema (`TableContract.pandera_schema()`),
+but only where pandera adds something: column types and NOT NULL are enforced by DuckDB itself
+(the table is created from `contract.ddl()`), so they are verified against the live table's
+catalog, and pandera runs on the columns that carry value rules or can hold NaN (numbers, and
+any column with checks), with the contract's frame-level rules. Text, date and timestamp columns
+without rules are not copied into pandas at all, which is most of the cost on a 1.26M-row slice.
+Key uniqueness is the `keys` check (a GROUP BY in DuckDB), not pandera's `unique`.
+"""
+
+import contextlib
+import copy
+
+import dagster as dg
+import pandas as pd
+import pandera.pandas as pa
+
+from marketflow_assets.checks.framework import ERROR, CheckDef, CheckRun, Outcome, Suite
+from marketflow_assets.contracts import TableContract
+
+DDL_ENFORCED_TYPES = {"VARCHAR", "DATE", "TIMESTAMPTZ"}  # no NaN: type + NOT NULL say it all
+_CATALOG_TYPES = {"TIMESTAMP WITH TIME ZONE": "TIMESTAMPTZ"}
+
+
+class TableMissing(RuntimeError):
+    pass
+
+
+def _date_literal(day) -> str:
+    return f"DATE '{day.isoformat()}'"
+
+
+def prepare_table(contract: TableContract):
+    """`Suite.prepare` for a warehouse table: `_slice` (scope + lookback) and `_scoped`."""
+
+    def prepare(run: CheckRun) -> None:
+        exists = run.scalar(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+            [contract.schema, contract.name],
+        )
+        if not exists:
+            raise TableMissing(
+                f"{contract.table} does not exist: materialize "
+                f"{contract.asset_key.to_user_string()} first"
+            )
+        part = contract.partition_column if run.scope.partitioned else None
+        if part:
+            first = run.scope.lookback_start(run.lookback_sessions)
+            end = _date_literal(run.scope.end)
+            slice_filter = f"WHERE {part} BETWEEN {_date_literal(first)} AND {end}"
+            scope_filter = f"WHERE {part} BETWEEN {_date_literal(run.scope.start)} AND {end}"
+        else:
+            slice_filter = scope_filter = ""
+        # Views, not copies: DuckDB scans only the columns and row groups each check needs
+        # (zone maps on the partition column), and copying 1.26M rows would cost ~0.5 s.
+        run.con.execute(
+            f"CREATE OR REPLACE TEMP VIEW _slice AS SELECT * FROM {contract.table} {slice_filter}"
+        )
+        run.con.execute(
+            f"CREATE OR REPLACE TEMP VIEW _scoped AS "
+            f"SELECT rowid AS _row, * FROM {contract.table} {scope_filter}"
+        )
+        run.state["contract"] = contract
+        run.state["scoped_rows"] = int(run.scalar("SELECT count(*) FROM _scoped"))
+
+    return prepare
+
+
+def id_columns(contract: TableContract) -> list[str]:
+    """Columns that identify a row in failure tables: ticker, partition column, key."""
+    names = [contract.ticker_column, contract.partition_column, *contract.key]
+    present = set(contract.column_names)
+    return [n for n in dict.fromkeys(names) if n and n in present]
+
+
+def _catalog(run: CheckRun, contract: TableContract) -> dict[str, tuple[str, bool]]:
+    rows = run.con.execute(
+        "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+        "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+        [contract.schema, contract.name],
+    ).fetchall()
+    return {name: (_CATALOG_TYPES.get(typ, typ), nullable == "YES") for name, typ, nullable in rows}
+
+
+def schema_problems(run: CheckRun, contract: TableContract) -> tuple[list[str], set[str]]:
+    """Differences between the live table and the contract (types, nullability, columns), and
+    the columns whose type matches (the ones pandera can judge)."""
+    actual = _catalog(run, contract)
+    problems, typed = [], set()
+    for col in contract.columns:
+        if col.name not in actual:
+            problems.append(f"column {col.name} is missing (contract: {col.sql_type})")
+            continue
+        sql_type, nullable = actual[col.name]
+        if sql_type != col.sql_type:
+            problems.append(f"column {col.name} is {sql_type} (contract: {col.sql_type})")
+        else:
+            typed.add(col.name)
+        if nullable and not col.nullable:
+            problems.append(f"column {col.name} allows NULL (contract: NOT NULL)")
+    problems += [
+        f"column {name} is not in the contract"
+        for name in actual
+        if name not in contract.column_names
+    ]
+    return problems, typed
+
+
+def load_frame(run: CheckRun, contract: TableContract, columns: list[str]) -> pd.DataFrame:
+    """`columns` of the in-scope rows as pandas, indexed by `_row`, in the dtypes the contract's
+    pandera schema expects. Through Arrow: about twice as fast as `.df()` on wide numeric slices."""
+    table = run.con.sql(f"SELECT _row, {', '.join(columns)} FROM _scoped").to_arrow_table()
+    frame = table.to_pandas(split_blocks=True)
+    frame.index = pd.Index(frame.pop("_row").to_numpy(), name=None)
+    for name in columns:
+        expected = contract.column(name).pandas_dtype
+        if str(frame[name].dtype) != str(expected):
+            with contextlib.suppress(TypeError, ValueError):  # pandera reports the dtype
+                frame[name] = frame[name].astype(expected)
+    return frame
+
+
+def pandera_failures(frame: pd.DataFrame, schema: pa.DataFrameSchema) -> pd.DataFrame:
+    """pandera's failure cases (lazy validation), or an empty frame."""
+    try:
+        schema.validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        return exc.failure_cases
+    return pd.DataFrame(columns=["schema_context", "column", "check", "failure_case", "index"])
+
+
+def _rule(case: pd.Series) -> str:
+    if case["schema_context"] == "DataFrameSchema":
+        return str(case["check"])
+    value = case["failure_case"]
+    shown = (
+        "NULL/NaN" if pd.isna(value) else repr(value.item() if hasattr(value, "item") else value)
+    )
+    return f"{case['column']} {case['check']} ({shown})"
+
+
+def contract_check(contract: TableContract, *, blocking: bool) -> CheckDef:
+    ids = id_columns(contract)
+
+    def evaluate(run: CheckRun) -> Outcome:
+        problems, typed = schema_problems(run, contract)
+        columns = [
+            c.name
+            for c in contract.columns
+            if c.name in typed and (c.checks or c.sql_type not in DDL_ENFORCED_TYPES)
+        ]
+        frame = load_frame(run, contract, columns)
+        schema = copy.deepcopy(contract.pandera_schema().select_columns(columns))
+        schema.unique = None  # the `keys` check, in SQL
+        cases = pandera_failures(frame, schema)
+        by_column = cases[cases["index"].isna()]
+        problems += [
+            f"column {c['column']}: {c['check']} (found {c['failure_case']})"
+            for _, c in by_column.iterrows()
+        ]
+        by_row = cases[cases["index"].notna()]
+        violations = pd.DataFrame(
+            {
+                "_row": by_row["index"].astype("int64"),
+                "violations": [_rule(c) for _, c in by_row.iterrows()],
+            }
+        )
+        violations = violations.groupby("_row", sort=True)["violations"].agg(
+            lambda s: "; ".join(dict.fromkeys(s))
+        )
+        run.con.register("_violations", violations.reset_index())
+        run.con.register("_schema_problems", pd.DataFrame({"violations": problems}, dtype=object))
+        try:
+            return run.failures(
+                f"""
+                SELECT {", ".join(f"s.{c}" for c in ids)}, v.violations
+                FROM _scoped s JOIN _violations v ON s._row = v._row
+                UNION ALL BY NAME
+                SELECT violations FROM _schema_problems
+                """,
+                ok=f"every row satisfies the {contract.table} contract",
+                failed="{n} row(s) or column(s) break the " + contract.table + " contract",
+                checked=run.state["scoped_rows"],
+                ticker=contract.ticker_column,
+                session=contract.partition_column,
+                metadata={
+                    "pandera_columns": columns,
+                    "schema_problems": problems,
+                },
+            )
+        finally:
+            run.con.unregister("_violations")
+            run.con.unregister("_schema_problems")
+
+    return CheckDef(
+        name="contract",
+        description=(
+            f"Rows of {contract.table} satisfy its contract (contracts/{contract.schema}.py): "
+            "column types and NOT NULL as in the live table's catalog, value and row rules with "
+            "the contract's pandera schema. Failing rows: rows breaking a rule, plus one per "
+            "schema difference."
+        ),
+        evaluate=evaluate,
+        severity=ERROR,
+        blocking=blocking,
+    )
+
+
+def keys_check(contract: TableContract, *, blocking: bool) -> CheckDef:
+    ids = id_columns(contract)
+    key = ", ".join(contract.key)
+    any_null = " OR ".join(f"{k} IS NULL" for k in contract.key)
+
+    def evaluate(run: CheckRun) -> Outcome:
+        nulls = f"SELECT * EXCLUDE (_row), 'NULL in key column(s)' AS violation FROM _scoped WHERE {any_null}"
+        if contract.key_unique:
+            sql = f"""
+            WITH dup AS (
+                SELECT {key}, count(*) AS copies FROM _scoped
+                WHERE NOT ({any_null}) GROUP BY ALL HAVING count(*) > 1
+            )
+            SELECT s.* EXCLUDE (_row), format('{{}} rows share this key', dup.copies) AS violation
+            FROM _scoped s JOIN dup USING ({key})
+            UNION ALL BY NAME {nulls}
+            """
+        else:
+            sql = nulls
+        return run.failures(
+            sql,
+            ok=f"({key}) is set on every row" + (" and unique" if contract.key_unique else ""),
+            failed="{n} row(s) with a NULL or duplicated key (" + key + ")",
+            checked=run.state["scoped_rows"],
+            ticker=contract.ticker_column,
+            session=contract.partition_column,
+            order=", ".join(ids) or None,
+        )
+
+    unique = "unique and " if contract.key_unique else ""
+    return CheckDef(
+        name="keys",
+        description=(
+            f"The key ({key}) of {contract.table} is {unique}never NULL"
+            + ("" if contract.key_unique else " (the contract allows repeated keys in this layer)")
+            + ". Failing rows: every row of a duplicated key, and rows with a NULL key."
+        ),
+        evaluate=evaluate,
+        severity=ERROR,
+        blocking=blocking,
+    )
+
+
+def table_suite(
+    asset_key: dg.AssetKey,
+    contract: TableContract,
+    partitions_def: dg.PartitionsDefinition | None,
+    *,
+    blocking: bool,
+    extra: tuple[CheckDef, ...] = (),
+) -> Suite:
+    partitioned = partitions_def is not None and contract.partition_column is not None
+    return Suite(
+        name=f"{asset_key.to_python_identifier()}_checks",
+        asset_key=asset_key,
+        checks=(
+            contract_check(contract, blocking=blocking),
+            keys_check(contract, blocking=blocking),
+            *extra,
+        ),
+        partitions_def=partitions_def if partitioned else None,
+        prepare=prepare_table(contract),
+        description=f"Quality checks of {contract.table}, over one load of the table slice.",
+    )
