@@ -1,0 +1,183 @@
+"""Dropped files: picked up from the landing prefix, landed in raw as source `file`, flowed down.
+
+Each tick of `file_drops` (every minute):
+
+1. batches under `landing/claimed/` whose run succeeded are archived to `landing/processed/`;
+2. every new file in `landing/` is parsed (see `landing.py` for the formats). A file that
+   cannot be parsed is moved to `landing/rejected/<stamp>/` with a `.reason.txt` beside it and
+   the tick goes on with the other files;
+3. the readable files of the tick become one batch: its plan is written, the files are moved to
+   `landing/claimed/<batch>/`, and ONE run is requested: the daily path (raw -> gold) over the
+   sessions from the files' first session through the latest closed session (later sessions'
+   indicators depend on the new rows), scoped to the files' tickers with the `marketflow/tickers`
+   run tag. Its raw/daily_bars step lands the files (run config `file_batch`) under
+   raw/file/daily_bars/ with a manifest, so bronze and silver read them and the rows carry
+   source 'file'; nothing is asked of the provider.
+
+Readable files wait in `landing/` while a run or backfill that builds daily bars is in progress
+(its checks compare raw, bronze and silver for its sessions). Idempotent across ticks: a file
+leaves `landing/` when it is claimed or rejected, and a batch is
+requested once (cursor, and the batch id as run key). If a batch's run fails, the files stay
+claimed and the run-failure alert names the run: re-execute it from the UI (the tags and config
+carry over), or move the files back into `landing/` to drop them again. A file dropped with a
+newer fetch time wins over earlier provider fetches of the same bar in bronze (latest fetch).
+RUNNING by default: it lists a folder.
+"""
+
+import datetime as dt
+import json
+
+import dagster as dg
+
+from marketflow_assets.automation.common import (
+    AUTOMATION_TAG,
+    FILE_DROP_SELECTION,
+    automation_now,
+    daily_work_in_progress,
+    digest,
+    first_session,
+    latest_closed,
+    range_tags,
+    tickers_tag,
+)
+from marketflow_assets.automation.landing import (
+    BATCH_PLAN,
+    CLAIMED,
+    DropRejected,
+    archive,
+    claimed_batches,
+    dropped_keys,
+    landing_store,
+    move,
+    parse_drop,
+    reject,
+    relative,
+)
+from marketflow_assets.calendar import EXCHANGE_TZ
+from marketflow_assets.resources import MarketDataResource
+from marketflow_assets.storage.lake import LakeResource
+
+FILE_BATCH_TAG = "marketflow/file_batch"
+FILE_DROPS_INTERVAL_SECONDS = 60
+RAW_DAILY_OP = "raw__daily_bars"
+
+
+def batch_request(batch: str, plan: dict) -> dg.RunRequest:
+    return dg.RunRequest(
+        run_key=f"file_drop:{batch}",
+        run_config={"ops": {RAW_DAILY_OP: {"config": {"file_batch": batch}}}},
+        tags={
+            AUTOMATION_TAG: "file_drop",
+            FILE_BATCH_TAG: batch,
+            **range_tags(dt.date.fromisoformat(plan["start"]), dt.date.fromisoformat(plan["end"])),
+            **tickers_tag(plan["tickers"]),
+        },
+    )
+
+
+@dg.sensor(
+    name="file_drops",
+    target=FILE_DROP_SELECTION,
+    minimum_interval_seconds=FILE_DROPS_INTERVAL_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Picks up CSV (Yahoo export + Ticker column or <TICKER>.csv) and JSON OHLCV files dropped "
+        "in $MARKETFLOW_HOME/landing/ (or landing/ in the S3 lake): lands them in raw as source "
+        "'file' and runs the daily path for the affected sessions and tickers, one run per tick's "
+        "batch. Unreadable files move to landing/rejected/ with a reason file; the others still "
+        "process. Landed batches move to landing/processed/. RUNNING by default: it lists a folder."
+    ),
+)
+def file_drops_sensor(
+    context: dg.SensorEvaluationContext, lake: LakeResource, market_data: MarketDataResource
+):
+    store = landing_store(lake)
+    now = automation_now(market_data)
+    state = json.loads(context.cursor) if context.cursor else {}
+    requested: dict[str, str] = dict(state.get("requested", {}))
+    notes: list[str] = []
+    requests: list[dg.RunRequest] = []
+
+    # Landing rows while another run builds daily bars would make that run's checks compare raw
+    # rows it never read: readable files wait in landing/ until it is done.
+    busy = daily_work_in_progress(context.instance)
+
+    # 1. claimed batches: archive the landed ones; re-request one whose request was lost.
+    for batch, plan in claimed_batches(store).items():
+        runs = context.instance.get_runs(filters=dg.RunsFilter(tags={FILE_BATCH_TAG: batch}))
+        if any(run.status == dg.DagsterRunStatus.SUCCESS for run in runs):
+            moved = archive(store, batch)
+            requested.pop(batch, None)
+            notes.append(f"batch {batch} landed: {moved} file(s) archived to landing/processed/")
+        elif not runs and batch not in requested and not busy:
+            requests.append(batch_request(batch, plan))
+            requested[batch] = now.isoformat()
+            notes.append(f"batch {batch} had no run: requested")
+
+    # 2. new files: parse, reject the unreadable ones, claim the rest as one batch.
+    today = now.astimezone(EXCHANGE_TZ).date()
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    accepted = []
+    for key in dropped_keys(store):
+        try:
+            data = store.get(key)
+        except Exception as exc:  # e.g. deleted meanwhile: next tick
+            context.log.warning(f"could not read {store.uri(key)}: {exc}")
+            continue
+        try:
+            accepted.append(parse_drop(key, data, today=today))
+        except DropRejected as exc:
+            target = reject(store, key, str(exc), stamp)
+            context.log.warning(f"rejected {store.uri(key)} -> {store.uri(target)}: {exc}")
+            notes.append(f"rejected {relative(key)}: {exc}")
+
+    if accepted and busy:
+        notes.append(f"{len(accepted)} readable file(s) wait in landing/ for {busy} to finish")
+    elif accepted:
+        latest = latest_closed(now)
+        start = max(first_session(), min(d.first for d in accepted))
+        end = max([d.last for d in accepted] + ([latest] if latest else []))
+        if end < start:
+            for dropped in accepted:
+                reason = f"{dropped.key}: every row is before the first partition {start}"
+                reject(store, dropped.key, reason, stamp)
+                notes.append(f"rejected {relative(dropped.key)}: {reason}")
+        else:
+            batch = f"{stamp}-{digest([(d.key, d.sha256) for d in accepted])[:8]}"
+            tickers = sorted({t for d in accepted for t in d.tickers})
+            plan = {
+                "batch": batch,
+                "start": start.isoformat(),
+                "end": end.isoformat(),
+                "tickers": tickers,
+                "files": [
+                    {
+                        "file": relative(d.key),
+                        "sha256": d.sha256,
+                        "rows": len(d.frame),
+                        "sessions": f"{d.first}..{d.last}",
+                    }
+                    for d in accepted
+                ],
+            }
+            # The plan first, then the files: a crash in between leaves a batch that step 1
+            # requests on the next tick with whatever files made it.
+            store.put(f"{CLAIMED}{batch}/{BATCH_PLAN}", json.dumps(plan, indent=1).encode())
+            for dropped in accepted:
+                move(store, dropped.key, f"{CLAIMED}{batch}/{relative(dropped.key)}")
+            requests.append(batch_request(batch, plan))
+            requested[batch] = now.isoformat()
+            notes.append(
+                f"batch {batch}: {len(accepted)} file(s), {', '.join(tickers)}, "
+                f"sessions {start}..{end}"
+            )
+
+    for note in notes:
+        context.log.info(note)
+    cursor = json.dumps({"requested": requested}, sort_keys=True)
+    if requests:
+        return dg.SensorResult(run_requests=requests, cursor=cursor)
+    return dg.SensorResult(
+        skip_reason="; ".join(notes) if notes else "no new file in the landing prefix",
+        cursor=cursor,
+    )

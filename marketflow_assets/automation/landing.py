@@ -1,0 +1,348 @@
+"""Dropped files: the landing prefix, parsing, and landing them in raw as source `file`.
+
+Where: `$MARKETFLOW_HOME/landing/` with a local lake, `landing/` under the lake's prefix in S3
+(`s3://$MARKETFLOW_S3_BUCKET/$MARKETFLOW_S3_PREFIX/landing/`). Both go through the same
+`ObjectStore` verbs as the raw lake, so there is one code path.
+
+Layout under the landing prefix:
+
+    landing/<name>.csv | <name>.json          drop files here (sub-folders allowed)
+    landing/claimed/<batch>/...               taken by the file_drops sensor, being landed by a run
+    landing/claimed/<batch>/_batch.json       the batch's plan (files, tickers, sessions)
+    landing/processed/<batch>/...             landed in raw by a successful run (kept for audit)
+    landing/rejected/<stamp>/<name>           could not be parsed ...
+    landing/rejected/<stamp>/<name>.reason.txt ... and why
+
+Formats (one ticker per file or a Ticker column):
+- CSV in Yahoo's export format, `Date,Open,High,Low,Close,Volume`, optional `Adj Close`,
+  `Dividends`, `Stock Splits` (as `sources/csv_files.py`), plus a `Ticker` column or a
+  `<TICKER>.csv` file name;
+- JSON: a list of bar objects, or `{"ticker": "AAPL", "bars": [...]}`; keys are Yahoo's column
+  names in any case/spacing (`date`, `open`, `adj_close`, `stock splits`, `ticker` ...).
+
+Cells are kept as the text in the file (bronze types them; a bad number becomes a rejected
+row in silver, not a crash). A file that cannot be read as one of these formats is rejected
+whole, with the reason. Write files atomically (write elsewhere, then move/rename or S3 PUT):
+names starting with `.` or ending in `.tmp`/`.part` are ignored until renamed.
+"""
+
+import datetime as dt
+import hashlib
+import io
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from marketflow_assets.calendar import EXCHANGE_TZ
+from marketflow_assets.partitions import sessions_of
+from marketflow_assets.sources.base import TICKER_COLUMN, Payload
+from marketflow_assets.sources.csv_files import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
+from marketflow_assets.storage.lake import LakeResource
+from marketflow_assets.storage.object_store import LocalObjectStore, ObjectStore
+from marketflow_assets.storage.raw_io_manager import FILE_DROP_SOURCE, Landing, RawLanding
+from marketflow_assets.tickers import InvalidTickerError, validate_ticker
+from marketflow_assets.transforms.payloads import bar_dates, corporate_action_events, session_dates
+
+LANDING = "landing/"
+CLAIMED = f"{LANDING}claimed/"
+PROCESSED = f"{LANDING}processed/"
+REJECTED = f"{LANDING}rejected/"
+RESERVED = (CLAIMED, PROCESSED, REJECTED)
+BATCH_PLAN = "_batch.json"
+SUPPORTED = (".csv", ".json")
+IGNORED_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp")
+COLUMNS = (TICKER_COLUMN, *REQUIRED_COLUMNS[:5], "Adj Close", "Volume", "Dividends", "Stock Splits")
+_ALIASES = {re.sub(r"[^a-z]", "", c.lower()): c for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)}
+_ALIASES |= {"ticker": TICKER_COLUMN, "symbol": TICKER_COLUMN, "adjclose": "Adj Close"}
+_ALIASES |= {"splits": "Stock Splits", "dividend": "Dividends", "split": "Stock Splits"}
+
+
+class DropRejected(ValueError):
+    """A dropped file that cannot be read; the message is the reason written beside it."""
+
+
+@dataclass(frozen=True)
+class DroppedFile:
+    key: str
+    frame: pd.DataFrame  # Ticker + Yahoo columns, cells as text
+    tickers: tuple[str, ...]
+    first: dt.date  # first and last session of its rows
+    last: dt.date
+    sha256: str
+
+
+def landing_store(lake: LakeResource) -> ObjectStore:
+    """The store holding `landing/`: the lake's bucket and prefix in S3, else $MARKETFLOW_HOME
+    (the parent of the lake's local root, which is always $MARKETFLOW_HOME/lake)."""
+    if lake.s3_bucket:
+        return lake.store()
+    return LocalObjectStore(Path(lake.local_root).parent)
+
+
+def relative(key: str, prefix: str = LANDING) -> str:
+    return key[len(prefix) :] if key.startswith(prefix) else key
+
+
+def dropped_keys(store: ObjectStore) -> list[str]:
+    """Files waiting in the landing prefix (not claimed, processed or rejected ones)."""
+    keys = []
+    for key in store.list(LANDING):
+        name = PurePosixPath(key).name
+        if key.startswith(RESERVED) or name.startswith(".") or name.endswith(IGNORED_SUFFIXES):
+            continue
+        keys.append(key)
+    return keys
+
+
+# -- parsing -------------------------------------------------------------------------------------
+def _normalise_columns(frame: pd.DataFrame, key: str) -> pd.DataFrame:
+    renames, seen = {}, {}
+    for column in frame.columns:
+        name = _ALIASES.get(re.sub(r"[^a-z]", "", str(column).lower()))
+        if name is None:
+            continue
+        if name in seen:
+            raise DropRejected(f"{key}: columns {seen[name]!r} and {column!r} both mean {name!r}")
+        seen[name] = column
+        renames[column] = name
+    frame = frame[list(renames)].rename(columns=renames)
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DropRejected(
+            f"{key}: missing column(s) {', '.join(missing)}; expected Yahoo's export format "
+            f"{','.join(REQUIRED_COLUMNS)} (+ optional {','.join(OPTIONAL_COLUMNS)}) and a "
+            "Ticker column or a <TICKER>.csv/.json file name"
+        )
+    return frame
+
+
+def _ticker_from_name(key: str) -> str | None:
+    try:
+        return validate_ticker(PurePosixPath(key).stem, origin=f"file name {key}")
+    except InvalidTickerError:
+        return None
+
+
+def _read_csv(key: str, data: bytes) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(
+            io.BytesIO(data), dtype=str, keep_default_na=False, skipinitialspace=True
+        )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DropRejected(f"{key}: not a readable CSV file ({exc})") from exc
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    return str(value)
+
+
+def _read_json(key: str, data: bytes) -> tuple[pd.DataFrame, str | None]:
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DropRejected(f"{key}: not a readable JSON file ({exc})") from exc
+    ticker = None
+    if isinstance(doc, dict):
+        ticker = doc.get("ticker") or doc.get("symbol") or doc.get("Ticker")
+        doc = doc.get("bars", doc.get("rows", doc.get("data")))
+    if not isinstance(doc, list) or not all(isinstance(r, dict) for r in doc):
+        raise DropRejected(
+            f'{key}: expected a list of bar objects or {{"ticker": ..., "bars": [...]}} in JSON'
+        )
+    frame = pd.DataFrame(doc)
+    frame = frame.map(_cell) if not frame.empty else frame
+    return frame, str(ticker) if ticker is not None else None
+
+
+def parse_drop(key: str, data: bytes, *, today: dt.date) -> DroppedFile:
+    """Read a dropped file as daily bars (cells as text), or raise `DropRejected` with why."""
+    suffix = PurePosixPath(key).suffix.lower()
+    if suffix not in SUPPORTED:
+        raise DropRejected(f"{key}: unsupported file type {suffix or '(none)'}; drop .csv or .json")
+    named_ticker = None
+    if suffix == ".csv":
+        frame = _read_csv(key, data)
+    else:
+        frame, named_ticker = _read_json(key, data)
+    frame = _normalise_columns(frame, key)
+    if frame.empty:
+        raise DropRejected(f"{key}: no rows")
+
+    if TICKER_COLUMN in frame.columns:
+        values = frame[TICKER_COLUMN].astype(str).str.strip()
+        blank = values == ""
+        if blank.any():
+            line = int(blank.to_numpy().argmax()) + 2
+            raise DropRejected(f"{key}, row {line}: empty Ticker")
+        try:
+            mapping = {v: validate_ticker(v, origin=key) for v in values.unique()}
+        except InvalidTickerError as exc:
+            raise DropRejected(str(exc)) from exc
+        frame[TICKER_COLUMN] = values.map(mapping)
+    else:
+        ticker = named_ticker or _ticker_from_name(key)
+        if named_ticker is not None:
+            try:
+                ticker = validate_ticker(named_ticker, origin=key)
+            except InvalidTickerError as exc:
+                raise DropRejected(str(exc)) from exc
+        if ticker is None:
+            raise DropRejected(
+                f"{key}: no Ticker column, and the file name is not a ticker (name it "
+                "<TICKER>.csv, e.g. AAPL.csv, or add a Ticker column)"
+            )
+        frame.insert(0, TICKER_COLUMN, ticker)
+
+    dates = pd.to_datetime(
+        frame["Date"].astype(str).str.strip().str.slice(0, 10), format="%Y-%m-%d", errors="coerce"
+    )
+    if dates.isna().any():
+        row = int(dates.isna().to_numpy().argmax())
+        raise DropRejected(
+            f"{key}, row {row + 2}: Date {frame['Date'].iloc[row]!r} is not YYYY-MM-DD"
+        )
+    if (dates.dt.date > today).any():
+        raise DropRejected(
+            f"{key}: rows dated after today ({today}), e.g. {dates.max().date()}; bars must "
+            "have happened"
+        )
+    sessions = session_dates(bar_dates(frame["Date"].astype(str)))
+    if sessions.isna().any():
+        raise DropRejected(f"{key}: rows dated before the exchange calendar starts")
+    ordered = [c for c in COLUMNS if c in frame.columns]
+    return DroppedFile(
+        key=key,
+        frame=frame[ordered].reset_index(drop=True),
+        tickers=tuple(sorted(frame[TICKER_COLUMN].unique())),
+        first=sessions.min().date(),
+        last=sessions.max().date(),
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+
+
+# -- moving files ----------------------------------------------------------------------------------
+def move(store: ObjectStore, source: str, target: str) -> None:
+    """Copy then delete (a crash in between leaves a copy, never nothing)."""
+    store.put(target, store.get(source))
+    store.delete(source)
+
+
+def reject(store: ObjectStore, key: str, reason: str, stamp: str) -> str:
+    target = f"{REJECTED}{stamp}/{relative(key)}"
+    store.put(f"{target}.reason.txt", (reason.rstrip() + "\n").encode())
+    move(store, key, target)
+    return target
+
+
+def claimed_batches(store: ObjectStore) -> dict[str, dict]:
+    """Batch id -> plan, for every batch still under `landing/claimed/`."""
+    plans = {}
+    for key in store.list(CLAIMED):
+        if PurePosixPath(key).name == BATCH_PLAN:
+            batch = relative(key, CLAIMED).split("/", 1)[0]
+            plans[batch] = json.loads(store.get(key))
+    return plans
+
+
+def batch_files(store: ObjectStore, batch: str) -> list[str]:
+    prefix = f"{CLAIMED}{batch}/"
+    return [k for k in store.list(prefix) if PurePosixPath(k).name != BATCH_PLAN]
+
+
+def archive(store: ObjectStore, batch: str) -> int:
+    """Move a landed batch from claimed/ to processed/; returns the files moved."""
+    prefix = f"{CLAIMED}{batch}/"
+    keys = store.list(prefix)
+    files = [k for k in keys if PurePosixPath(k).name != BATCH_PLAN]
+    for key in files:
+        move(store, key, f"{PROCESSED}{batch}/{relative(key, prefix)}")
+    for key in keys:
+        if PurePosixPath(key).name == BATCH_PLAN:
+            move(store, key, f"{PROCESSED}{batch}/{BATCH_PLAN}")
+    return len(files)
+
+
+# -- landing in raw (the raw/daily_bars asset, run config `file_batch`) --------------------------------
+def land_dropped_files(
+    context: dg.AssetExecutionContext, batch: str, now: dt.datetime, lake: LakeResource
+) -> RawLanding:
+    """Land the files of a claimed batch in raw as source `file`: one manifest per file under
+    raw/file/daily_bars/, rows of the run's sessions only. The files stay where they are; the
+    file_drops sensor archives the batch once the run succeeded."""
+    store = landing_store(lake)
+    keys = batch_files(store, batch)
+    if not keys:
+        raise dg.Failure(
+            description=f"no dropped files under {store.uri(f'{CLAIMED}{batch}/')}",
+            allow_retries=False,
+        )
+    sessions = {s.isoformat() for s in sessions_of(context)}
+    today = now.astimezone(EXCHANGE_TZ).date()
+    landings, described = [], []
+    for key in keys:
+        data = store.get(key)
+        try:
+            dropped = parse_drop(key, data, today=today)
+        except DropRejected as exc:
+            raise dg.Failure(
+                description=f"claimed file can no longer be read: {exc}", allow_retries=False
+            ) from exc
+        frame = dropped.frame
+        keys_by_row = session_dates(bar_dates(frame["Date"])).dt.strftime("%Y-%m-%d")
+        partitions = keys_by_row.where(keys_by_row.isin(sessions))
+        payload = Payload(
+            source=FILE_DROP_SOURCE,
+            dataset="daily_bars",
+            request={
+                "file": store.uri(key),
+                "sha256": dropped.sha256,
+                "batch": batch,
+                "tickers": list(dropped.tickers),
+                "start": dropped.first.isoformat(),
+                "end": dropped.last.isoformat(),
+            },
+            fetched_at=now,
+            frame=frame,
+        )
+        landings.append(
+            Landing(
+                payload,
+                partitions=partitions,
+                events=corporate_action_events(frame),
+                landed=(dropped.first, dropped.last),
+            )
+        )
+        outside = int(partitions.isna().sum())
+        described.append(
+            {
+                "file": store.uri(key),
+                "tickers": list(dropped.tickers),
+                "sessions": f"{dropped.first}..{dropped.last}",
+                "rows": len(frame),
+                "rows_outside_run": outside,
+            }
+        )
+        context.log.info(
+            f"{key}: {len(frame)} row(s) of {', '.join(dropped.tickers)} "
+            f"{dropped.first}..{dropped.last}" + (f", {outside} outside the run" if outside else "")
+        )
+    return RawLanding(
+        dataset="daily_bars",
+        landings=landings,
+        metadata={
+            "source": FILE_DROP_SOURCE,
+            "file_batch": batch,
+            "files": dg.MetadataValue.json(described),
+            "provider_requests": 0,
+        },
+    )
