@@ -8,20 +8,27 @@ from __future__ import annotations
 
 import dagster as dg
 
-from marketflow_assets.assets import bronze, raw, silver
+from marketflow_assets.assets import bronze, dbt, gold, gold_intraday, raw, reports, silver
+from marketflow_assets.automation import build_automation
+from marketflow_assets.checks import build_asset_checks
 from marketflow_assets.resources import build_resources
 from marketflow_assets.settings import Settings
 
-ASSET_MODULES = (raw, bronze, silver)
+ASSET_MODULES = (raw, bronze, silver, gold, gold_intraday, dbt, reports)
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
+    assets = dg.load_assets_from_modules(ASSET_MODULES)
+    schedules, sensors = build_automation(settings)
     return dg.Definitions(
-        assets=dg.load_assets_from_modules(ASSET_MODULES),
-        resources=build_resources(settings),
+        assets=assets,
+        asset_checks=build_asset_checks(assets),
+        resources={**build_resources(settings), "dbt": dbt.dbt_resource},
         # Warehouse steps are serialised by the DuckDB pool anyway; running a run's steps in one
         # process saves a Python + Dagster start-up (about 1.5 s) per step.
         executor=dg.in_process_executor,
+        schedules=schedules,
+        sensors=sensors,
     )
 
 

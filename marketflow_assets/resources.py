@@ -12,6 +12,8 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 from pydantic import PrivateAttr
 
+from marketflow_assets.automation.notify import AlertingResource
+from marketflow_assets.checks.config import QualityResource
 from marketflow_assets.settings import Settings
 from marketflow_assets.sources.base import BarsQuery, MarketDataSource, Payload
 from marketflow_assets.sources.retry import Backoff, call_with_retries
@@ -21,6 +23,12 @@ from marketflow_assets.storage.warehouse import WarehouseIOManager, WarehouseRes
 from marketflow_assets.tickers import InvalidTickerError, load_universe, validate_tickers
 
 WAREHOUSE_POOL = "duckdb_warehouse"
+# Warehouse steps retry briefly on transient errors, e.g. another process holding the DuckDB file
+# longer than the connection's own backoff (DuckDBResource, ~100 s). Permanent problems raise
+# dg.Failure(allow_retries=False) (bad payloads, missing upstream tables) and fail at once.
+WAREHOUSE_RETRY_POLICY = dg.RetryPolicy(
+    max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
 TICKERS_TAG = "marketflow/tickers"
 
 
@@ -141,7 +149,28 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "universe": UniverseResource(tickers=settings.tickers),
         "lake": lake,
         "warehouse": warehouse,
+        "quality": QualityResource(freshness_delay_minutes=settings.freshness_delay_minutes),
+        "alerting": build_alerting(settings),
         "raw_io_manager": RawLakeIOManager(lake=lake, source=settings.source),
         "warehouse_io_manager": WarehouseIOManager(warehouse=warehouse),
         "io_manager": WarehouseIOManager(warehouse=warehouse),
     }
+
+
+def build_alerting(settings: Settings) -> AlertingResource:
+    """Alert channels from the environment. Secrets go in as dg.EnvVar (resolved when the
+    resource is used), so their values never sit in Settings, the UI or run config."""
+    login = settings.smtp_login_configured
+    return AlertingResource(
+        slack_webhook_url=(
+            dg.EnvVar("MARKETFLOW_SLACK_WEBHOOK_URL") if settings.slack_webhook_configured else None
+        ),
+        email_to=settings.alert_email_to,
+        smtp_host=settings.smtp_host,
+        smtp_port=settings.smtp_port,
+        smtp_user=dg.EnvVar("MARKETFLOW_SMTP_USER") if login else None,
+        smtp_password=dg.EnvVar("MARKETFLOW_SMTP_PASSWORD") if login else None,
+        smtp_from=settings.smtp_from,
+        smtp_tls=settings.smtp_tls,
+        outbox_dir=str(settings.home / "alerts" / "outbox"),
+    )

@@ -35,6 +35,17 @@ class Settings:
     retry_base_seconds: float = 1.0
     intraday_poll_minutes: int = 5
     freshness_delay_minutes: int = 180
+    # Automation and alerting (marketflow_assets/automation). Secrets (the Slack webhook URL, the
+    # SMTP login) are never read here: only whether they are set; resources read them through
+    # dg.EnvVar, so their values stay out of Settings, logs and the UI.
+    catch_up_lookback_sessions: int = 30
+    alert_email_to: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_from: str | None = None
+    smtp_tls: str = "starttls"
+    slack_webhook_configured: bool = False
+    smtp_login_configured: bool = False
 
     @property
     def lake_root(self) -> Path:
@@ -91,7 +102,41 @@ class Settings:
             freshness_delay_minutes=_parse_int(
                 "MARKETFLOW_FRESHNESS_DELAY_MINUTES", get("MARKETFLOW_FRESHNESS_DELAY_MINUTES"), 180
             ),
+            **_automation_settings(get),
         )
+
+
+SMTP_TLS_MODES = ("starttls", "ssl", "none")
+
+
+def _automation_settings(get) -> dict:
+    """MARKETFLOW_CATCH_UP_LOOKBACK_SESSIONS, MARKETFLOW_ALERT_EMAIL_TO, MARKETFLOW_SMTP_* and
+    whether MARKETFLOW_SLACK_WEBHOOK_URL / MARKETFLOW_SMTP_USER are set (not their values)."""
+    lookback = _parse_int(
+        "MARKETFLOW_CATCH_UP_LOOKBACK_SESSIONS", get("MARKETFLOW_CATCH_UP_LOOKBACK_SESSIONS"), 30
+    )
+    if lookback < 1:
+        raise ConfigError(f"MARKETFLOW_CATCH_UP_LOOKBACK_SESSIONS={lookback} must be at least 1")
+    tls = (get("MARKETFLOW_SMTP_TLS") or "starttls").lower()
+    if tls not in SMTP_TLS_MODES:
+        raise ConfigError(f"MARKETFLOW_SMTP_TLS={tls!r} is not one of {', '.join(SMTP_TLS_MODES)}")
+    user, password = get("MARKETFLOW_SMTP_USER"), get("MARKETFLOW_SMTP_PASSWORD")
+    if (user is None) != (password is None):
+        raise ConfigError("MARKETFLOW_SMTP_USER and MARKETFLOW_SMTP_PASSWORD go together")
+    email_to = get("MARKETFLOW_ALERT_EMAIL_TO")
+    smtp_host = get("MARKETFLOW_SMTP_HOST")
+    if email_to and not smtp_host:
+        raise ConfigError("MARKETFLOW_ALERT_EMAIL_TO needs MARKETFLOW_SMTP_HOST (the mail server)")
+    return {
+        "catch_up_lookback_sessions": lookback,
+        "alert_email_to": email_to,
+        "smtp_host": smtp_host,
+        "smtp_port": _parse_int("MARKETFLOW_SMTP_PORT", get("MARKETFLOW_SMTP_PORT"), 587),
+        "smtp_from": get("MARKETFLOW_SMTP_FROM"),
+        "smtp_tls": tls,
+        "slack_webhook_configured": get("MARKETFLOW_SLACK_WEBHOOK_URL") is not None,
+        "smtp_login_configured": user is not None,
+    }
 
 
 def _parse_date(name: str, value: str | None) -> dt.date | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from marketflow_assets.contracts import bronze, silver
+from marketflow_assets.contracts import bronze, gold, gold_intraday, ops, silver
 from marketflow_assets.contracts.model import Col, TableContract
 
 CONTRACTS: dict[str, TableContract] = {
@@ -14,9 +14,17 @@ CONTRACTS: dict[str, TableContract] = {
         bronze.INTRADAY_BARS_1M,
         bronze.COMPANY_PROFILES,
         silver.DAILY_BARS,
+        silver.INTRADAY_BARS_1M,
         silver.REJECTED_BARS,
         silver.CORPORATE_ACTIONS,
         silver.SYMBOLS,
+        gold.DAILY_FEATURES,
+        gold_intraday.INTRADAY_VWAP,
+        gold_intraday.INTRADAY_DAILY_SUMMARY,
+        gold_intraday.INTRADAY_ANOMALIES,
+        ops.CHECK_RESULTS,
+        ops.ANOMALIES,
+        ops.ALERT_HISTORY,
     )
 }
 
