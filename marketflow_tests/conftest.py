@@ -14,3 +14,12 @@ def settings(tmp_path):
     from marketflow_tests.helpers import make_settings
 
     return make_settings(tmp_path / "home")
+
+
+@pytest.fixture(autouse=True)
+def isolated_dagster_home(tmp_path_factory, monkeypatch):
+    """Each test gets its own empty Dagster instance directory, never the developer's
+    `.marketflow/dagster` (which `make test` exports but only `make demo`/`make dev` create)."""
+    home = tmp_path_factory.mktemp("dagster_home")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home
