@@ -1,0 +1,5 @@
+import sys
+
+from marketflow_assets.benchmark.cli import main
+
+sys.exit(main())

@@ -1,0 +1,179 @@
+"""One benchmark measurement, in its own process: `python -m marketflow_assets.benchmark.child
+SPEC.json RESULT.json`.
+
+The parent sets the environment (MARKETFLOW_HOME, the simulator clock, DAGSTER_HOME, ...) before
+this process starts, because the partitions definition reads MARKETFLOW_START_DATE at import.
+A Dagster spec runs the selection through Dagster's own execution, as `make demo` does: the
+implicit asset job's `execute_in_process` with partition-range tags (or one partition key),
+then reads that run's event log for the step breakdown and counts the rows it wrote.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import gc
+import json
+import operator
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from marketflow_assets.benchmark.profiling import profiled
+from marketflow_assets.benchmark.scenarios import RunSpec
+from marketflow_assets.benchmark.steps import from_log_entries, run_breakdown
+
+
+def _timestamp(value) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if value.tzinfo is None:  # run storages keep UTC without a zone
+        value = value.replace(tzinfo=dt.UTC)
+    return value.timestamp()
+
+
+def _check_results(entries) -> dict:
+    passed, failed = 0, []
+    for entry in entries:
+        event = entry.dagster_event
+        if event is None or event.event_type_value != "ASSET_CHECK_EVALUATION":
+            continue
+        data = event.event_specific_data
+        if data.passed:
+            passed += 1
+        else:
+            failed.append(
+                f"{data.asset_key.to_user_string()}:{data.check_name} ({data.severity.value})"
+            )
+    return {"passed": passed, "failed": failed}
+
+
+def _mib(path: Path) -> float:
+    """Size of a file or a folder tree, MiB (0 when missing)."""
+    if path.is_file():
+        size = path.stat().st_size
+    else:
+        size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+    return round(size / 2**20, 1)
+
+
+def _warehouse_rows(spec: RunSpec, warehouse: Path) -> dict:
+    import duckdb
+
+    if not warehouse.exists():
+        return {"main": 0, "tables": {}}
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        tables = {
+            name: con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0]
+            for (name,) in con.execute(
+                "SELECT table_schema || '.' || table_name FROM information_schema.tables "
+                "WHERE table_schema IN ('bronze', 'silver', 'gold') ORDER BY 1"
+            ).fetchall()
+        }
+        main = 0
+        if spec.main_table in tables and spec.window:
+            main = con.execute(
+                f"SELECT count(*) FROM {spec.main_table} WHERE session_date BETWEEN ? AND ?",
+                [dt.date.fromisoformat(spec.window[0]), dt.date.fromisoformat(spec.window[1])],
+            ).fetchall()[0][0]
+    finally:
+        con.close()
+    return {"main": main, "tables": tables}
+
+
+def run_dagster(spec: RunSpec) -> dict:
+    t0 = time.time()
+    import dagster as dg
+
+    t1 = time.time()
+    # Builds the definitions from the environment at import, as `dagster asset materialize -m`.
+    from marketflow_assets import cadence
+    from marketflow_assets.definitions import defs
+    from marketflow_assets.settings import Settings
+
+    settings = Settings.from_env()
+    selection = functools.reduce(
+        operator.or_, (getattr(cadence, f"{name}_assets") for name in spec.selection)
+    )
+    keys = selection.resolve(defs.resolve_asset_graph())
+    job = defs.resolve_implicit_global_asset_job_def()
+    instance = (
+        dg.DagsterInstance.ephemeral() if spec.instance == "memory" else dg.DagsterInstance.get()
+    )
+    t2 = time.time()
+
+    tags = {"marketflow/benchmark": spec.name}
+    if spec.partition_range:
+        tags["dagster/asset_partition_range_start"] = spec.partition_range[0]
+        tags["dagster/asset_partition_range_end"] = spec.partition_range[1]
+    with profiled(spec.profile):
+        call_start = time.time()
+        result = job.execute_in_process(
+            asset_selection=list(keys),
+            partition_key=spec.partition,
+            tags=tags,
+            instance=instance,
+            raise_on_error=False,
+        )
+        call_end = time.time()
+
+    record = instance.get_run_record_by_id(result.run_id)
+    entries = instance.all_logs(result.run_id)
+    breakdown = run_breakdown(
+        from_log_entries(entries),
+        run_created=_timestamp(record.create_timestamp) if record else None,
+        call_start=call_start,
+        call_end=call_end,
+    )
+    failed_steps = [s["step"] for s in breakdown["steps"] if s["status"] == "failure"]
+    out = {
+        "ok": bool(result.success),
+        "run_id": result.run_id,
+        "assets": sorted(k.to_user_string() for k in keys),
+        "run_end": call_end,
+        "timing": {
+            "import_dagster_s": round(t1 - t0, 3),
+            "load_definitions_s": round(t2 - t1, 3),
+            "run_s": round(call_end - call_start, 3),
+        },
+        "dagster": breakdown,
+        "checks": _check_results(entries),
+        "failed_steps": failed_steps,
+        "rows": _warehouse_rows(spec, settings.warehouse),
+        "disk_mib": {
+            "warehouse": _mib(settings.warehouse),
+            "lake": _mib(settings.lake_root),
+            "dagster_home": _mib(settings.dagster_home),  # the sqlite instance's storage
+        },
+    }
+    if spec.instance != "memory":
+        instance.dispose()
+    return out
+
+
+def run_kernel(spec: RunSpec) -> dict:
+    from marketflow_assets.benchmark import kernel
+
+    return kernel.measure(spec)
+
+
+def main(argv: list[str]) -> int:
+    spec_path, result_path = argv
+    spec = RunSpec.from_dict(json.loads(Path(spec_path).read_text()))
+    gc.collect()
+    try:
+        result = run_dagster(spec) if spec.kind == "dagster" else run_kernel(spec)
+    except Exception:
+        result = {"ok": False, "error": traceback.format_exc()}
+    result["pid"] = os.getpid()
+    Path(result_path).write_text(json.dumps(result, default=str))
+    return 0 if result.get("ok") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
