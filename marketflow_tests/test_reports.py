@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import base64
 import re
-import struct
+import xml.etree.ElementTree as ET
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from marketflow_assets.assets.reports import CHARTS, REPORT_SESSIONS, ticker_figure
+from marketflow_assets.assets.reports import CHARTS, REPORT_SESSIONS, ticker_chart
 from marketflow_assets.transforms.indicators import ma_crossovers
 from marketflow_tests.helpers import make_settings, materialize, output_metadata, table
 
@@ -46,9 +46,14 @@ def expected_crosses(rows: pd.DataFrame) -> dict[str, str]:
     }
 
 
-def png_size(png: bytes) -> tuple[int, int]:
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    return struct.unpack(">II", png[16:24])
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def parse_svg(text: str) -> ET.Element:
+    """The chart must be well-formed standalone SVG (browsers drop a malformed inline one)."""
+    root = ET.fromstring(text)
+    assert root.tag == f"{SVG}svg" and (root.get("width"), root.get("height")) == ("800", "720")
+    return root
 
 
 def test_every_ticker_gets_a_self_contained_page_and_the_index_links_them(built):
@@ -61,9 +66,10 @@ def test_every_ticker_gets_a_self_contained_page_and_the_index_links_them(built)
 
     page = (folder / "KO.html").read_text()
     assert all(title in page for title in CHARTS)
-    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    assert "http" not in page.replace(images[0], "")  # nothing fetched from elsewhere
-    assert len(images) == 1 and png_size(base64.b64decode(images[0])) == (800, 720)
+    charts = re.findall(r"<svg .*?</svg>", page, flags=re.S)
+    assert len(charts) == 1
+    parse_svg(charts[0])
+    assert not re.search(r'(src|href)="(https?:)?//', page)  # nothing fetched from elsewhere
     crosses = expected_crosses(recent_features(settings, "KO"))
     assert set(crosses.values()) == {"golden", "death"}
     section = page.split("<h2>SMA 50 / SMA 200 crossovers</h2>")[1]
@@ -73,29 +79,44 @@ def test_every_ticker_gets_a_self_contained_page_and_the_index_links_them(built)
 
 def test_metadata_previews_the_charts_and_lists_the_crossovers(built):
     settings, meta = built
-    previews = re.findall(r"!\[(\S+)\]\(data:image/png;base64,([^)]+)\)", meta["preview"])
+    previews = re.findall(r"!\[(\S+)\]\(data:image/svg\+xml;base64,([^)]+)\)", meta["preview"])
     assert [ticker for ticker, _ in previews] == ["AAPL", "KO"]
-    assert all(png_size(base64.b64decode(png)) == (800, 720) for _, png in previews)
+    for _, svg in previews:
+        parse_svg(base64.b64decode(svg).decode())
     for ticker in ("AAPL", "KO"):
         for day, kind in expected_crosses(recent_features(settings, ticker)).items():
             assert re.search(rf"{ticker}\s*\|\s*{day}\s*\|.*\|\s*{kind}", meta["crossovers"])
 
 
-def test_figure_has_the_four_charts_and_one_marker_per_cross(built):
+def test_chart_has_the_four_charts_and_one_marker_per_cross(built):
     settings, _ = built
     rows = recent_features(settings, "KO")
     crosses = ma_crossovers(rows)
-    fig = ticker_figure("KO", rows, crosses)
-    assert [ax.get_title(loc="left") for ax in fig.axes] == list(CHARTS)
-    ohlc, _, crossing, rsi = fig.axes
-    assert {line.get_label() for line in ohlc.get_lines()} == {"SMA 20", "SMA 50", "SMA 200"}
-    markers = {c.get_label(): len(c.get_offsets()) for c in crossing.collections}
-    expected = expected_crosses(rows)
-    assert markers == {
-        "golden cross": list(expected.values()).count("golden"),
-        "death cross": list(expected.values()).count("death"),
-    }
-    assert rsi.get_ylim() == (0, 100)
+    root = parse_svg(ticker_chart("KO", rows, crosses))
+    assert [t.text for t in root.iter(f"{SVG}text") if t.get("class") == "title"] == list(CHARTS)
+    legends = [g.find(f"{SVG}text").text for g in root.iter(f"{SVG}g")]
+    assert legends[:3] == ["SMA 20", "SMA 50", "SMA 200"]
+    assert {"golden cross", "death cross"} <= set(legends[3:])
+    paths = [p.get("class") for p in root.iter(f"{SVG}path")]
+    expected = list(expected_crosses(rows).values())
+    assert paths.count("golden-cross") == expected.count("golden") > 0
+    assert paths.count("death-cross") == expected.count("death") > 0
+    # Three SMA lines, the close and two SMAs of the crossover chart, and RSI: 7 lines.
+    assert paths.count("line") == 7
+
+
+def test_chart_survives_warm_up_gaps_and_a_single_session():
+    rows = pd.DataFrame(
+        {
+            "session_date": pd.to_datetime(["2024-06-03"]),
+            **{c: [10.0] for c in ("adj_open", "adj_high", "adj_low", "adj_close")},
+            **{c: [np.nan] for c in ("return_1d", "sma_20", "sma_50", "sma_200", "rsi_14")},
+        }
+    )
+    root = parse_svg(ticker_chart("A&B", rows, ma_crossovers(rows.assign(ticker="A&B"))))
+    assert root.find(f"{SVG}text").text == "A&B: last 1 sessions to 2024-06-03"
+    # Only the close is drawn: every indicator is still warming up.
+    assert [p.get("class") for p in root.iter(f"{SVG}path")].count("line") == 1
 
 
 def test_a_ticker_scoped_run_renders_only_that_ticker(built):

@@ -2,7 +2,6 @@
 
 import base64
 import html
-import io
 from pathlib import Path
 from urllib.parse import quote
 
@@ -10,10 +9,8 @@ import dagster as dg
 import duckdb
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
-from marketflow_assets import cadence
+from marketflow_assets import cadence, charts
 from marketflow_assets.calendar import xnys
 from marketflow_assets.resources import WAREHOUSE_POOL, WAREHOUSE_RETRY_POLICY, ticker_scope
 from marketflow_assets.storage.lake import LakeResource
@@ -30,6 +27,11 @@ CHARTS = (
 )
 UP, DOWN = "#2e7d32", "#c62828"
 SMA_COLORS = {"sma_20": "#1e88e5", "sma_50": "#fb8c00", "sma_200": "#6d4c41"}
+MA_PAIR = ("sma_50", "sma_200")
+RSI_LEVELS = (30, 70)
+HEIGHT = 720  # px; the width is charts.WIDTH
+PANEL_HEIGHTS = (250, 80, 125, 80)  # px, the charts of `CHARTS` top to bottom
+PANEL_TOP, PANEL_GAP = 50, 40  # px; the gap holds each chart's title and the x labels
 REPORT_SQL = """
 SELECT ticker, session_date, adj_open, adj_high, adj_low, adj_close, return_1d,
     sma_20, sma_50, sma_200, rsi_14
@@ -67,59 +69,78 @@ def read_recent(warehouse: WarehouseResource, tickers: tuple[str, ...] | None) -
         return con.execute(REPORT_SQL, params).df()
 
 
-def ticker_figure(ticker: str, rows: pd.DataFrame, crosses: pd.DataFrame) -> Figure:
-    """The four charts of one ticker, stacked on a shared date axis (titles = `CHARTS`)."""
-    x = rows["session_date"].to_numpy()
-    fig = Figure(figsize=(10, 9), dpi=80)
-    ohlc, returns, crossing, rsi = fig.subplots(
-        4, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1, 1.5, 1]}
+def ticker_chart(ticker: str, rows: pd.DataFrame, crosses: pd.DataFrame) -> str:
+    """The four charts of one ticker (titles = `CHARTS`) as one SVG, on a shared session axis."""
+    n = len(rows)
+    position = pd.Series(np.arange(n), index=rows["session_date"].to_numpy())
+    cross_at = position.reindex(crosses["session_date"].to_numpy()).to_numpy()
+    pct = rows["return_1d"].to_numpy() * 100
+    ranges = (
+        charts.limits(rows["adj_low"], rows["adj_high"], *(rows[c] for c in SMA_COLORS)),
+        charts.limits(pct, 0.0),
+        charts.limits(rows["adj_close"], rows["sma_50"], rows["sma_200"], pad=0.1),
+        (0.0, 100.0),
     )
-    colors = np.where(rows["adj_close"] >= rows["adj_open"], UP, DOWN)
-    ohlc.vlines(x, rows["adj_low"], rows["adj_high"], colors=colors, linewidth=0.8)
-    ohlc.vlines(x, rows["adj_open"], rows["adj_close"], colors=colors, linewidth=3)
-    for name, color in SMA_COLORS.items():
-        ohlc.plot(x, rows[name], color=color, linewidth=1, label=name.upper().replace("_", " "))
+    panels, top = [], PANEL_TOP
+    for title, height, (lo, hi) in zip(CHARTS, PANEL_HEIGHTS, ranges, strict=True):
+        panels.append(charts.Panel(title, top, height, n, lo, hi))
+        top += height + PANEL_GAP
+    ohlc, returns, crossing, rsi = panels
+    ticks, labels = charts.x_ticks(rows["session_date"])
+    body = [panel.frame(ticks) for panel in panels]
 
-    pct = rows["return_1d"] * 100
-    returns.vlines(x, 0, pct, colors=np.where(pct >= 0, UP, DOWN), linewidth=1.5)
-
-    crossing.plot(x, rows["adj_close"], color="0.75", linewidth=0.8, label="adj close")
-    for name in ("sma_50", "sma_200"):
-        crossing.plot(x, rows[name], color=SMA_COLORS[name], label=name.upper().replace("_", " "))
-    for kind, marker, color in (("golden", "^", UP), ("death", "v", DOWN)):
-        at = crosses[crosses["cross"] == kind]
-        crossing.scatter(
-            at["session_date"],
-            at["sma_50"],
-            marker=marker,
-            color=color,
-            s=90,
-            zorder=3,
-            label=f"{kind} cross",
+    up = (rows["adj_close"] >= rows["adj_open"]).to_numpy()
+    for mask, color in ((up, UP), (~up, DOWN)):
+        at = rows[mask]
+        body.append(
+            ohlc.bars(np.flatnonzero(mask), at["adj_low"], at["adj_high"], color, width=0.8)
         )
+        body.append(
+            ohlc.bars(np.flatnonzero(mask), at["adj_open"], at["adj_close"], color, width=2)
+        )
+    body += [ohlc.line(rows[name], color) for name, color in SMA_COLORS.items()]
+    body.append(ohlc.legend([(_label(name), color) for name, color in SMA_COLORS.items()]))
 
-    rsi.plot(x, rows["rsi_14"], color="#5e35b1")
-    for level in (30, 70):
-        rsi.axhline(level, color="0.5", linestyle="--", linewidth=0.8)
-    rsi.set_ylim(0, 100)
+    body.append(returns.hline(0.0, "#999"))
+    for mask, color in ((pct >= 0, UP), (pct < 0, DOWN)):
+        body.append(returns.bars(np.flatnonzero(mask), 0.0, pct[mask], color, width=1.5))
 
-    for ax, title in zip(fig.axes, CHARTS, strict=True):
-        ax.set_title(title, loc="left", fontsize="medium")
-        ax.grid(alpha=0.3)
-    ohlc.legend(loc="upper left", fontsize="small")
-    crossing.legend(loc="upper left", fontsize="small")
-    fig.suptitle(f"{ticker}: last {len(rows)} sessions to {pd.Timestamp(x[-1]).date()}")
-    fig.subplots_adjust(left=0.08, right=0.98, top=0.93, bottom=0.05, hspace=0.35)
-    return fig
+    body.append(crossing.line(rows["adj_close"], "#bdbdbd", width=0.8))
+    body += [crossing.line(rows[name], SMA_COLORS[name], width=1.2) for name in MA_PAIR]
+    for kind, color in (("golden", UP), ("death", DOWN)):
+        hit = (crosses["cross"] == kind).to_numpy()
+        body.append(
+            crossing.markers(
+                cross_at[hit],
+                crosses["sma_50"].to_numpy()[hit],
+                color,
+                up=kind == "golden",
+                css=f"{kind}-cross",
+            )
+        )
+    body.append(
+        crossing.legend(
+            [
+                ("adj close", "#bdbdbd"),
+                *((_label(n), SMA_COLORS[n]) for n in MA_PAIR),
+                ("golden cross", UP),
+                ("death cross", DOWN),
+            ]
+        )
+    )
+
+    body += [rsi.hline(level, "#757575", dash="4 3") for level in RSI_LEVELS]
+    body.append(rsi.line(rows["rsi_14"], "#5e35b1"))
+    body.append(charts.x_labels(rsi, ticks, labels))
+    last = pd.Timestamp(rows["session_date"].iloc[-1]).date() if n else "-"
+    return charts.document(HEIGHT, f"{ticker}: last {n} sessions to {last}", body)
 
 
-def png_bytes(fig: Figure) -> bytes:
-    buffer = io.BytesIO()
-    FigureCanvasAgg(fig).print_png(buffer)
-    return buffer.getvalue()
+def _label(column: str) -> str:
+    return column.upper().replace("_", " ")
 
 
-def ticker_page(ticker: str, rows: pd.DataFrame, crosses: pd.DataFrame, png: bytes) -> str:
+def ticker_page(ticker: str, rows: pd.DataFrame, crosses: pd.DataFrame, svg: str) -> str:
     latest = rows.iloc[[-1]][
         ["session_date", "adj_close", "return_1d", "sma_20", "sma_50", "sma_200", "rsi_14"]
     ]
@@ -130,16 +151,22 @@ def ticker_page(ticker: str, rows: pd.DataFrame, crosses: pd.DataFrame, png: byt
         if len(crosses)
         else "<p>No SMA 50 / SMA 200 crossover in this window.</p>"
     )
-    image = base64.b64encode(png).decode()
-    charts = html.escape("; ".join(CHARTS))
+    titles = html.escape("; ".join(CHARTS))
     body = f"""<h1>{html.escape(ticker)}</h1>
-<p>From gold.daily_features (adjusted prices, TA-Lib indicators). Charts: {charts}.</p>
-<img alt="{charts}" src="data:image/png;base64,{image}">
+<p>From gold.daily_features (adjusted prices, TA-Lib indicators). Charts: {titles}.</p>
+{svg}
 <h2>Latest session</h2>
 {latest.to_html(index=False, border=0, float_format="{:.4f}".format)}
 <h2>SMA 50 / SMA 200 crossovers</h2>
 {cross_table}"""
     return PAGE.format(title=f"{html.escape(ticker)} daily report", body=body)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Readers (a browser refreshing the index) never see a half-written page."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
 
 
 def index_page(folder: Path) -> str:
@@ -169,7 +196,7 @@ def gold_ticker_reports(
     """Per-ticker dashboards of the last 252 sessions: adjusted OHLC with SMA 20/50/200, daily
     returns, SMA 50/200 golden and death crosses, RSI 14 (from gold/daily_features).
 
-    One self-contained HTML file per ticker (charts embedded as PNG) under
+    One self-contained HTML file per ticker (charts inline as SVG) under
     $MARKETFLOW_HOME/reports/daily/, with index.html; the metadata gives their paths, lists
     the crossovers and previews the first tickers' charts inline. Files, because they open
     anywhere without the UI, a server or SQL, and scale to any universe; only a few previews
@@ -184,16 +211,16 @@ def gold_ticker_reports(
     previews = []
     for ticker, rows in recent.groupby("ticker", sort=True):
         ticker_crosses = crosses[crosses["ticker"] == ticker]
-        png = png_bytes(ticker_figure(ticker, rows, ticker_crosses))
+        svg = ticker_chart(ticker, rows, ticker_crosses)
         path = folder / f"{ticker}.html"
-        path.write_text(ticker_page(ticker, rows, ticker_crosses, png), encoding="utf-8")
+        write_atomically(path, ticker_page(ticker, rows, ticker_crosses, svg))
         if len(previews) < PREVIEW_TICKERS:
             previews.append(
-                f"**{ticker}** ({path})\n\n![{ticker}](data:image/png;base64,"
-                f"{base64.b64encode(png).decode()})"
+                f"**{ticker}** ({path})\n\n![{ticker}](data:image/svg+xml;base64,"
+                f"{base64.b64encode(svg.encode()).decode()})"
             )
     index = folder / "index.html"
-    index.write_text(index_page(folder), encoding="utf-8")
+    write_atomically(index, index_page(folder))
     return dg.MaterializeResult(
         metadata={
             "index": dg.MetadataValue.path(str(index)),

@@ -1,0 +1,178 @@
+"""Small SVG chart primitives for the ticker reports: stacked panels on a shared session axis.
+
+Why not matplotlib: rasterizing a four-panel figure costs ~0.1 s per ticker (Agg text and tick
+layout, then PNG encoding), i.e. over a minute for 500 tickers in every daily run. Here each
+series is one SVG `<path>` whose coordinates numpy formats in one pass, ~2 ms per ticker; the
+result is a third of the PNG's size, sharp at any zoom, and inline in any browser.
+
+The x axis is the session index (no gaps for weekends and holidays, as trading charts do);
+`x_ticks` labels the first session of each month.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+WIDTH = 800
+LEFT, RIGHT = 56, 12  # room for the y labels
+FONT = 'font-family="sans-serif" font-size="{}"'.format
+GRID = "#e0e0e0"
+MAX_X_LABELS = 7
+
+
+def _num(values: np.ndarray) -> np.ndarray:
+    """Pixel coordinates as short strings ('123.4'), vectorized."""
+    return np.char.mod("%.1f", np.asarray(values, dtype=np.float64))
+
+
+def _cat(*parts) -> str:
+    """Element-wise concatenation of string arrays / scalars, then joined."""
+    out = np.asarray(parts[0], dtype=str)
+    for part in parts[1:]:
+        out = np.char.add(out, part)
+    return "".join(out.tolist())
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One chart: a pixel box (`top`, `height`) showing sessions 0..n-1 and values lo..hi."""
+
+    title: str
+    top: float
+    height: float
+    n: int
+    lo: float
+    hi: float
+
+    def x(self, index) -> np.ndarray:
+        return LEFT + (np.asarray(index, dtype=np.float64) + 0.5) * (WIDTH - LEFT - RIGHT) / self.n
+
+    def y(self, values) -> np.ndarray:
+        scale = self.height / (self.hi - self.lo)
+        return self.top + (self.hi - np.asarray(values, dtype=np.float64)) * scale
+
+    def line(self, values, color: str, *, width: float = 1.0, dash: str = "", css: str = "") -> str:
+        """A polyline over the sessions, broken where a value is missing (warm-up NaNs)."""
+        values = np.asarray(values, dtype=np.float64)
+        ok = np.isfinite(values)
+        if not ok.any():
+            return ""
+        starts = ok & ~np.concatenate(([False], ok[:-1]))
+        commands = np.where(starts, "M", "L")[ok]
+        index = np.flatnonzero(ok)
+        d = _cat(commands, _num(self.x(index)), ",", _num(self.y(values[ok])))
+        extra = f' stroke-dasharray="{dash}"' if dash else ""
+        return (
+            f'<path class="{css or "line"}" d="{d}" fill="none" stroke="{color}" '
+            f'stroke-width="{width}"{extra}/>'
+        )
+
+    def bars(self, index, y0, y1, color: str, *, width: float) -> str:
+        """Vertical segments from y0 to y1 at the given sessions (candles, wicks, histograms)."""
+        index = np.asarray(index)
+        if not len(index):
+            return ""
+        d = _cat("M", _num(self.x(index)), ",", _num(self.y(y0)), "V", _num(self.y(y1)))
+        return f'<path d="{d}" stroke="{color}" stroke-width="{width}"/>'
+
+    def markers(self, index, values, color: str, *, up: bool, css: str) -> str:
+        """A triangle per point, pointing up or down; one element each, so they can be counted."""
+        x, y = _num(self.x(index)), _num(self.y(values))
+        shape = "l-6,10h12z" if up else "l-6,-10h12z"
+        return "".join(
+            np.char.add(
+                np.char.add(np.char.add(f'<path class="{css}" d="M', x), np.char.add(",", y)),
+                f'{shape}" fill="{color}"/>',
+            ).tolist()
+        )
+
+    def hline(self, value: float, color: str, *, dash: str = "") -> str:
+        extra = f' stroke-dasharray="{dash}"' if dash else ""
+        y = float(self.y(value))
+        return (
+            f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
+            f'stroke="{color}"{extra}/>'
+        )
+
+    def frame(self, x_ticks: np.ndarray) -> str:
+        """Title, border, horizontal grid with value labels, vertical grid at `x_ticks`."""
+        right, bottom = WIDTH - RIGHT, self.top + self.height
+        parts = [
+            f'<text class="title" x="{LEFT}" y="{self.top - 6:.1f}" {FONT(13)}>'
+            f"{html.escape(self.title)}</text>",
+            f'<rect x="{LEFT}" y="{self.top:.1f}" width="{right - LEFT}" '
+            f'height="{self.height:.1f}" fill="none" stroke="#999"/>',
+        ]
+        for value in nice_ticks(self.lo, self.hi):
+            y = float(self.y(value))
+            parts.append(
+                f'<line x1="{LEFT}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}" stroke="{GRID}"/>'
+                f'<text x="{LEFT - 4}" y="{y + 4:.1f}" text-anchor="end" {FONT(11)}>{value:g}</text>'
+            )
+        for x in self.x(x_ticks):
+            parts.append(
+                f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{self.top:.1f}" y2="{bottom:.1f}" '
+                f'stroke="{GRID}"/>'
+            )
+        return "".join(parts)
+
+    def legend(self, items: list[tuple[str, str]]) -> str:
+        """Colored swatches with labels in the panel's top-left corner."""
+        parts, x, y = [], LEFT + 8, self.top + 14
+        for label, color in items:
+            parts.append(
+                f'<g class="legend"><rect x="{x}" y="{y - 8:.1f}" width="14" height="4" '
+                f'fill="{color}"/><text x="{x + 18}" y="{y:.1f}" {FONT(11)}>{html.escape(label)}</text>'
+                "</g>"
+            )
+            x += 26 + 7 * len(label)
+        return "".join(parts)
+
+
+def limits(*series, pad: float = 0.05) -> tuple[float, float]:
+    """The padded value range of the series (ignoring NaN); (0, 1) when all are missing."""
+    values = np.concatenate([np.asarray(s, dtype=np.float64).ravel() for s in series])
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return 0.0, 1.0
+    lo, hi = float(values.min()), float(values.max())
+    span = hi - lo or abs(hi) or 1.0
+    return lo - pad * span, hi + pad * span
+
+
+def nice_ticks(lo: float, hi: float, count: int = 4) -> np.ndarray:
+    """Round values (1, 2, 2.5 or 5 x 10^k apart) inside [lo, hi], about `count` of them."""
+    raw = (hi - lo) / count
+    magnitude = 10 ** np.floor(np.log10(raw))
+    step = magnitude * min(m for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    return np.arange(np.ceil(lo / step), np.floor(hi / step) + 1) * step
+
+
+def x_ticks(dates: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Session indexes and labels of month starts, thinned to at most `MAX_X_LABELS`."""
+    months = pd.DatetimeIndex(dates).to_period("M")
+    index = np.flatnonzero(np.concatenate(([False], months[1:] != months[:-1])))
+    index = index[:: max(1, -(-len(index) // MAX_X_LABELS))]
+    return index, list(months[index].strftime("%b %Y"))
+
+
+def x_labels(panel: Panel, index: np.ndarray, labels: list[str]) -> str:
+    y = panel.top + panel.height + 14
+    return "".join(
+        f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="middle" {FONT(11)}>{html.escape(label)}</text>'
+        for x, label in zip(panel.x(index), labels, strict=True)
+    )
+
+
+def document(height: int, title: str, body: list[str]) -> str:
+    """A standalone SVG (with its namespace, so it also works as a data: URI)."""
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
+        f'viewBox="0 0 {WIDTH} {height}"><rect width="100%" height="100%" fill="white"/>'
+        f'<text class="suptitle" x="{WIDTH / 2}" y="20" text-anchor="middle" {FONT(15)}>'
+        f"{html.escape(title)}</text>{''.join(body)}</svg>"
+    )
