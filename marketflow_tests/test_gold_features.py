@@ -17,7 +17,12 @@ from marketflow_assets.calendar import xnys
 from marketflow_assets.contracts.gold import DAILY_FEATURES
 from marketflow_assets.definitions import build_definitions
 from marketflow_assets.sources.simulator import SimulatorSource
-from marketflow_assets.transforms.indicators import LOOKBACK_SESSIONS, PANEL_COLUMNS, daily_features
+from marketflow_assets.transforms.indicators import (
+    LOOKBACK_SESSIONS,
+    PANEL_COLUMNS,
+    daily_features,
+    ticker_bounds,
+)
 from marketflow_tests.helpers import make_settings, materialize, output_metadata, query, table
 
 DAILY = ["raw/daily_bars", "bronze/daily_bars", "silver/corporate_actions", "silver/daily_bars"]
@@ -259,3 +264,9 @@ def test_kernel_on_a_lookback_window_equals_the_full_history():
         at_cut = daily_features(window.reset_index(drop=True)).groupby("ticker").tail(1)
         expected = full.groupby("ticker").nth(cut)
         assert_features_equal(at_cut, expected, rtol=1e-13)
+
+
+@pytest.mark.parametrize("lengths", [[], [1], [64], [63, 1], [64, 64, 1], [1, 200, 65, 3, 130]])
+def test_ticker_bounds_finds_every_ticker_start_wherever_it_falls(lengths):
+    tickers = np.repeat(np.array([f"T{i}" for i in range(len(lengths))], dtype=object), lengths)
+    assert ticker_bounds(tickers).tolist() == np.concatenate(([0], np.cumsum(lengths))).tolist()

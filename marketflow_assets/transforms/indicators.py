@@ -5,6 +5,10 @@ TA-Lib on each ticker's slice of contiguous numpy arrays (found from the ticker 
 pandas groupby), writing into one preallocated float block; returns and dollar volume are
 vectorised over the whole panel. Every indicator is TA-Lib's default (non-Metastock) definition,
 NaN exactly where TA-Lib leaves its warm-up as NaN.
+
+Beyond the TA-Lib calls themselves, the kernel's cost is memory traffic (copying TA-Lib's
+outputs into the block, and the OS zeroing the block's fresh pages), so nothing else touches the
+panel row by row: no Python string comparison per row, no pandas copy of the key columns.
 """
 
 from __future__ import annotations
@@ -59,10 +63,24 @@ _TALIB_ROWS = [
 _VOLATILITY_SCALE = np.sqrt(20 / 19) * np.sqrt(252)
 
 
+_BOUNDS_STRIDE = 64  # rows per window of `ticker_bounds`' coarse pass
+
+
 def ticker_bounds(tickers: np.ndarray) -> np.ndarray:
-    """[0, start of 2nd ticker, ..., len]: slice i is bounds[i]:bounds[i + 1]."""
-    changes = np.flatnonzero(tickers[1:] != tickers[:-1]) + 1
-    return np.concatenate(([0], changes, [len(tickers)]) if len(tickers) else ([0],))
+    """[0, start of 2nd ticker, ..., len]: slice i is bounds[i]:bounds[i + 1].
+
+    `tickers` is grouped (each ticker's rows contiguous, as the panel's sort makes them), so a
+    ticker can only change inside a window of `_BOUNDS_STRIDE` rows whose first and last rows
+    differ. Comparing those ends, then every row of the few differing windows only, skips
+    almost all of the Python string comparisons (~6 ns each) of a row-by-row scan."""
+    n = len(tickers)
+    window_first = tickers[::_BOUNDS_STRIDE]
+    window_last = np.concatenate((window_first[1:], tickers[-1:]))  # next window's first row
+    first_rows = np.flatnonzero(window_first != window_last) * _BOUNDS_STRIDE
+    rows = (first_rows[:, None] + np.arange(_BOUNDS_STRIDE)).ravel()
+    rows = rows[rows < n - 1]  # row i is compared with row i + 1
+    changes = rows[tickers[rows + 1] != tickers[rows]] + 1
+    return np.concatenate(([0], changes, [n]) if n else ([0],))
 
 
 def _talib_indicators(
@@ -92,13 +110,21 @@ def daily_features(panel: pd.DataFrame) -> pd.DataFrame:
 
     `panel` has `PANEL_COLUMNS` (adjusted OHLCV plus the traded close and volume), sorted by
     ticker then session_date, each ticker's rows being its whole history or a window of it
-    (see `LOOKBACK_SESSIONS`)."""
+    (see `LOOKBACK_SESSIONS`).
+
+    The result shares no memory with `panel` and keeps its 24 features in one 2-D float64 block:
+    passing the panel's own price arrays through would save a few copies but needs a frame of one
+    block per column, which doubles the cost of every row selection downstream. `pd.concat` joins
+    the keys to the block without copying either (`DataFrame.insert` copies the inserted column);
+    the ticker column repeats each ticker's first value, cheaper than copying 1M+ references to
+    distinct strings."""
     n = len(panel)
     block = np.empty((len(FEATURE_COLUMNS), n))  # every cell is written below
     for name in PRICE_COLUMNS:
         block[_ROW[name]] = panel[name].to_numpy(np.float64)
     high, low, close = (block[_ROW[name]] for name in ("adj_high", "adj_low", "adj_close"))
-    bounds = ticker_bounds(panel["ticker"].to_numpy())
+    tickers = panel["ticker"].to_numpy()
+    bounds = ticker_bounds(tickers)
 
     ratio = block[_ROW["return_1d"]]
     np.divide(close[1:], close[:-1], out=ratio[1:])
@@ -110,14 +136,19 @@ def daily_features(panel: pd.DataFrame) -> pd.DataFrame:
     np.multiply(traded_close, traded_volume, out=block[_ROW["dollar_volume"]])
 
     for lo, hi in itertools.pairwise(bounds):
-        block[_TALIB_ROWS, lo:hi] = _talib_indicators(
-            high[lo:hi], low[lo:hi], close[lo:hi], log_return[lo:hi]
-        )
+        outputs = _talib_indicators(high[lo:hi], low[lo:hi], close[lo:hi], log_return[lo:hi])
+        for row, values in zip(_TALIB_ROWS, outputs, strict=True):
+            block[row, lo:hi] = values
 
-    features = pd.DataFrame(block.T, columns=list(FEATURE_COLUMNS), copy=False)
-    features.insert(0, "ticker", panel["ticker"].to_numpy())
-    features.insert(1, "session_date", panel["session_date"].to_numpy())
-    return features
+    keys = pd.DataFrame(
+        {
+            "ticker": np.repeat(tickers[bounds[:-1]], np.diff(bounds)),
+            "session_date": panel["session_date"].to_numpy(copy=True),
+        },
+        copy=False,
+    )
+    values = pd.DataFrame(block.T, columns=list(FEATURE_COLUMNS), copy=False)
+    return pd.concat([keys, values], axis=1, copy=False)
 
 
 def ma_crossovers(
