@@ -1,5 +1,6 @@
 """Bronze layer: raw payloads typed into DuckDB, latest fetch per bar, nothing filtered out."""
 
+import datetime as dt
 import json
 from collections.abc import Iterator
 
@@ -82,7 +83,8 @@ def bronze_intraday_bars_1m(
     context: dg.AssetExecutionContext, market_data: MarketDataResource, lake: LakeResource
 ) -> TableWrite:
     """Session by session (a session of 500 tickers is ~195k bars), so memory stays flat
-    however long the range: the IO manager stages the batches and replaces the range at once."""
+    however long the range: the IO manager stages the batches and replaces the range at once.
+    A bar belongs to exactly one session, so the latest fetch per bar is decided within it."""
     raw = lake.raw()
     manifests = [
         m
@@ -90,24 +92,34 @@ def bronze_intraday_bars_1m(
         for m in raw.manifests(s, "intraday_bars_1m")
     ]
     scope = ticker_scope(context)
-    counts = {"raw_rows_read": 0, "bronze_rows": 0}
+    metadata = {"raw_rows_read": 0, "superseded_rows": 0, "fetches_used": 0}
+    fetches: set[str] = set()
+
+    def session_rows(session: dt.date) -> pd.DataFrame | None:
+        frame = raw.read_frames(manifests, {session.isoformat()})
+        if scope is not None and not frame.empty:
+            frame = frame[frame["Ticker"].isin(scope)]
+        if frame.empty:
+            return None
+        try:
+            typed = latest_fetch_rows(type_bars(frame, "1m"))
+        except PayloadSchemaError as exc:
+            raise dg.Failure(str(exc), allow_retries=False) from exc
+        metadata["raw_rows_read"] += len(frame)
+        metadata["superseded_rows"] += len(frame) - len(typed)
+        fetches.update(typed["fetch_id"].unique())
+        metadata["fetches_used"] = len(fetches)
+        return typed[contracts.INTRADAY_BARS_1M.column_names]
 
     def batches() -> Iterator[pd.DataFrame]:
+        # No frame outlives its yield: the next session is read only after this one is staged.
         for session in sessions_of(context):
-            frame = raw.read_frames(manifests, {session.isoformat()})
-            if scope is not None and not frame.empty:
-                frame = frame[frame["Ticker"].isin(scope)]
-            if frame.empty:
-                continue
-            try:
-                typed = latest_fetch_rows(type_bars(frame, "1m"))
-            except PayloadSchemaError as exc:
-                raise dg.Failure(str(exc), allow_retries=False) from exc
-            counts["raw_rows_read"] += len(frame)
-            counts["bronze_rows"] += len(typed)
-            yield typed[contracts.INTRADAY_BARS_1M.column_names]
+            rows = session_rows(session)
+            if rows is not None:
+                yield rows
+                del rows
 
-    return TableWrite(rows=batches(), tickers=scope)
+    return TableWrite(rows=batches(), tickers=scope, metadata=metadata)
 
 
 PROFILE_FIELDS = {

@@ -1,11 +1,18 @@
-"""Gold layer, intraday: session VWAP, daily summary from minutes, minute anomalies (SQL)."""
+"""Gold layer, intraday: session VWAP, daily summary from minutes, minute anomalies (SQL).
+
+Every query here works per (ticker, session), so range runs compute a few sessions at a time
+(`chunk_sessions`): same rows, memory of one chunk."""
 
 import dagster as dg
 
 from marketflow_assets import cadence
 from marketflow_assets.assets.silver import scope_params, session_hours
 from marketflow_assets.contracts import gold_intraday as contracts
-from marketflow_assets.partitions import sessions_of, sessions_partitions_def
+from marketflow_assets.partitions import (
+    INTRADAY_CHUNK_SESSIONS,
+    sessions_of,
+    sessions_partitions_def,
+)
 from marketflow_assets.resources import (
     WAREHOUSE_POOL,
     WAREHOUSE_RETRY_POLICY,
@@ -53,6 +60,7 @@ WINDOW session_so_far AS (
 )""",
         params=scope_params(context),
         tickers=ticker_scope(context),
+        chunk_sessions=INTRADAY_CHUNK_SESSIONS,
     )
 
 
@@ -87,6 +95,7 @@ JOIN session_hours h ON h.session_date = m.session_date
 GROUP BY m.ticker, m.session_date""",
         params=scope_params(context),
         tickers=ticker_scope(context),
+        chunk_sessions=INTRADAY_CHUNK_SESSIONS,
         frames={"session_hours": hours},
     )
 
@@ -129,4 +138,5 @@ FROM scored
 WHERE abs(robust_z) > $threshold""",
         params={**scope_params(context), "threshold": config.threshold},
         tickers=ticker_scope(context),
+        chunk_sessions=INTRADAY_CHUNK_SESSIONS,
     )

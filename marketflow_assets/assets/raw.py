@@ -8,6 +8,7 @@ and a manifest per fetch.
 import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -318,48 +319,50 @@ def _land_intraday_bars(
         else fetch_plan.nothing_covered(tickers, sessions)
     )
     marks = {} if config.refresh else fetch_plan.watermarks(manifests)
-    landings, errors, requests = [], {}, 0
-    for chunk in fetch_plan.chunks(sessions, INTRADAY_MAX_DAYS_PER_REQUEST):
-        lo, hi = sessions.index(chunk[0]), sessions.index(chunk[-1]) + 1
-        missing = [t for i, t in enumerate(tickers) if not have[i, lo:hi].all()]
-        # One session in progress (polling): each ticker resumes at its watermark.
-        by_since: dict[dt.datetime | None, list[str]] = {}
-        for ticker in missing:
-            since = marks.get((ticker, chunk[0])) if len(chunk) == 1 else None
-            by_since.setdefault(since, []).append(ticker)
-        for since, group in by_since.items():
-            payload = market_data.fetch_bars(
-                BarsQuery(tuple(group), chunk[0], chunk[-1], "1m", since=since)
-            )
-            requests += 1
-            errors.update(payload.errors)
-            keys = session_dates(bar_dates(payload.frame["Datetime"])).dt.strftime("%Y-%m-%d")
-            keys = keys.where(keys.isin([s.isoformat() for s in chunk]))
-            landings.append(
-                Landing(
-                    payload,
-                    partitions=keys,
-                    landed=(chunk[0], chunk[-1]),
-                    watermark_column="Datetime",
-                )
+    errors: dict[str, str] = {}
+    metadata: dict[str, Any] = {
+        "source": source.name,
+        "provider_clock": now.isoformat(),
+        "sessions_fetched": len(sessions),
+        "sessions_outside_provider_window": dg.MetadataValue.json(
+            [s.isoformat() for s in unavailable]
+        ),
+        "provider_requests": 0,
+    }
+
+    def fetch(group: tuple[str, ...], chunk: list[dt.date], since: dt.datetime | None) -> Landing:
+        payload = market_data.fetch_bars(BarsQuery(group, chunk[0], chunk[-1], "1m", since=since))
+        metadata["provider_requests"] += 1
+        errors.update(payload.errors)
+        keys = session_dates(bar_dates(payload.frame["Datetime"])).dt.strftime("%Y-%m-%d")
+        keys = keys.where(keys.isin([s.isoformat() for s in chunk]))
+        return Landing(
+            payload, partitions=keys, landed=(chunk[0], chunk[-1]), watermark_column="Datetime"
+        )
+
+    def landings() -> Iterator[Landing]:
+        # Lazily, one request at a time: the IO manager lands (and frees) each response before
+        # the next is fetched, so a range run holds one request's bars (<= 7 days), not the
+        # range's. A failure keeps the fetches already landed (each one is complete, committed
+        # by its manifest) and a retry asks only for what is still missing.
+        with fail_fast():
+            for chunk in fetch_plan.chunks(sessions, INTRADAY_MAX_DAYS_PER_REQUEST):
+                lo, hi = sessions.index(chunk[0]), sessions.index(chunk[-1]) + 1
+                missing = [t for i, t in enumerate(tickers) if not have[i, lo:hi].all()]
+                # One session in progress (polling): each ticker resumes at its watermark.
+                by_since: dict[dt.datetime | None, list[str]] = {}
+                for ticker in missing:
+                    since = marks.get((ticker, chunk[0])) if len(chunk) == 1 else None
+                    by_since.setdefault(since, []).append(ticker)
+                for since, group in by_since.items():
+                    yield fetch(tuple(group), chunk, since)
+        metadata["tickers_without_data"] = dg.MetadataValue.json(errors)
+        if errors:
+            context.log.warning(
+                f"no 1m data for {len(errors)} ticker(s): {_describe_errors(errors)}"
             )
 
-    if errors:
-        context.log.warning(f"no 1m data for {len(errors)} ticker(s): {_describe_errors(errors)}")
-    return RawLanding(
-        dataset="intraday_bars_1m",
-        landings=landings,
-        metadata={
-            "source": source.name,
-            "provider_clock": now.isoformat(),
-            "sessions_fetched": len(sessions),
-            "sessions_outside_provider_window": dg.MetadataValue.json(
-                [s.isoformat() for s in unavailable]
-            ),
-            "provider_requests": requests,
-            "tickers_without_data": dg.MetadataValue.json(errors),
-        },
-    )
+    return RawLanding(dataset="intraday_bars_1m", landings=landings(), metadata=metadata)
 
 
 def whole_graph_run(context: dg.AssetExecutionContext) -> bool:

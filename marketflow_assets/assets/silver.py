@@ -8,7 +8,11 @@ import pandas as pd
 from marketflow_assets import cadence
 from marketflow_assets.calendar import xnys
 from marketflow_assets.contracts import silver as contracts
-from marketflow_assets.partitions import sessions_of, sessions_partitions_def
+from marketflow_assets.partitions import (
+    INTRADAY_CHUNK_SESSIONS,
+    sessions_of,
+    sessions_partitions_def,
+)
 from marketflow_assets.resources import (
     WAREHOUSE_POOL,
     WAREHOUSE_RETRY_POLICY,
@@ -126,6 +130,8 @@ def silver_intraday_bars_1m(context: dg.AssetExecutionContext) -> TableWrite:
         params=scope_params(context),
         tickers=ticker_scope(context),
         frames={"session_hours": session_hours(sessions)},
+        # Every rule (hours, duplicates per bar, splits) looks at one session's bars at a time.
+        chunk_sessions=INTRADAY_CHUNK_SESSIONS,
     )
 
 

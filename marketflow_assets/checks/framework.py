@@ -51,7 +51,7 @@ import pandas as pd
 from marketflow_assets.calendar import xnys
 from marketflow_assets.contracts import ops as ops_contracts
 from marketflow_assets.resources import WAREHOUSE_POOL
-from marketflow_assets.storage.warehouse import ensure_table
+from marketflow_assets.storage.warehouse import ensure_table, release_cache
 
 SAMPLE_ROWS = 5
 MAX_LISTED = 100  # tickers / sessions listed in metadata (counts are always complete)
@@ -418,6 +418,7 @@ def evaluate_suite(
                 "evaluation_seconds", round(time.perf_counter() - started, 3)
             )
             items.append(Evaluated(check, outcome, plain_metadata(outcome, scope)))
+            release_cache(con)  # what one check read is not kept for the next (long ranges)
         try:
             record(con, suite, scope, items, context.run.run_id, evaluated_at)
         except Exception:  # the verdicts matter more than their history: report them anyway

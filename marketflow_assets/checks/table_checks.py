@@ -22,8 +22,10 @@ import pandera.pandas as pa
 
 from marketflow_assets.checks.framework import ERROR, CheckDef, CheckRun, Outcome, Suite
 from marketflow_assets.contracts import TableContract
+from marketflow_assets.storage.warehouse import release_cache
 
 DDL_ENFORCED_TYPES = {"VARCHAR", "DATE", "TIMESTAMPTZ"}  # no NaN: type + NOT NULL say it all
+CHUNK_ROWS = 200_000  # rows `contract` (pandas) and `keys` (hash table) take at a time
 _CATALOG_TYPES = {"TIMESTAMP WITH TIME ZONE": "TIMESTAMPTZ"}
 
 
@@ -111,10 +113,41 @@ def schema_problems(run: CheckRun, contract: TableContract) -> tuple[list[str], 
     return problems, typed
 
 
-def load_frame(run: CheckRun, contract: TableContract, columns: list[str]) -> pd.DataFrame:
-    """`columns` of the in-scope rows as pandas, indexed by `_row`, in the dtypes the contract's
-    pandera schema expects. Through Arrow: about twice as fast as `.df()` on wide numeric slices."""
-    table = run.con.sql(f"SELECT _row, {', '.join(columns)} FROM _scoped").to_arrow_table()
+def scoped_chunks(run: CheckRun, column: str | None) -> list[tuple[str, list]]:
+    """Filters (SQL, params) that split `_scoped` into ranges of `column` values of at most
+    `CHUNK_ROWS` rows (a bigger value is a range by itself): whatever reads one range at a time
+    holds one range, however long the scope. One range (`TRUE`) when the slice is small or
+    `column` is None. Rows where `column` is NULL are in no range."""
+    if column is None or run.state["scoped_rows"] <= CHUNK_ROWS:
+        return [("TRUE", [])]
+    counts = run.con.execute(
+        f"SELECT {column}, count(*) FROM _scoped WHERE {column} IS NOT NULL GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    spans: list[list] = []
+    rows = 0
+    for value, n in counts:  # one per session or ticker, not per row
+        if spans and rows + n <= CHUNK_ROWS:
+            spans[-1][1] = value
+            rows += n
+        else:
+            spans.append([value, value])
+            rows = n
+    return [(f"{column} BETWEEN ? AND ?", [first, last]) for first, last in spans]
+
+
+def load_frame(
+    run: CheckRun,
+    contract: TableContract,
+    columns: list[str],
+    where: tuple[str, list] = ("TRUE", []),
+) -> pd.DataFrame:
+    """`columns` of the in-scope rows (those matching the filter `where`, SQL and params) as
+    pandas, indexed by `_row`, in the dtypes the contract's pandera schema expects. Through
+    Arrow: about twice as fast as `.df()` on wide numeric slices."""
+    sql, params = where
+    table = run.con.sql(
+        f"SELECT _row, {', '.join(columns)} FROM _scoped WHERE {sql}", params=params
+    ).to_arrow_table()
     frame = table.to_pandas(split_blocks=True)
     frame.index = pd.Index(frame.pop("_row").to_numpy(), name=None)
     for name in columns:
@@ -154,15 +187,23 @@ def contract_check(contract: TableContract, *, blocking: bool) -> CheckDef:
             for c in contract.columns
             if c.name in typed and (c.checks or c.sql_type not in DDL_ENFORCED_TYPES)
         ]
-        frame = load_frame(run, contract, columns)
         schema = copy.deepcopy(contract.pandera_schema().select_columns(columns))
         schema.unique = None  # the `keys` check, in SQL
-        cases = pandera_failures(frame, schema)
+        # Every rule is per value or per row, so chunks of sessions give the same failures.
+        part = contract.partition_column if run.scope.partitioned else None
+        found = []
+        for where in scoped_chunks(run, part):
+            found.append(pandera_failures(load_frame(run, contract, columns, where), schema))
+            release_cache(run.con)
+        failed = [cases for cases in found if len(cases)]
+        cases = pd.concat(failed, ignore_index=True) if failed else found[0]
         by_column = cases[cases["index"].isna()]
-        problems += [
-            f"column {c['column']}: {c['check']} (found {c['failure_case']})"
-            for _, c in by_column.iterrows()
-        ]
+        problems += list(
+            dict.fromkeys(
+                f"column {c['column']}: {c['check']} (found {c['failure_case']})"
+                for _, c in by_column.iterrows()
+            )
+        )
         by_row = cases[cases["index"].notna()]
         violations = pd.DataFrame(
             {
@@ -219,26 +260,39 @@ def keys_check(contract: TableContract, *, blocking: bool) -> CheckDef:
     def evaluate(run: CheckRun) -> Outcome:
         nulls = f"SELECT * EXCLUDE (_row), 'NULL in key column(s)' AS violation FROM _scoped WHERE {any_null}"
         if contract.key_unique:
-            sql = f"""
-            WITH dup AS (
-                SELECT {key}, count(*) AS copies FROM _scoped
-                WHERE NOT ({any_null}) GROUP BY ALL HAVING count(*) > 1
+            # Copies of a key share its ticker: counted a range of tickers at a time, so the
+            # hash table holds one range's keys, however long the scope.
+            by = contract.ticker_column if contract.ticker_column in contract.key else None
+            run.con.execute(
+                f"CREATE OR REPLACE TEMP TABLE _dup_keys AS "
+                f"SELECT {key}, 0::BIGINT AS copies FROM _scoped LIMIT 0"
             )
+            for where, params in scoped_chunks(run, by):
+                run.con.execute(
+                    f"INSERT INTO _dup_keys SELECT {key}, count(*) FROM _scoped "
+                    f"WHERE ({where}) AND NOT ({any_null}) GROUP BY ALL HAVING count(*) > 1",
+                    params,
+                )
+                release_cache(run.con)
+            sql = f"""
             SELECT s.* EXCLUDE (_row), format('{{}} rows share this key', dup.copies) AS violation
-            FROM _scoped s JOIN dup USING ({key})
+            FROM _scoped s JOIN _dup_keys dup USING ({key})
             UNION ALL BY NAME {nulls}
             """
         else:
             sql = nulls
-        return run.failures(
-            sql,
-            ok=f"({key}) is set on every row" + (" and unique" if contract.key_unique else ""),
-            failed="{n} row(s) with a NULL or duplicated key (" + key + ")",
-            checked=run.state["scoped_rows"],
-            ticker=contract.ticker_column,
-            session=contract.partition_column,
-            order=", ".join(ids) or None,
-        )
+        try:
+            return run.failures(
+                sql,
+                ok=f"({key}) is set on every row" + (" and unique" if contract.key_unique else ""),
+                failed="{n} row(s) with a NULL or duplicated key (" + key + ")",
+                checked=run.state["scoped_rows"],
+                ticker=contract.ticker_column,
+                session=contract.partition_column,
+                order=", ".join(ids) or None,
+            )
+        finally:
+            run.con.execute("DROP TABLE IF EXISTS _dup_keys")
 
     unique = "unique and " if contract.key_unique else ""
     return CheckDef(

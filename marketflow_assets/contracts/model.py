@@ -75,11 +75,13 @@ class TableContract:
     def column(self, name: str) -> Col:
         return next(c for c in self.columns if c.name == name)
 
-    def ddl(self) -> str:
+    def ddl(self, table: str | None = None) -> str:
+        """CREATE TABLE IF NOT EXISTS for this table (or another one of the same shape, e.g. a
+        staging table)."""
         cols = ",\n  ".join(
             f"{c.name} {c.sql_type}{'' if c.nullable else ' NOT NULL'}" for c in self.columns
         )
-        return f"CREATE TABLE IF NOT EXISTS {self.table} (\n  {cols}\n)"
+        return f"CREATE TABLE IF NOT EXISTS {table or self.table} (\n  {cols}\n)"
 
     def pandera_schema(self) -> pa.DataFrameSchema:
         return pa.DataFrameSchema(

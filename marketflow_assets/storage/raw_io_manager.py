@@ -7,7 +7,9 @@ returns every landed payload row of those partitions with lineage columns.
 """
 
 import datetime as dt
+import functools
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +18,7 @@ import pandas as pd
 
 from marketflow_assets.sources.base import Payload
 from marketflow_assets.storage.lake import LakeResource
-from marketflow_assets.storage.raw_lake import FetchManifest
+from marketflow_assets.storage.raw_lake import FetchManifest, RawLake
 
 FILE_DROP_SOURCE = "file"
 MAX_KEYS_IN_METADATA = 20
@@ -46,8 +48,13 @@ class Landing:
 
 @dataclass
 class RawLanding:
+    """What a raw asset hands over. `landings` are landed one at a time, in order: a generator
+    can fetch the next response only once the previous one is in the lake, so a range run holds
+    one response in memory, not all of them. `metadata` is read after the last landing, so the
+    generator may fill it in as it goes."""
+
     dataset: str
-    landings: list[Landing] = field(default_factory=list)
+    landings: Iterable[Landing] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
@@ -73,36 +80,10 @@ class RawLakeIOManager(dg.ConfigurableIOManager):
         if not isinstance(obj, RawLanding):
             raise dg.Failure(f"{context.asset_key.to_user_string()} must return a RawLanding")
         raw = self.lake.raw()
-        run_id = context.run_id
-        manifests: list[FetchManifest] = []
-        for landing in obj.landings:
-            payload = landing.payload
-            common = {
-                "source": payload.source,
-                "dataset": obj.dataset,
-                "request": landing.request,
-                "tickers": ticker_status(payload),
-                "fetched_at": payload.fetched_at,
-                "run_id": run_id,
-            }
-            if landing.partitions is not None:
-                manifests.append(
-                    raw.land_frame(
-                        frame=payload.frame,
-                        partitions=landing.partitions,
-                        events=landing.events,
-                        watermark_column=landing.watermark_column,
-                        **common,
-                    )
-                )
-            else:
-                manifests.append(
-                    raw.land_records(
-                        records=payload.records,
-                        partition=landing.partition or payload.fetched_at.date().isoformat(),
-                        **common,
-                    )
-                )
+        # `map` keeps no reference to a landing once it is written: its payload is freed
+        # before the next one is fetched.
+        land = functools.partial(self._land, raw, obj.dataset, context.run_id)
+        manifests: list[FetchManifest] = list(map(land, obj.landings))
         objects = [o for m in manifests for o in m.objects]
         store = raw.store
         context.add_output_metadata(
@@ -130,6 +111,31 @@ class RawLakeIOManager(dg.ConfigurableIOManager):
                 ),
                 **obj.metadata,
             }
+        )
+
+    @staticmethod
+    def _land(raw: RawLake, dataset: str, run_id: str, landing: Landing) -> FetchManifest:
+        payload = landing.payload
+        common = {
+            "source": payload.source,
+            "dataset": dataset,
+            "request": landing.request,
+            "tickers": ticker_status(payload),
+            "fetched_at": payload.fetched_at,
+            "run_id": run_id,
+        }
+        if landing.partitions is not None:
+            return raw.land_frame(
+                frame=payload.frame,
+                partitions=landing.partitions,
+                events=landing.events,
+                watermark_column=landing.watermark_column,
+                **common,
+            )
+        return raw.land_records(
+            records=payload.records,
+            partition=landing.partition or payload.fetched_at.date().isoformat(),
+            **common,
         )
 
     def _manifests(self, dataset: str) -> list[FetchManifest]:

@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -143,23 +144,21 @@ class RawLake:
         manifest. `partitions` gives each row's partition key; rows with NA are not landed.
         With `watermark_column`, each object records the latest value per ticker (polling)."""
         fetch_id = new_fetch_id()
+        # Landed rows grouped by partition (partitions in sorted order, rows in payload order
+        # within each): one copy of the payload in pandas and one in Arrow, however large.
         keep = partitions.notna().to_numpy()
-        frame, partitions = frame.loc[keep], partitions[keep].astype(str)
-        order = partitions.argsort(kind="stable")
-        table = pa.Table.from_pandas(frame.iloc[order], preserve_index=False)
-        keys = partitions.iloc[order].to_numpy()
+        codes, names = pd.factorize(partitions[keep].astype(str), sort=True)
+        order = np.argsort(codes, kind="stable")
+        codes = codes[order]
+        ordered = frame.iloc[np.flatnonzero(keep)[order]]
+        table = pa.Table.from_pandas(ordered, preserve_index=False)
         columns = {f.name: str(f.type) for f in table.schema}
-
-        bounds = []
-        if len(keys):
-            starts = [0, *[i for i in range(1, len(keys)) if keys[i] != keys[i - 1]]]
-            bounds = list(zip(starts, [*starts[1:], len(keys)], strict=True))
-
-        ordered = frame.iloc[order]
+        starts = [0, *(np.flatnonzero(np.diff(codes)) + 1).tolist()]
+        bounds = list(zip(starts, [*starts[1:], len(codes)], strict=True)) if len(codes) else []
 
         def write(bound: tuple[int, int]) -> RawObject:
             lo, hi = bound
-            partition = str(keys[lo])
+            partition = str(names[codes[lo]])
             data = parquet_bytes(table.slice(lo, hi - lo))
             key = self.object_key(source, dataset, partition, fetch_id, "parquet")
             self.store.put(key, data)

@@ -8,11 +8,17 @@ manager replaces exactly the rows the run owns, in one transaction:
 so a re-materialized partition is replaced, other partitions are never touched, a run
 restricted to some tickers never deletes other tickers' rows, and a failure leaves the previous
 rows in place. Rows outside the run's scope are a bug in the asset and fail the write.
+
+Writes in batches (an iterator of frames, or a query computed a few sessions at a time with
+`chunk_sessions`) keep memory bounded however long the range: each batch is appended to a
+staging table (in a scratch database file, so the warehouse file does not grow) and committed on
+its own, then one transaction replaces the scope with the staged rows (see `replace_staged`), so
+the replace stays all or nothing.
 The same IO manager loads any table slice by asset key and partition (`load_asset_value`).
 """
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +29,13 @@ import duckdb
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
+from marketflow_assets.calendar import xnys
 from marketflow_assets.contracts import CONTRACTS, TableContract, contract_for
 
 PREVIEW_ROWS = 5
+STAGE_DATABASE = (
+    "_pending"  # batched writes stage here: a file next to the warehouse, removed after
+)
 
 
 class WarehouseResource(DuckDBResource):
@@ -46,15 +56,23 @@ class WarehouseResource(DuckDBResource):
 
 @dataclass(frozen=True)
 class TableWrite:
-    """The rows of the partitions (and tickers) a run owns."""
+    """The rows of the partitions (and tickers) a run owns.
 
-    # A SELECT over warehouse tables, a frame with the contract's columns, or an iterator of
+    The IO manager reads `metadata` after the rows are written, so a batch generator may fill
+    in counts as it goes."""
+
+    # A SELECT over warehouse tables, a frame with the contract's columns, or an iterable of
     # such frames (batches: bounded memory however many sessions a run covers).
-    rows: str | pd.DataFrame | Iterator[pd.DataFrame]
+    rows: str | pd.DataFrame | Iterable[pd.DataFrame]
     params: dict[str, Any] | tuple[Any, ...] = ()
     tickers: tuple[str, ...] | None = None  # replace only these tickers' rows; None = all
     metadata: dict[str, Any] = field(default_factory=dict)
     frames: dict[str, pd.DataFrame] = field(default_factory=dict)  # registered for `rows` SQL
+    # SQL only: run the query for at most this many sessions at a time, `$start`/`$end` bound to
+    # each chunk's dates (`params` must be named), and stage the results. For queries whose rows
+    # of a session depend only on that session's inputs (windows and aggregates per session):
+    # the same rows, with the memory of one chunk whatever the range.
+    chunk_sessions: int | None = None
 
 
 def ensure_table(con: duckdb.DuckDBPyConnection, contract: TableContract) -> None:
@@ -107,6 +125,52 @@ def scope_sql(
     return " AND ".join(clauses), params
 
 
+def session_chunks(bounds: tuple[dt.date, dt.date], size: int) -> list[tuple[dt.date, dt.date]]:
+    """[first, last] date windows that tile `bounds` exactly (no day left out, none twice),
+    each holding at most `size` sessions."""
+    if size < 1:
+        raise ValueError(f"chunk size must be at least one session, got {size}")
+    sessions = xnys().sessions_in_range(*bounds)
+    ends = [sessions[i] for i in range(size - 1, len(sessions) - 1, size)] + [bounds[1]]
+    starts = [bounds[0], *(end + dt.timedelta(days=1) for end in ends[:-1])]
+    return list(zip(starts, ends, strict=True))
+
+
+def _scope_check(
+    con: duckdb.DuckDBPyConnection,
+    contract: TableContract,
+    relation: str,
+    where: str,
+    where_params: list[Any],
+    bounds: tuple[dt.date, dt.date] | None,
+    tickers: tuple[str, ...] | None,
+) -> None:
+    outside = con.execute(
+        f"SELECT count(*) FROM {relation} WHERE NOT ({where})", where_params
+    ).fetchall()[0][0]
+    if outside:
+        raise dg.Failure(
+            f"{contract.table}: {outside} row(s) fall outside the run's scope "
+            f"(sessions {bounds}, tickers {tickers}); refusing to write them"
+        )
+
+
+def _check_present(
+    con: duckdb.DuckDBPyConnection,
+    contract: TableContract,
+    where: str,
+    where_params: list[Any],
+    written: int,
+) -> None:
+    present = con.execute(
+        f"SELECT count(*) FROM {contract.table} WHERE {where}", where_params
+    ).fetchall()[0][0]
+    if present != written:
+        raise dg.Failure(
+            f"{contract.table}: wrote {written} rows but {present} are in scope; rolled back"
+        )
+
+
 def write_table(
     con: duckdb.DuckDBPyConnection,
     contract: TableContract,
@@ -115,31 +179,30 @@ def write_table(
 ) -> int:
     """Replace the scoped rows of a table with `write.rows` in one transaction; returns rows
     written. Before committing, the rows now in scope must be exactly the rows written.
+    Batched writes (frame iterators, chunked SQL) go through `replace_staged`.
 
     DuckDB 2.0.0 silently copies 0 rows out of a table that was created empty and then filled by
     one INSERT of more than a row group (122,880 rows) in the same transaction. So frames are
     inserted straight into the target, SQL results are staged with CREATE TABLE AS (unaffected),
     and the count check turns any such loss into a failed, rolled-back write."""
     ensure_all_tables(con)
+    if not isinstance(write.rows, str | pd.DataFrame):
+        return replace_staged(con, contract, write, bounds)
+    if isinstance(write.rows, str):
+        chunks = query_chunks(write, bounds)
+        if len(chunks) > 1:
+            return replace_staged(con, contract, write, bounds, chunks)
     cols = ", ".join(contract.column_names)
     where, where_params = scope_sql(contract, bounds, write.tickers)
 
     def insert(relation: str) -> int:
-        outside = con.execute(
-            f"SELECT count(*) FROM {relation} WHERE NOT ({where})", where_params
-        ).fetchall()[0][0]
-        if outside:
-            raise dg.Failure(
-                f"{contract.table}: {outside} row(s) fall outside the run's scope "
-                f"(sessions {bounds}, tickers {write.tickers}); refusing to write them"
-            )
+        _scope_check(con, contract, relation, where, where_params, bounds, write.tickers)
         return con.execute(
             f"INSERT INTO {contract.table} ({cols}) SELECT {cols} FROM {relation}"
         ).fetchall()[0][0]
 
     con.execute("BEGIN TRANSACTION")
     try:
-        written = 0
         if isinstance(write.rows, str):
             # Evaluated before anything is deleted: the query may read the table it replaces.
             for name, frame in write.frames.items():
@@ -155,22 +218,164 @@ def write_table(
             con.execute("DROP TABLE _stage")
         else:
             con.execute(f"DELETE FROM {contract.table} WHERE {where}", where_params)
-            for batch in [write.rows] if isinstance(write.rows, pd.DataFrame) else write.rows:
-                con.register("_batch", batch)
-                written += insert("_batch")
-                con.unregister("_batch")
-        present = con.execute(
-            f"SELECT count(*) FROM {contract.table} WHERE {where}", where_params
-        ).fetchall()[0][0]
-        if present != written:
-            raise dg.Failure(
-                f"{contract.table}: wrote {written} rows but {present} are in scope; rolled back"
-            )
+            con.register("_batch", write.rows)
+            written = insert("_batch")
+            con.unregister("_batch")
+        _check_present(con, contract, where, where_params, written)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
     return int(written)
+
+
+def release_cache(con: duckdb.DuckDBPyConnection) -> None:
+    """Evict the blocks DuckDB holds but no longer needs. DuckDB evicts only at its memory limit
+    (80% of RAM by default), so a long batched write or a long series of checks would otherwise
+    keep every block it has read or written, and its memory would grow with the range. Lowering
+    the limit evicts them (to the database file, or its temp folder for uncommitted data); the
+    limit is then restored. Best effort: what cannot be evicted stays."""
+    limit = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    try:
+        con.execute("SET memory_limit = '1MB'")
+    except duckdb.Error:
+        pass
+    finally:
+        con.execute(f"SET memory_limit = '{limit}'")
+
+
+def replace_staged(
+    con: duckdb.DuckDBPyConnection,
+    contract: TableContract,
+    write: TableWrite,
+    bounds: tuple[dt.date, dt.date] | None,
+    chunks: list[dict[str, Any] | tuple[Any, ...]] | None = None,
+) -> int:
+    """Replace the scoped rows with batches: frames of an iterable, or the query run once per
+    parameters in `chunks` (see `query_chunks`). Each batch is appended to a staging table (in
+    a scratch database, `staging_database`) and committed on its own; then one transaction
+    deletes the scope and copies the staged rows in. Returns the rows written.
+
+    Memory stays that of one batch however long the range, but for the final copy (~40 MB per
+    million rows). Appending every batch inside the replacing transaction would hold them all:
+    DuckDB keeps what an open transaction appended from a frame until it commits (~45 MB per
+    200k bars). A committed batch costs nothing once its blocks are evicted (`release_cache`).
+    All batches are computed before anything is deleted, so a query may still read the table it
+    replaces; a failure anywhere leaves the table as it was. The staging table is created and
+    filled in earlier transactions than the copy (the DuckDB 2.0.0 loss in `write_table` needs
+    one transaction), and the copied count must equal the staged one anyway."""
+    cols = ", ".join(contract.column_names)
+    where, where_params = scope_sql(contract, bounds, write.tickers)
+    stage = f"{STAGE_DATABASE}.main.{contract.schema}__{contract.name}"
+    with staging_database(con):
+        con.execute(contract.ddl(table=stage))
+        staged = _stage(con, write, chunks, stage, cols)
+        _scope_check(con, contract, stage, where, where_params, bounds, write.tickers)
+        # Never inside the transaction: a limit DuckDB cannot meet there aborts it.
+        release_cache(con)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(f"DELETE FROM {contract.table} WHERE {where}", where_params)
+            written = con.execute(
+                f"INSERT INTO {contract.table} ({cols}) SELECT {cols} FROM {stage}"
+            ).fetchall()[0][0]
+            if written != staged:
+                raise dg.Failure(
+                    f"{contract.table}: staged {staged} rows but copied {written}; rolled back"
+                )
+            _check_present(con, contract, where, where_params, written)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    return int(written)
+
+
+@contextmanager
+def staging_database(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """A scratch database attached as `STAGE_DATABASE`: a file next to the warehouse (in memory
+    for an in-memory warehouse), detached and removed afterwards, also on error. One warehouse
+    writer at a time (the warehouse pool), so one scratch file; a leftover of a killed process is
+    replaced."""
+    path = con.execute(
+        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchall()[0][0]
+    scratch = Path(f"{path}.pending") if path else None
+    files = [scratch, scratch.with_name(scratch.name + ".wal")] if scratch else []
+    for file in files:
+        file.unlink(missing_ok=True)
+    target = str(scratch).replace("'", "''") if scratch else ":memory:"
+    con.execute(f"ATTACH '{target}' AS {STAGE_DATABASE}")
+    try:
+        yield
+    finally:
+        con.execute(f"DETACH {STAGE_DATABASE}")
+        for file in files:
+            file.unlink(missing_ok=True)
+
+
+def _stage(
+    con: duckdb.DuckDBPyConnection,
+    write: TableWrite,
+    chunks: list[dict[str, Any] | tuple[Any, ...]] | None,
+    stage: str,
+    cols: str,
+) -> int:
+    """Append the batches to `stage`, each in its own transaction; returns the rows staged."""
+    if isinstance(write.rows, str):
+        return _stage_query(con, write, chunks or [write.params], stage, cols)
+    staged = 0
+    for batch in write.rows:
+        con.register("_batch", batch)
+        inserted = con.execute(f"INSERT INTO {stage} ({cols}) SELECT {cols} FROM _batch")
+        staged += inserted.fetchall()[0][0]
+        con.unregister("_batch")
+        del batch  # before the iterator builds the next one
+        release_cache(con)
+    return staged
+
+
+def query_chunks(
+    write: TableWrite, bounds: tuple[dt.date, dt.date] | None
+) -> list[dict[str, Any] | tuple[Any, ...]]:
+    """The parameters of each run of a SQL write: one per chunk of sessions with
+    `chunk_sessions`, else just `write.params`."""
+    if write.chunk_sessions is None or bounds is None:
+        return [write.params]
+    if not (isinstance(write.params, dict) and {"start", "end"} <= write.params.keys()):
+        raise dg.Failure(
+            "a TableWrite with chunk_sessions binds each chunk's dates to $start and $end: "
+            f"give its params as a dict with those keys (got {write.params!r})"
+        )
+    chunks = session_chunks(bounds, write.chunk_sessions)
+    if len(chunks) == 1:
+        return [write.params]
+    return [{**write.params, "start": first, "end": last} for first, last in chunks]
+
+
+def _stage_query(
+    con: duckdb.DuckDBPyConnection,
+    write: TableWrite,
+    chunks: list[dict[str, Any] | tuple[Any, ...]],
+    stage: str,
+    cols: str,
+) -> int:
+    """Append the query's rows to `stage`, one statement (and transaction) per chunk's
+    parameters; returns the rows staged."""
+    assert isinstance(write.rows, str)
+    for name, frame in write.frames.items():
+        con.register(name, frame)
+    try:
+        staged = 0
+        for params in chunks:
+            staged += con.execute(
+                f"INSERT INTO {stage} ({cols}) SELECT {cols} FROM ({write.rows})", params
+            ).fetchall()[0][0]
+            release_cache(con)
+    finally:
+        for name in write.frames:
+            con.unregister(name)
+    return staged
 
 
 def table_metadata(

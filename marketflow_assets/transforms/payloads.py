@@ -73,10 +73,13 @@ def bar_dates(values: pd.Series) -> pd.Series:
     """Exchange-time date of each provider timestamp (a daily bar *is* its date); text that
     only holds a date is read as that date."""
     dates = exchange_dates(bar_timestamps(values))
+    unparsed = dates.isna()
+    if not unparsed.any():  # e.g. every timezone-aware payload: no text to look at
+        return dates
     text_dates = pd.to_datetime(
-        values.astype(str).str.slice(0, 10), errors="coerce", format="%Y-%m-%d"
+        values[unparsed].astype(str).str.slice(0, 10), errors="coerce", format="%Y-%m-%d"
     )
-    return dates.where(dates.notna(), text_dates)
+    return dates.where(~unparsed, text_dates)
 
 
 def session_dates(bar_dates: pd.Series) -> pd.Series:
@@ -126,7 +129,9 @@ def type_bars(raw: pd.DataFrame, interval: str) -> pd.DataFrame:
             else np.nan
         )
     for lineage, name in LINEAGE_RENAMES.items():
-        out[name] = raw[lineage].to_numpy() if lineage in raw else None
+        # `.array`: positional like `.to_numpy()`, without turning `_fetched_at` (timezone-aware)
+        # into one Timestamp object per row.
+        out[name] = raw[lineage].array if lineage in raw else None
     return out
 
 
