@@ -83,12 +83,7 @@ class Panel:
         """A triangle per point, pointing up or down; one element each, so they can be counted."""
         x, y = _num(self.x(index)), _num(self.y(values))
         shape = "l-6,10h12z" if up else "l-6,-10h12z"
-        return "".join(
-            np.char.add(
-                np.char.add(np.char.add(f'<path class="{css}" d="M', x), np.char.add(",", y)),
-                f'{shape}" fill="{color}"/>',
-            ).tolist()
-        )
+        return _cat(f'<path class="{css}" d="M', x, ",", y, f'{shape}" fill="{color}"/>')
 
     def hline(self, value: float, color: str, *, dash: str = "") -> str:
         extra = f' stroke-dasharray="{dash}"' if dash else ""
