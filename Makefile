@@ -42,7 +42,7 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	cp dagster.yaml $@
 
 demo: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
-	MARKETFLOW_SOURCE=$${MARKETFLOW_SOURCE:-simulator} $(BIN)/python -m marketflow_assets.demo
+	$(BIN)/python -m marketflow_assets.demo $(DEMO_ARGS)
 
 dev: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml

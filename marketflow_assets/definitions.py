@@ -11,6 +11,7 @@ import dagster as dg
 from marketflow_assets.assets import bronze, dbt, gold, gold_intraday, raw, reports, silver
 from marketflow_assets.automation import build_automation
 from marketflow_assets.checks import build_asset_checks
+from marketflow_assets.partitions import bind_sessions_partitions, sessions_partitions_def_for
 from marketflow_assets.resources import build_resources
 from marketflow_assets.settings import Settings
 
@@ -18,11 +19,15 @@ ASSET_MODULES = (raw, bronze, silver, gold, gold_intraday, dbt, reports)
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
-    assets = dg.load_assets_from_modules(ASSET_MODULES)
+    """Everything built from `settings` alone: partitions (`sessions_partitions_def_for`),
+    resources and automation; nothing here or below reads the environment."""
+    partitions_def = sessions_partitions_def_for(settings)
+    assets = bind_sessions_partitions(dg.load_assets_from_modules(ASSET_MODULES), partitions_def)
+    asset_checks = bind_sessions_partitions(build_asset_checks(assets), partitions_def)
     schedules, sensors = build_automation(settings)
     return dg.Definitions(
         assets=assets,
-        asset_checks=build_asset_checks(assets),
+        asset_checks=asset_checks,
         resources={**build_resources(settings), "dbt": dbt.dbt_resource},
         # Warehouse steps are serialised by the DuckDB pool anyway; running a run's steps in one
         # process saves a Python + Dagster start-up (about 1.5 s) per step.

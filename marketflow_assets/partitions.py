@@ -9,10 +9,22 @@ Known Dagster quirk (dagster-io/dagster#33551): on a weekend or holiday `end_off
 the *next* session early. Nothing here relies on Dagster's "last partition": schedules and
 sensors derive the current session from the exchange calendar, and assets refuse sessions that
 have not opened yet with an explanatory error (see `ensure_sessions_opened`).
+
+Settings flow one way. Asset modules declare `partitions_def=sessions_partitions_def` at import,
+where no Settings exist yet: that object is a placeholder. `build_definitions(settings)` builds
+the real definition once, `sessions_partitions_def_for(settings)`, and `bind_sessions_partitions`
+puts it in place of the placeholder on every asset and check (asset specs and check specs alike),
+so nothing reads the environment at import and two Definitions with different settings can live
+in one process. A new session-partitioned asset needs nothing more than the import:
+
+    from marketflow_assets.partitions import sessions_partitions_def
+
+    @dg.asset(partitions_def=sessions_partitions_def, ...)
+
 """
 
 import datetime as dt
-import os
+from collections.abc import Iterable
 
 import dagster as dg
 import pandas as pd
@@ -51,13 +63,57 @@ def build_sessions_partitions_def(start_date: dt.date) -> dg.DailyPartitionsDefi
     )
 
 
-def _start_date_from_env() -> dt.date:
-    # Only the start date is structural (it shapes the partitions); everything else is read
-    # into resources, so tests and the demo can point the same definitions anywhere.
-    return Settings.from_env(os.environ).start_date
+def sessions_partitions_def_for(settings: Settings) -> dg.DailyPartitionsDefinition:
+    """The session partitions of a deployment: the one function from Settings to partitions."""
+    return build_sessions_partitions_def(settings.start_date)
 
 
-sessions_partitions_def = build_sessions_partitions_def(_start_date_from_env())
+sessions_partitions_def = dg.DailyPartitionsDefinition(
+    start_date=Settings.start_date.isoformat(), timezone=str(EXCHANGE_TZ), end_offset=1
+)
+"""Declaration-time placeholder for the session partitions (see the module docstring). It has no
+exclusions, so it never equals a real sessions definition (which always excludes weekends)."""
+
+AssetsLike = dg.AssetsDefinition | dg.AssetSpec | dg.SourceAsset
+
+
+def bind_sessions_partitions(
+    assets: Iterable[AssetsLike], partitions_def: dg.PartitionsDefinition
+) -> list[AssetsLike]:
+    """`assets` (assets, multi-assets, dbt assets, asset checks, specs) with every placeholder
+    `sessions_partitions_def` replaced by `partitions_def`; anything else is returned as is."""
+    return [_bind(asset, partitions_def) for asset in assets]
+
+
+def _is_placeholder(spec: dg.AssetSpec | dg.AssetCheckSpec) -> bool:
+    return spec.partitions_def is not None and spec.partitions_def == sessions_partitions_def
+
+
+def _bind(asset: AssetsLike, partitions_def: dg.PartitionsDefinition) -> AssetsLike:
+    if isinstance(asset, dg.AssetSpec):
+        return (
+            asset.replace_attributes(partitions_def=partitions_def)
+            if _is_placeholder(asset)
+            else asset
+        )
+    if not isinstance(asset, dg.AssetsDefinition) or not (
+        any(map(_is_placeholder, asset.specs)) or any(map(_is_placeholder, asset.check_specs))
+    ):
+        return asset
+    specs = [
+        s.replace_attributes(partitions_def=partitions_def) if _is_placeholder(s) else s
+        for s in asset.specs
+    ]
+    check_specs = {
+        name: c._replace(partitions_def=partitions_def) if _is_placeholder(c) else c
+        for name, c in asset.node_check_specs_by_output_name.items()
+    }
+    # Dagster has no public call that swaps the partitions of a built asset together with those
+    # of its check specs (`map_asset_specs` covers asset specs only, and an AssetsDefinition must
+    # have one partitions definition across both), so rebuild it from its own attributes.
+    return asset.__class__.dagster_internal_init(
+        **{**asset.get_attributes_dict(), "specs": specs, "check_specs_by_output_name": check_specs}
+    )
 
 
 def sessions_of(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> list[dt.date]:

@@ -1,7 +1,9 @@
 """Environment configuration (DESIGN.md, "Configuration"): one place that reads MARKETFLOW_*.
 
 Everything is optional; defaults give a local lake and warehouse under `.marketflow/`.
-Invalid values fail at load time with a message naming the variable.
+Invalid values fail at load time with a message naming the variable. Under the environment lies
+`$MARKETFLOW_HOME/settings.toml` (`marketflow_assets.settings_file`, written by `make demo`):
+a non-empty environment variable wins over the file, the file over the defaults.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from marketflow_assets.settings_file import SettingsFileError, read_settings_file, settings_path
 
 SOURCES = ("yfinance", "simulator", "csv")
 
@@ -62,11 +66,21 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
+        env, from_file, file = _with_settings_file(env)
+        read: set[str] = set()
 
         def get(name: str) -> str | None:
+            read.add(name)
             value = env.get(name)
             return value.strip() if value and value.strip() else None
 
+        try:
+            return _checked_against_file(cls._parse(get), read, from_file, file)
+        except ConfigError as exc:
+            raise _naming_file(exc, from_file, file) from exc.__cause__
+
+    @classmethod
+    def _parse(cls, get) -> Settings:
         source = (get("MARKETFLOW_SOURCE") or "yfinance").lower()
         if source not in SOURCES:
             raise ConfigError(f"MARKETFLOW_SOURCE={source!r} is not one of {', '.join(SOURCES)}")
@@ -104,6 +118,34 @@ class Settings:
             ),
             **_automation_settings(get),
         )
+
+
+def _with_settings_file(env: Mapping[str, str]) -> tuple[dict[str, str], set[str], Path]:
+    """The environment over `$MARKETFLOW_HOME/settings.toml`, the names the file supplied, and
+    the file's path. Blank environment values do not hide the file's."""
+    file = settings_path(Path(env.get("MARKETFLOW_HOME", "").strip() or ".marketflow").expanduser())
+    try:
+        in_file = read_settings_file(file)
+    except SettingsFileError as exc:
+        raise ConfigError(str(exc)) from exc
+    overriding = {name: value for name, value in env.items() if value and value.strip()}
+    return {**in_file, **overriding}, set(in_file) - set(overriding), file
+
+
+def _checked_against_file(
+    settings: Settings, read: set[str], from_file: set[str], file: Path
+) -> Settings:
+    if unknown := sorted(from_file - read):
+        keys = ", ".join(name.removeprefix("MARKETFLOW_").lower() for name in unknown)
+        raise ConfigError(f"{file}: unknown setting(s) {keys}")
+    return settings
+
+
+def _naming_file(exc: ConfigError, from_file: set[str], file: Path) -> ConfigError:
+    named = sorted(name for name in from_file if name in str(exc))
+    if not named:
+        return exc
+    return ConfigError(f"{exc} ({', '.join(named)} set in {file})")
 
 
 SMTP_TLS_MODES = ("starttls", "ssl", "none")

@@ -23,3 +23,12 @@ def isolated_dagster_home(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("dagster_home")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     return home
+
+
+@pytest.fixture(autouse=True)
+def isolated_marketflow_home(tmp_path_factory, monkeypatch):
+    """Settings read from the environment (`Settings.from_env()`) see an empty home of their own,
+    never the settings file `make demo` leaves in the developer's `.marketflow`."""
+    home = tmp_path_factory.mktemp("marketflow_home")
+    monkeypatch.setenv("MARKETFLOW_HOME", str(home))
+    return home

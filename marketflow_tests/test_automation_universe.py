@@ -4,6 +4,7 @@ its history and flips silver/symbols.in_universe."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 
 import dagster as dg
@@ -13,7 +14,6 @@ from marketflow_assets.automation.common import (
     AUTOMATION_TAG,
     RANGE_END_TAG,
     RANGE_START_TAG,
-    first_session,
 )
 from marketflow_assets.resources import TICKERS_TAG
 from marketflow_tests.helpers import materialize, query
@@ -65,12 +65,14 @@ def test_first_tick_records_the_universe_without_runs(watched, instance, univers
 
 
 def test_added_ticker_gets_its_full_history_in_one_scoped_run(watched, instance, universe_file):
+    # "Full history" starts at the deployment's first partition, which comes from its Settings.
+    watched = dataclasses.replace(watched, start_date=dt.date(2015, 1, 2))
     baseline = tick_sensor(watched, SENSOR, instance).cursor
     universe_file.write_text("AAPL\nKO\nMSFT\n")
     data = tick_sensor(watched, SENSOR, instance, baseline)
     (request,) = data.run_requests
     assert request.tags[TICKERS_TAG] == "MSFT"  # raw fetches only the new ticker
-    assert request.tags[RANGE_START_TAG] == first_session().isoformat()
+    assert request.tags[RANGE_START_TAG] == "2015-01-02"
     assert request.tags[RANGE_END_TAG] == "2024-06-07"  # latest closed session
     assert request.tags[AUTOMATION_TAG] == "universe"
     assert request.asset_selection is None  # the sensor's target: daily + reference path

@@ -19,7 +19,7 @@ from marketflow_assets.checks.config import QualityResource
 from marketflow_assets.checks.framework import CheckRun, Scope, Suite
 from marketflow_assets.contracts import CONTRACTS, TableContract
 from marketflow_assets.definitions import build_definitions
-from marketflow_assets.partitions import sessions_partitions_def
+from marketflow_assets.partitions import sessions_partitions_def_for
 from marketflow_assets.resources import WAREHOUSE_POOL
 from marketflow_tests.helpers import materialize
 from marketflow_tests.test_checks_support import evaluations, metadata
@@ -29,12 +29,13 @@ from marketflow_tests.test_checks_support import evaluations, metadata
 def graph(tmp_path_factory):
     from marketflow_tests.helpers import make_settings
 
-    defs = build_definitions(make_settings(tmp_path_factory.mktemp("defs")))
-    return defs, defs.resolve_asset_graph()
+    settings = make_settings(tmp_path_factory.mktemp("defs"))
+    defs = build_definitions(settings)
+    return defs, defs.resolve_asset_graph(), settings
 
 
 def test_every_contract_backed_table_and_raw_dataset_has_its_checks(graph):
-    _, asset_graph = graph
+    _, asset_graph, _ = graph
     checks = {
         (k.asset_key.to_user_string(), k.name): asset_graph.get(k)
         for k in asset_graph.asset_check_keys
@@ -72,7 +73,7 @@ def test_every_contract_backed_table_and_raw_dataset_has_its_checks(graph):
 
 
 def test_check_ops_are_partitioned_like_their_assets_and_run_in_the_warehouse_pool(graph):
-    defs, _ = graph
+    defs, _, settings = graph
     ops = {
         checks_def.node_def.name: checks_def
         for checks_def in defs.asset_checks or ()
@@ -80,7 +81,8 @@ def test_check_ops_are_partitioned_like_their_assets_and_run_in_the_warehouse_po
     }
     silver = ops["silver__daily_bars_checks"]
     assert silver.node_def.pool == WAREHOUSE_POOL
-    assert {spec.partitions_def for spec in silver.check_specs} == {sessions_partitions_def}
+    sessions = sessions_partitions_def_for(settings)
+    assert {spec.partitions_def for spec in silver.check_specs} == {sessions}
     assert ops["silver__daily_bars_freshness"].node_def.pool == WAREHOUSE_POOL
     assert {
         spec.partitions_def for spec in ops["silver__corporate_actions_checks"].check_specs

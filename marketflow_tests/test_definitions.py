@@ -12,7 +12,7 @@ import duckdb
 import pytest
 
 from marketflow_assets.definitions import build_definitions
-from marketflow_assets.partitions import sessions_partitions_def
+from marketflow_assets.partitions import sessions_partitions_def_for
 from marketflow_tests.helpers import FRIDAY_EVENING, make_settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,8 +34,13 @@ def cli_env(home: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def defs(tmp_path_factory):
-    return build_definitions(make_settings(tmp_path_factory.mktemp("home")))
+def defs_settings(tmp_path_factory):
+    return make_settings(tmp_path_factory.mktemp("home"))
+
+
+@pytest.fixture(scope="module")
+def defs(defs_settings):
+    return build_definitions(defs_settings)
 
 
 def test_dagster_definitions_validate(tmp_path):
@@ -50,7 +55,7 @@ def test_dagster_definitions_validate(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_every_asset_is_grouped_by_layer_described_and_kinded(defs):
+def test_every_asset_is_grouped_by_layer_described_and_kinded(defs, defs_settings):
     graph = defs.resolve_asset_graph()
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
@@ -62,7 +67,7 @@ def test_every_asset_is_grouped_by_layer_described_and_kinded(defs):
         policy = node.backfill_policy
         assert policy == dg.BackfillPolicy.single_run(), key
         if node.partitions_def is not None:
-            assert node.partitions_def == sessions_partitions_def, key
+            assert node.partitions_def == sessions_partitions_def_for(defs_settings), key
 
 
 def test_design_asset_keys_exist(defs):

@@ -13,7 +13,8 @@ from marketflow_assets.tickers import (
 )
 
 
-def test_defaults_without_environment():
+def test_defaults_without_environment(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # the default home, ./.marketflow, holds no settings file
     s = Settings.from_env({})
     assert s.source == "yfinance"
     assert s.start_date == dt.date(2010, 1, 4)

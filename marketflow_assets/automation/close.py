@@ -52,12 +52,12 @@ def _local(moment: dt.datetime) -> str:
     return moment.astimezone(EXCHANGE_TZ).strftime("%H:%M %Z")
 
 
-def session_to_close(now: dt.datetime) -> tuple[dt.date | None, str]:
+def session_to_close(now: dt.datetime, first: dt.date) -> tuple[dt.date | None, str]:
     """The session whose close run is due at `now`, or None and why not."""
     cal = xnys()
     today = now.astimezone(EXCHANGE_TZ).date()
     session = cal.latest_closed_session(now)
-    if session is not None and session >= first_session():
+    if session is not None and session >= first:
         close = cal.close_utc(session)
         if close <= now < close + CLOSE_WINDOW:
             early = " (early close)" if cal.is_early_close(session) else ""
@@ -98,7 +98,7 @@ def session_to_close(now: dt.datetime) -> tuple[dt.date | None, str]:
 )
 def daily_close_schedule(context: dg.ScheduleEvaluationContext, market_data: MarketDataResource):
     now = automation_now(market_data, context.scheduled_execution_time)
-    session, reason = session_to_close(now)
+    session, reason = session_to_close(now, first_session(context))
     if session is None:
         return dg.SkipReason(reason)
     context.log.info(f"requesting the close run: {reason}")
@@ -110,7 +110,7 @@ def daily_close_schedule(context: dg.ScheduleEvaluationContext, market_data: Mar
 
 
 # -- catch-up ----------------------------------------------------------------------------------
-def lookback_window(now: dt.datetime, lookback: int) -> list[dt.date]:
+def lookback_window(now: dt.datetime, lookback: int, first: dt.date) -> list[dt.date]:
     """The last `lookback` closed sessions (not before the first partition), oldest first; the
     latest one only once `daily_close` had its chance."""
     cal = xnys()
@@ -121,7 +121,7 @@ def lookback_window(now: dt.datetime, lookback: int) -> list[dt.date]:
         latest = cal.previous_session(latest)
         if latest is None:
             return []
-    first = max(first_session(), cal.offset(latest, -(lookback - 1)))
+    first = max(first, cal.offset(latest, -(lookback - 1)))
     return cal.sessions_in_range(first, latest) if first <= latest else []
 
 
@@ -186,7 +186,7 @@ def build_catch_up_sensor(lookback_sessions: int) -> dg.SensorDefinition:
     )
     def daily_catch_up(context: dg.SensorEvaluationContext, market_data: MarketDataResource):
         now = automation_now(market_data)
-        window = lookback_window(now, lookback_sessions)
+        window = lookback_window(now, lookback_sessions, first_session(context))
         if not window:
             return dg.SkipReason("no closed session in the lookback window yet")
         instance = context.instance

@@ -13,7 +13,6 @@ import duckdb
 
 from marketflow_assets import cadence
 from marketflow_assets.calendar import xnys
-from marketflow_assets.partitions import sessions_partitions_def
 from marketflow_assets.resources import TICKERS_TAG, MarketDataResource
 
 AUTOMATION_TAG = "marketflow/automation"  # which schedule/sensor asked for the run
@@ -59,8 +58,11 @@ def automation_now(
     return moment.astimezone(dt.UTC)
 
 
-def first_session() -> dt.date:
-    return dt.date.fromisoformat(sessions_partitions_def.start.strftime("%Y-%m-%d"))
+def first_session(context: dg.SensorEvaluationContext | dg.ScheduleEvaluationContext) -> dt.date:
+    """The first session partition of the definitions this sensor or schedule belongs to (built
+    from their Settings by `build_definitions`; see `marketflow_assets.partitions`)."""
+    partitions_def = context.repository_def.asset_graph.get(RAW_DAILY).partitions_def
+    return dt.date.fromisoformat(partitions_def.start.strftime("%Y-%m-%d"))
 
 
 # -- run requests ------------------------------------------------------------------------------

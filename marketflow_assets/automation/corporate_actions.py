@@ -209,7 +209,7 @@ def corporate_actions_sensor(
     requests = []
     tickers = list(stale)
     for batch in batches(tickers):
-        start = max(first_session(), min(stale[t] for t in batch))
+        start = max(first_session(context), min(stale[t] for t in batch))
         if start > latest:
             continue
         requests.append(

@@ -135,7 +135,7 @@ def file_drops_sensor(
         notes.append(f"{len(accepted)} readable file(s) wait in landing/ for {busy} to finish")
     elif accepted:
         latest = latest_closed(now)
-        start = max(first_session(), min(d.first for d in accepted))
+        start = max(first_session(context), min(d.first for d in accepted))
         end = max([d.last for d in accepted] + ([latest] if latest else []))
         if end < start:
             for dropped in accepted:

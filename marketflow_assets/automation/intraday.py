@@ -31,7 +31,9 @@ from marketflow_assets.resources import MarketDataResource
 FINAL_POLL_DELAY = dt.timedelta(minutes=2)
 
 
-def poll_decision(now: dt.datetime, poll_minutes: int) -> tuple[str | None, dt.date | None, str]:
+def poll_decision(
+    now: dt.datetime, poll_minutes: int, first: dt.date
+) -> tuple[str | None, dt.date | None, str]:
     """(poll key, session, why): the poll due at `now`, or (None, None, reason to skip)."""
     cal = xnys()
     session = cal.open_session(now)
@@ -45,7 +47,7 @@ def poll_decision(now: dt.datetime, poll_minutes: int) -> tuple[str | None, dt.d
             f"{session} is trading (poll {slot}, closes {closes:%H:%M %Z})",
         )
     last = cal.latest_closed_session(now)
-    if last is None or last < first_session():
+    if last is None or last < first:
         return None, None, "no session has closed yet"
     close = cal.close_utc(last)
     if now < close + FINAL_POLL_DELAY:
@@ -94,7 +96,7 @@ def build_intraday_sensor(poll_minutes: int) -> dg.SensorDefinition:
     )
     def intraday_poll(context: dg.SensorEvaluationContext, market_data: MarketDataResource):
         now = automation_now(market_data)
-        key, session, why = poll_decision(now, poll_minutes)
+        key, session, why = poll_decision(now, poll_minutes, first_session(context))
         if key is None or session is None:
             return dg.SkipReason(why)
         if context.cursor == key:

@@ -52,7 +52,7 @@ def universe_origin(spec: str | None) -> str:
 
 
 def universe_requests(
-    previous: list[str], current: list[str], now: dt.datetime
+    previous: list[str], current: list[str], now: dt.datetime, first: dt.date
 ) -> tuple[list[dg.RunRequest], list[str], list[str]]:
     """Run requests for a change of universe, and the added and removed tickers."""
     before, after = set(previous), set(current)
@@ -61,7 +61,7 @@ def universe_requests(
     change = digest(sorted(before), sorted(after))
     requests: list[dg.RunRequest] = []
     latest = latest_closed(now)
-    start = first_session()
+    start = first
     if added and latest is not None and latest >= start:
         for i, batch in enumerate(batches(added)):
             requests.append(
@@ -121,7 +121,9 @@ def universe_sensor(
     busy = daily_work_in_progress(context.instance)
     if busy:
         return dg.SkipReason(f"universe changed; waiting for {busy} to finish")
-    requests, added, removed = universe_requests(previous, current, automation_now(market_data))
+    requests, added, removed = universe_requests(
+        previous, current, automation_now(market_data), first_session(context)
+    )
     context.update_cursor(json.dumps({"tickers": current}))
     context.log.info(
         f"universe from {origin}: added {describe_tickers(added) or 'none'}; "
