@@ -3,6 +3,12 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Installs resolve nothing: uv installs pyproject's dependencies at the versions pinned in
+# requirements.lock (constraints). After changing dependencies in pyproject.toml: `make lock`.
+UV_VERSION := 0.13.9
+UV := $(BIN)/uv
+LOCK := requirements.lock
+UV_INSTALL := $(UV) pip install --quiet --python $(BIN)/python --constraints $(LOCK)
 export MARKETFLOW_HOME ?= $(CURDIR)/.marketflow
 export DAGSTER_HOME ?= $(MARKETFLOW_HOME)/dagster
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
@@ -12,7 +18,7 @@ export DAGSTER_DISABLE_TELEMETRY := true
 # a failed run show as missing rather than failed. See README, Performance.
 export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS ?= 1
 
-.PHONY: help install install-dev demo dev test lint format bench docs clean
+.PHONY: help install install-dev lock demo dev test lint format bench docs clean
 
 help:
 	@echo "make demo    - install, then build raw -> gold for the default universe (simulator, 60 sessions)"
@@ -20,19 +26,28 @@ help:
 	@echo "make test    - install with dev extras and run the test suite"
 	@echo "make lint    - ruff check + format check"
 	@echo "make bench   - run the market-scale benchmark (results in bench_results/)"
+	@echo "make lock    - re-pin requirements.lock after a dependency change in pyproject.toml"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Re-install only when the package definition changes.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+$(UV): | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# Re-install only when the package definition or the lock changes.
+$(VENV)/.installed: pyproject.toml $(LOCK) | $(UV)
+	$(UV_INSTALL) -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+$(VENV)/.installed-dev: pyproject.toml $(LOCK) | $(UV)
+	$(UV_INSTALL) -e ".[dev]"
 	touch $(VENV)/.installed $@
+
+# The whole locked set: every dependency of the package and its dev extra, for Python 3.11+ on
+# any platform. Add an extra here when pyproject gains one that `make install*` installs.
+lock: | $(UV)
+	$(UV) pip compile pyproject.toml --extra dev --universal --python-version 3.11 --quiet \
+		--output-file $(LOCK)
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
