@@ -37,7 +37,7 @@ class Progress:
     started: float = field(default_factory=time.monotonic)
     steps_done: int = 0
     failures: list[str] = field(default_factory=list)
-    check_verdicts: Counter = field(default_factory=Counter)  # (asset, check, passed) -> n
+    check_verdicts: Counter = field(default_factory=Counter)  # (asset:check, verdict) -> n
     _materialized: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     _checks: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
 
@@ -51,14 +51,16 @@ class Progress:
         elif kind == dg.DagsterEventType.ASSET_CHECK_EVALUATION and step_key:
             data = event.event_specific_data
             name = f"{data.asset_key.to_user_string()}:{data.check_name}"
-            self._checks[step_key]["passed" if data.passed else f"FAILED {name}"] += 1
-            self.check_verdicts[
-                (data.asset_key.to_user_string(), data.check_name, data.passed)
-            ] += 1
+            level = "warn" if data.severity == dg.AssetCheckSeverity.WARN else "FAILED"
+            verdict = "passed" if data.passed else level
+            self._checks[step_key]["passed" if data.passed else f"{level} {name}"] += 1
+            self.check_verdicts[(name, verdict)] += 1
         elif kind == dg.DagsterEventType.STEP_SUCCESS and step_key:
             self._line(step_key, event.event_specific_data.duration_ms / 1000, "")
         elif kind == dg.DagsterEventType.STEP_FAILURE and step_key:
             error = event.event_specific_data.error
+            while error is not None and error.cause is not None:  # the user's error, not
+                error = error.cause  # Dagster's "error occurred while executing op" wrapper
             reason = (error.message if error else "failed").strip().splitlines()[0]
             self.failures.append(f"{step_key}: {reason}")
             self._line(step_key, None, f"FAILED: {reason}")
