@@ -21,7 +21,7 @@ export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS ?= 1
 .PHONY: help install install-dev lock demo dev test lint format bench docs clean
 
 help:
-	@echo "make demo    - install, then build raw -> gold for the default universe (simulator, 60 sessions)"
+	@echo "make demo    - install, then a year of history raw -> gold, every mart and chart (simulator)"
 	@echo "make dev     - start the Dagster UI (dagster dev) on workspace.yaml"
 	@echo "make test    - install with dev extras and run the test suite"
 	@echo "make lint    - ruff check + format check"
