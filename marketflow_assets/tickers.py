@@ -23,8 +23,11 @@ class InvalidTickerError(ValueError):
 
 
 def validate_ticker(raw: str, *, origin: str = "ticker") -> str:
-    """Normalise (strip, upper-case) and validate one symbol, or raise naming it."""
-    symbol = raw.strip().upper()
+    """Normalise (strip, upper-case) and validate one symbol, or raise naming it. The ASCII
+    check comes before upper-casing: `str.upper` maps dotless i (U+0131) to `I` and sharp s to
+    `SS`, and look-alike letters (Cyrillic, fullwidth) are not ASCII either."""
+    stripped = raw.strip()
+    symbol = stripped.upper() if stripped.isascii() else ""
     if not symbol or len(symbol) > MAX_SYMBOL_LENGTH or not _SYMBOL.match(symbol):
         raise InvalidTickerError(
             f"invalid ticker {raw!r} in {origin}: expected a Yahoo symbol such as AAPL, BRK-B, "

@@ -8,6 +8,8 @@ rejected (with the raw object named) in silver; a payload missing a required col
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -49,6 +51,35 @@ class PayloadSchemaError(ValueError):
     """A payload lacks a column the transform needs; names the column and the objects."""
 
 
+_OFFSET = r"[+-]\d\d:?\d\d$|Z$"
+# A bar time as providers and exports write it: a date, optionally a time, optionally an offset.
+_BAR_TIME_TEXT = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?:Z|[+-]\d{2}:?\d{2})?"
+)
+
+
+def bar_time_problems(values: pd.Series) -> pd.Series:
+    """Per cell of provider/export time text: None if `bar_timestamps` reads it as exactly one
+    instant, else why not (trailing text, not a calendar date, a local time that does not exist
+    or is ambiguous at a DST change and carries no offset). Vectorised; date-only cells (the
+    common case) take the fast path."""
+    text = values.astype(str).str.strip()
+    why = pd.Series(None, index=values.index, dtype=object)
+    shaped = text.str.fullmatch(_BAR_TIME_TEXT)
+    why[~shaped] = "is not YYYY-MM-DD[ HH:MM[:SS]][+HH:MM]"
+    date_only = shaped & (text.str.len() == 10)
+    dates = pd.to_datetime(text[date_only], format="%Y-%m-%d", errors="coerce")
+    why[dates.index[dates.isna()]] = "is not a calendar date"
+    timed = shaped & ~date_only
+    if timed.any():
+        ts = bar_timestamps(text[timed])
+        why[ts.index[ts.isna()]] = (
+            "is not one instant: no such date/time, or a New York local time that does not "
+            "exist or is ambiguous at a DST change (add an offset such as -04:00)"
+        )
+    return why
+
+
 def bar_timestamps(values: pd.Series) -> pd.Series:
     """Provider timestamps as UTC. Timezone-aware values are converted; text or naive values
     (CSV exports) are dates or times in exchange time."""
@@ -57,7 +88,8 @@ def bar_timestamps(values: pd.Series) -> pd.Series:
     text = values.astype(str)
     parsed = pd.to_datetime(text.str.slice(0, 19), errors="coerce", format="mixed")
     aware = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
-    has_offset = text.str.contains(r"[+-]\d\d:\d\d$|Z$", regex=True)
+    # An offset with or without a colon (`+00:00`, `+0000`) or `Z` is honoured.
+    has_offset = text.str.contains(_OFFSET, regex=True)
     local = parsed.dt.tz_localize(EXCHANGE_TZ, ambiguous="NaT", nonexistent="NaT").dt.tz_convert(
         "UTC"
     )
