@@ -199,10 +199,13 @@ def parse_drop(key: str, data: bytes, *, today: dt.date) -> DroppedFile:
         if blank.any():
             row = int(blank.to_numpy().argmax())
             raise DropRejected(f"{key}, {_where(suffix, row)}, field Ticker: empty")
-        try:
-            mapping = {v: validate_ticker(v, origin=key) for v in values.unique()}
-        except InvalidTickerError as exc:
-            raise DropRejected(str(exc)) from exc
+        mapping = {}
+        for value in values.unique():  # distinct symbols, not rows
+            try:
+                mapping[value] = validate_ticker(value, origin=key)
+            except InvalidTickerError as exc:
+                row = int((values == value).to_numpy().argmax())
+                raise DropRejected(f"{key}, {_where(suffix, row)}, field Ticker: {exc}") from exc
         frame[TICKER_COLUMN] = values.map(mapping)
     else:
         ticker = named_ticker or _ticker_from_name(key)

@@ -62,8 +62,10 @@ def classified_bars_sql(interval: Interval) -> str:
     values = _VALUE_COLUMNS[interval]
     session_rule, session_reason, session_detail = _session_rule(interval)
     ohlcv = ("open", "high", "low", "close", "volume")
-    missing = " OR ".join(f"{c} IS NULL OR isnan({c})" for c in ohlcv)
-    missing_list = ", ".join(f"CASE WHEN {c} IS NULL OR isnan({c}) THEN '{c}' END" for c in ohlcv)
+    missing = "ts IS NULL OR " + " OR ".join(f"{c} IS NULL OR isnan({c})" for c in ohlcv)
+    missing_list = "CASE WHEN ts IS NULL THEN 'ts' END, " + ", ".join(
+        f"CASE WHEN {c} IS NULL OR isnan({c}) THEN '{c}' END" for c in ohlcv
+    )
     infinite = " OR ".join(f"isinf(coalesce({c}, 0))" for c in values)
     infinite_list = ", ".join(f"CASE WHEN isinf(coalesce({c}, 0)) THEN '{c}' END" for c in values)
     prices = ("open", "high", "low", "close", *(("adj_close",) if interval == "1d" else ()))

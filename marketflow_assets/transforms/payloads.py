@@ -174,7 +174,10 @@ def latest_fetch_rows(typed: pd.DataFrame) -> pd.DataFrame:
     if typed.empty:
         return typed
     ordered = typed.sort_values(["fetched_at", "fetch_id"], kind="stable")
-    winner = ordered.groupby(["ticker", "ts", "interval"], sort=False)["fetch_id"].transform("last")
+    # dropna=False: a row whose time did not parse stays (silver rejects it), never vanishes.
+    winner = ordered.groupby(["ticker", "ts", "interval"], sort=False, dropna=False)[
+        "fetch_id"
+    ].transform("last")
     return ordered[ordered["fetch_id"] == winner].sort_index().reset_index(drop=True)
 
 
