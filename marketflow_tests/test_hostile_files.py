@@ -63,7 +63,9 @@ def test_object_store_never_follows_a_link(tmp_path):
     # Deleting removes the names, never the file they point to.
     for key in ("a/link.csv", "a/dir", "a/hard.csv"):
         store.delete(key)
-    assert secret.read_text() == "do not read" and [p.name for p in outside.iterdir()] == ["secret.txt"]
+    assert secret.read_text() == "do not read" and [p.name for p in outside.iterdir()] == [
+        "secret.txt"
+    ]
     assert store.list("a/") == []
     # The lake (hard links allowed: cp -al snapshots) still reads a hard-linked object.
     (root / "b").mkdir()
