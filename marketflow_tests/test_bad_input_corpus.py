@@ -343,11 +343,12 @@ def test_whole_files(entry, name, data, rows, case, tmp_path):
     assert_accounted(outcome, case, where)
 
 
+@pytest.mark.slow
 def test_a_100_mb_drop_lands_every_row(tmp_path):
     """100 MB in one drop (a wide comment column makes it big without millions of rows)."""
     sessions = pd.bdate_range("2023-06-01", "2024-05-31").strftime("%Y-%m-%d")
     tickers = [f"T{i:03d}" for i in range(400)]
-    pad = "x" * 960
+    pad = "x" * 1000
     lines = [f"{t},{d},10,11,9,10.5,1000,{pad}" for t in tickers for d in sessions]
     data = ("Ticker,Date,Open,High,Low,Close,Volume,Comment\n" + "\n".join(lines) + "\n").encode()
     assert len(data) >= 100 * 1024 * 1024

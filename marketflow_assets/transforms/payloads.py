@@ -63,8 +63,9 @@ def bar_time_problems(values: pd.Series) -> pd.Series:
     instant, else why not (trailing text, not a calendar date, a local time that does not exist
     or is ambiguous at a DST change and carries no offset). Vectorised; date-only cells (the
     common case) take the fast path."""
-    text = values.astype(str).str.strip()
-    why = pd.Series(None, index=values.index, dtype=object)
+    codes, distinct = pd.factorize(values.astype(str))  # judge each distinct text once
+    text = pd.Series(distinct, dtype=object).str.strip()
+    why = pd.Series(None, index=text.index, dtype=object)
     shaped = text.str.fullmatch(_BAR_TIME_TEXT)
     why[~shaped] = "is not YYYY-MM-DD[ HH:MM[:SS]][+HH:MM]"
     date_only = shaped & (text.str.len() == 10)
@@ -77,7 +78,7 @@ def bar_time_problems(values: pd.Series) -> pd.Series:
             "is not one instant: no such date/time, or a New York local time that does not "
             "exist or is ambiguous at a DST change (add an offset such as -04:00)"
         )
-    return why
+    return pd.Series(why.to_numpy()[codes], index=values.index, dtype=object)
 
 
 def bar_timestamps(values: pd.Series) -> pd.Series:
@@ -85,7 +86,11 @@ def bar_timestamps(values: pd.Series) -> pd.Series:
     (CSV exports) are dates or times in exchange time."""
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         return values.dt.tz_convert("UTC")
-    text = values.astype(str)
+    # Parse each distinct text once: a file repeats its dates across tickers, and localizing
+    # to a zoneinfo zone costs per element (100k rows: seconds, vs milliseconds for the
+    # distinct dates).
+    codes, distinct = pd.factorize(values.astype(str))
+    text = pd.Series(distinct, dtype=object)
     parsed = pd.to_datetime(text.str.slice(0, 19), errors="coerce", format="mixed")
     aware = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
     # An offset with or without a colon (`+00:00`, `+0000`) or `Z` is honoured.
@@ -93,7 +98,8 @@ def bar_timestamps(values: pd.Series) -> pd.Series:
     local = parsed.dt.tz_localize(EXCHANGE_TZ, ambiguous="NaT", nonexistent="NaT").dt.tz_convert(
         "UTC"
     )
-    return aware.where(has_offset, local)
+    utc = aware.where(has_offset, local).array
+    return pd.Series(utc.take(codes), index=values.index)
 
 
 def exchange_dates(ts_utc: pd.Series) -> pd.Series:
