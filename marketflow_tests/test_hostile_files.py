@@ -193,6 +193,12 @@ def test_an_unreadable_manifest_is_skipped_and_the_dataset_still_reads(settings,
     )
     assert result.success
     assert query(settings, "SELECT count(*) AS n FROM bronze.daily_bars")["n"][0] > 0
+    # ... and the raw integrity check names the skipped files.
+    (integrity,) = [
+        e for e in result.get_asset_check_evaluations() if e.check_name == "raw_integrity"
+    ]
+    named = str(integrity.metadata["unreadable_manifests"].value)
+    assert all(n in named for n in ("empty.json", "foreign.json", "truncated.json"))
 
 
 # -- durable writes ------------------------------------------------------------------------------
