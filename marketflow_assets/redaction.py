@@ -23,7 +23,7 @@ _PATTERNS = (
     # key=value / key: value for credential-like keys (also in JSON and query strings)
     re.compile(
         r"""(?ix)
-        (\b[\w.-]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|auth)[\w.-]*
+        (\b[\w.-]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key)[\w.-]*
          ["']?\s*[:=]\s*["']?)
         ([^\s"'&,;}]+)"""
     ),
