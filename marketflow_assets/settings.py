@@ -165,6 +165,11 @@ def _automation_settings(get) -> dict:
     user, password = get("MARKETFLOW_SMTP_USER"), get("MARKETFLOW_SMTP_PASSWORD")
     if (user is None) != (password is None):
         raise ConfigError("MARKETFLOW_SMTP_USER and MARKETFLOW_SMTP_PASSWORD go together")
+    if user is not None and tls == "none":
+        raise ConfigError(
+            "MARKETFLOW_SMTP_USER with MARKETFLOW_SMTP_TLS=none would send the password in "
+            "clear: use starttls or ssl, or drop the login"
+        )
     email_to = get("MARKETFLOW_ALERT_EMAIL_TO")
     smtp_host = get("MARKETFLOW_SMTP_HOST")
     if email_to and not smtp_host:

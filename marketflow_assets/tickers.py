@@ -22,12 +22,20 @@ class InvalidTickerError(ValueError):
     """A symbol that is not a valid Yahoo symbol; the message names it and where it came from."""
 
 
+def _shown(raw: str, limit: int = 40) -> str:
+    """The symbol as written (repr shows invisible and look-alike characters), cut if long."""
+    return repr(raw) if len(raw) <= limit else f"{raw[:limit]!r}... ({len(raw)} characters)"
+
+
 def validate_ticker(raw: str, *, origin: str = "ticker") -> str:
-    """Normalise (strip, upper-case) and validate one symbol, or raise naming it."""
-    symbol = raw.strip().upper()
+    """Normalise (strip, upper-case) and validate one symbol, or raise naming it. The ASCII
+    check comes before upper-casing: `str.upper` maps dotless i (U+0131) to `I` and sharp s to
+    `SS`, and look-alike letters (Cyrillic, fullwidth) are not ASCII either."""
+    stripped = raw.strip()
+    symbol = stripped.upper() if stripped.isascii() else ""
     if not symbol or len(symbol) > MAX_SYMBOL_LENGTH or not _SYMBOL.match(symbol):
         raise InvalidTickerError(
-            f"invalid ticker {raw!r} in {origin}: expected a Yahoo symbol such as AAPL, BRK-B, "
+            f"invalid ticker {_shown(raw)} in {origin}: expected a Yahoo symbol such as AAPL, BRK-B, "
             f"^GSPC or EURUSD=X (letters, digits and ^ . - =, at most {MAX_SYMBOL_LENGTH} characters)"
         )
     return symbol

@@ -4,12 +4,16 @@ unreadable input fails with the file or ticker named."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 
+import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
 
 from marketflow_tests.helpers import materialize, query, table
+from marketflow_tests.test_automation_support import tick_sensor
 
 DAILY = [
     "raw/daily_bars",
@@ -158,3 +162,75 @@ def test_simulator_faults_land_in_rejected_bars(settings):
         check_names=False,
         check_index_type=False,
     )
+
+
+def test_absurd_numbers_are_quarantined_and_one_bad_file_fails_only_its_ticker(settings, tmp_path):
+    """inf, 1e308, 1e20 and fractional volumes go to rejected_bars with a reason (no numpy or
+    BIGINT crash); a file with a trailing-text date fails its ticker, naming file, line and
+    field, and the other tickers of the run land."""
+    folder = tmp_path / "csv"
+    folder.mkdir()
+    header = "Date,Open,High,Low,Close,Adj Close,Volume\n"
+    (folder / "NUM.csv").write_text(
+        header + "2024-06-03,10,inf,9,10,10,100\n"
+        "2024-06-04,10,11,9,10,10,1e20\n"
+        "2024-06-05,10,1e308,9,10,10,100\n"
+        "2024-06-06,10,11,9,10,10,100.5\n"
+        "2024-06-07,10,11,9,10,10,100\n"
+    )
+    (folder / "DATE.csv").write_text(
+        header + "2024-06-03,10,11,9,10,10,100\n2024-06-04 (holiday?),10,11,9,10,10,100\n"
+    )
+    csv = dataclasses.replace(
+        settings, source="csv", csv_dir=folder, tickers="NUM,DATE", simulator_now=None
+    )
+    result = materialize(csv, select=DAILY, partition_range=("2024-06-03", "2024-06-07"))
+    raw = result.asset_materializations_for_node("raw__daily_bars")[0].metadata
+    assert re.search(r"DATE\.csv, line 3, field Date: '2024-06-04 \(holiday\?\)'", str(raw))
+    rejected = table(csv, "silver.rejected_bars", "session_date")
+    assert rejected["reason"].tolist() == [
+        "non_finite_value",
+        "volume_out_of_range",
+        "price_out_of_range",
+        "fractional_volume",
+    ]
+    assert rejected["detail"].str.contains("high|volume|price").all()
+    accepted = table(csv, "silver.daily_bars", "session_date")
+    assert accepted[["ticker", "volume"]].values.tolist() == [["NUM", 100]]
+    bronze = query(csv, "SELECT count(*) AS n FROM bronze.daily_bars")["n"][0]
+    assert bronze == len(accepted) + len(rejected) == 5
+
+
+def test_a_corrected_csv_with_an_older_mtime_wins(settings, tmp_path):
+    folder = tmp_path / "csv"
+    folder.mkdir()
+    path = folder / "FIX.csv"
+    path.write_text("Date,Open,High,Low,Close,Adj Close,Volume\n2024-06-03,10,11,9,10.5,10.5,100\n")
+    csv = dataclasses.replace(
+        settings, source="csv", csv_dir=folder, tickers="FIX", simulator_now=None
+    )
+    materialize(csv, select=DAILY, partition="2024-06-03")
+    # The corrected copy keeps the export's old modification time (cp -p, a restore).
+    path.write_text("Date,Open,High,Low,Close,Adj Close,Volume\n2024-06-03,10,11,9,10.9,10.9,100\n")
+    os.utime(path, (1_700_000_000, 1_700_000_000))  # 2023-11-14
+    refresh = {"ops": {"raw__daily_bars": {"config": {"refresh": True}}}}
+    materialize(csv, select=DAILY, partition="2024-06-03", run_config=refresh)
+    assert table(csv, "silver.daily_bars")["close"].tolist() == [10.9]
+
+
+def test_a_drop_with_a_trailing_text_date_is_rejected_naming_line_and_field(settings):
+    """It used to pass the drop parser, become NaT and vanish: in neither bronze, silver nor
+    rejected_bars."""
+    landing = settings.home / "landing"
+    landing.mkdir(parents=True)
+    (landing / "MSFT.csv").write_text(
+        "Date,Open,High,Low,Close,Volume\n"
+        "2024-06-03,10,11,9,10,100\n"
+        "2024-06-04 (holiday?),10,11,9,10,100\n"
+    )
+    with dg.instance_for_test() as instance:
+        result = tick_sensor(settings, "file_drops", instance)
+    assert result.run_requests == []
+    (reason,) = (landing / "rejected").rglob("MSFT.csv.reason.txt")
+    assert "landing/MSFT.csv, line 3, field Date: '2024-06-04 (holiday?)'" in reason.read_text()
+    assert len(list((landing / "rejected").rglob("MSFT.csv"))) == 1  # kept beside its reason

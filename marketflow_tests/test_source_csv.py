@@ -36,12 +36,36 @@ def test_missing_file_is_reported_by_ticker(tmp_path):
     ("content", "message"),
     [
         ("Date,Open,High,Low,Volume\n2024-06-04,1,1,1,1\n", r"missing column\(s\) Close"),
-        ("Date,Open,High,Low,Close,Volume\n06/04/2024,1,1,1,1,1\n", "line 2: Date '06/04/2024'"),
+        (
+            "Date,Open,High,Low,Close,Volume\n06/04/2024,1,1,1,1,1\n",
+            "line 2, field Date: '06/04/2024'",
+        ),
         ("", "not a readable CSV"),
     ],
 )
 def test_malformed_files_name_the_file(tmp_path, content, message):
     (tmp_path / "BAD.csv").write_text(content)
+    (tmp_path / "ABC.csv").write_text(GOOD)
     with pytest.raises(PayloadFormatError, match=message) as info:
-        CsvSource(tmp_path).fetch_bars(query("BAD"))
+        CsvSource(tmp_path).read_file("BAD")
     assert "BAD.csv" in str(info.value)
+    # In a fetch it is that ticker's failure; the other tickers are served.
+    payload = CsvSource(tmp_path).fetch_bars(query("BAD", "ABC"))
+    assert payload.errors["BAD"] == str(info.value)
+    assert payload.tickers_with_data == ["ABC"]
+
+
+def test_a_corrected_file_wins_whatever_its_modification_time(tmp_path):
+    """The fetch time is the read time: a corrected copy with an older mtime (cp -p, a restore)
+    is a later fetch than the earlier read of the wrong file."""
+    import os
+
+    path = tmp_path / "ABC.csv"
+    path.write_text(GOOD.replace("10.3,10.2,1100", "99.0,10.2,1100"))
+    first = CsvSource(tmp_path).fetch_bars(query("ABC"))
+    path.write_text(GOOD)
+    os.utime(path, (0, 946684800))  # 2000-01-01
+    second = CsvSource(tmp_path).fetch_bars(query("ABC"))
+    assert second.fetched_at > first.fetched_at
+    assert second.request["files"]["ABC"]["modified_at"].startswith("2000-01-01")
+    assert second.request["files"]["ABC"]["sha256"] != first.request["files"]["ABC"]["sha256"]

@@ -13,6 +13,7 @@ import pandas as pd
 from marketflow_assets import cadence, charts
 from marketflow_assets.calendar import xnys
 from marketflow_assets.resources import WAREHOUSE_POOL, WAREHOUSE_RETRY_POLICY, ticker_scope
+from marketflow_assets.storage.atomic import write_atomic
 from marketflow_assets.storage.lake import LakeResource
 from marketflow_assets.storage.warehouse import WarehouseResource
 from marketflow_assets.transforms.indicators import ma_crossovers
@@ -164,16 +165,14 @@ def ticker_page(ticker: str, rows: pd.DataFrame, crosses: pd.DataFrame, svg: str
 
 def write_atomically(path: Path, text: str) -> None:
     """Readers (a browser refreshing the index) never see a half-written page."""
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text, encoding="utf-8")
-    partial.replace(path)
+    write_atomic(path, text.encode("utf-8"))
 
 
 def index_page(folder: Path) -> str:
     links = "\n".join(
         f'<li><a href="{quote(path.name)}">{html.escape(path.stem)}</a></li>'
         for path in sorted(folder.glob("*.html"))
-        if path.name != "index.html"
+        if path.name != "index.html" and not path.name.startswith(".")  # a crash's leftovers
     )
     return PAGE.format(
         title="MarketFlow daily reports", body=f"<h1>Daily reports</h1><ul>{links}</ul>"

@@ -39,6 +39,7 @@ from marketflow_assets.automation.common import (
 from marketflow_assets.automation.notify import AlertingResource
 from marketflow_assets.contracts.ops import ALERT_HISTORY
 from marketflow_assets.resources import TICKERS_TAG
+from marketflow_assets.storage.atomic import write_atomic
 from marketflow_assets.storage.warehouse import WarehouseResource, ensure_table
 
 CHECK_ALERTS_INTERVAL_SECONDS = 60
@@ -87,7 +88,7 @@ def raise_alerts(
             "delivered_to": ",".join(delivered) or None,
             "delivery_errors": "; ".join(errors) or None,
         }
-        (outbox / f"{alert.alert_id}.json").write_text(json.dumps(row, default=str))
+        write_atomic(outbox / f"{alert.alert_id}.json", json.dumps(row, default=str).encode())
         rows.append(row)
         channels = ", ".join(delivered) or "no channel"
         log.info(f"alert {alert.alert_id} [{alert.severity}] {title} -> {channels}")
@@ -102,11 +103,16 @@ def flush_outbox(alerting: AlertingResource, warehouse: WarehouseResource, log) 
     The connection lives for milliseconds; a run step meeting it waits (DuckDBResource retries
     its connection on a lock)."""
     outbox = Path(alerting.outbox_dir)
-    files = sorted(outbox.glob("*.json")) if outbox.is_dir() else []
+    files, rows = [], []
+    for path in sorted(outbox.glob("*.json")) if outbox.is_dir() else []:
+        row = _outbox_row(path, log)
+        if row is not None:
+            files.append(path)
+            rows.append(row)
     if not files:
         return 0
     contract = ALERT_HISTORY
-    frame = pd.DataFrame([json.loads(f.read_text()) for f in files], columns=contract.column_names)
+    frame = pd.DataFrame(rows, columns=contract.column_names)
     casts = ", ".join(f"CAST({c.name} AS {c.sql_type}) AS {c.name}" for c in contract.columns)
     try:
         with warehouse_connection(warehouse.database, read_only=False) as con:
@@ -124,6 +130,24 @@ def flush_outbox(alerting: AlertingResource, warehouse: WarehouseResource, log) 
     for f in files:
         f.unlink(missing_ok=True)
     return len(files)
+
+
+def _outbox_row(path: Path, log) -> dict | None:
+    """One queued alert row, or None after moving an unreadable file (truncated by a crash,
+    written by hand) to `outbox/../quarantine/` with a warning naming it: one bad file never
+    stops the other rows or the sensor."""
+    try:
+        row = json.loads(path.read_bytes())
+        if not isinstance(row, dict) or not row.get("alert_id"):
+            raise ValueError("not an alert row (no alert_id)")
+        return row
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        quarantine = path.parent.parent / "quarantine"
+        quarantine.mkdir(parents=True, exist_ok=True)
+        target = quarantine / path.name
+        path.replace(target)
+        log.warning(f"unreadable alert row {path} ({exc}) moved to {target}")
+        return None
 
 
 # -- failed runs ---------------------------------------------------------------------------------

@@ -52,10 +52,12 @@ from marketflow_assets.automation.landing import (
     parse_drop,
     reject,
     relative,
+    requeue_batch,
 )
 from marketflow_assets.calendar import EXCHANGE_TZ
 from marketflow_assets.resources import MarketDataResource
 from marketflow_assets.storage.lake import LakeResource
+from marketflow_assets.storage.object_store import UnsafeObjectError
 
 FILE_BATCH_TAG = "marketflow/file_batch"
 FILE_DROPS_INTERVAL_SECONDS = 60
@@ -101,9 +103,11 @@ def file_drops_sensor(
     # Landing rows while another run builds daily bars would make that run's checks compare raw
     # rows it never read: readable files wait in landing/ until it is done.
     busy = daily_work_in_progress(context.instance)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
 
     # 1. claimed batches: archive the landed ones; re-request one whose request was lost.
-    for batch, plan in claimed_batches(store).items():
+    unreadable: dict[str, str] = {}
+    for batch, plan in claimed_batches(store, unreadable).items():
         runs = context.instance.get_runs(filters=dg.RunsFilter(tags={FILE_BATCH_TAG: batch}))
         if any(run.status == dg.DagsterRunStatus.SUCCESS for run in runs):
             moved = archive(store, batch)
@@ -113,14 +117,35 @@ def file_drops_sensor(
             requests.append(batch_request(batch, plan))
             requested[batch] = now.isoformat()
             notes.append(f"batch {batch} had no run: requested")
+    # A batch whose plan is unreadable (truncated, hand-edited): archived if its run succeeded,
+    # left alone while a run has it, else its files go back to landing/ to be claimed anew.
+    for batch, reason in unreadable.items():
+        runs = context.instance.get_runs(filters=dg.RunsFilter(tags={FILE_BATCH_TAG: batch}))
+        if any(run.status == dg.DagsterRunStatus.SUCCESS for run in runs):
+            moved = archive(store, batch)
+            notes.append(f"batch {batch} landed: {moved} file(s) archived to landing/processed/")
+        elif any(not run.is_finished for run in runs):
+            context.log.warning(f"{reason}; batch {batch} has a run in progress: left alone")
+        else:
+            returned = requeue_batch(store, batch, reason, stamp)
+            requested.pop(batch, None)
+            context.log.warning(
+                f"{reason}: plan moved to landing/rejected/{stamp}/, "
+                f"{len(returned)} file(s) returned to landing/ to be claimed again"
+            )
+            notes.append(f"batch {batch}: unreadable plan, {len(returned)} file(s) re-dropped")
 
     # 2. new files: parse, reject the unreadable ones, claim the rest as one batch.
     today = now.astimezone(EXCHANGE_TZ).date()
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
     accepted = []
     for key in dropped_keys(store):
         try:
             data = store.get(key)
+        except UnsafeObjectError as exc:  # a link or a hard link: never read, never followed
+            target = reject(store, key, str(exc), stamp)
+            context.log.warning(f"rejected {store.uri(key)} -> {store.uri(target)}: {exc}")
+            notes.append(f"rejected {relative(key)}: {exc}")
+            continue
         except Exception as exc:  # e.g. deleted meanwhile: next tick
             context.log.warning(f"could not read {store.uri(key)}: {exc}")
             continue

@@ -44,10 +44,19 @@ from marketflow_assets.partitions import sessions_of
 from marketflow_assets.sources.base import TICKER_COLUMN, Payload
 from marketflow_assets.sources.csv_files import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 from marketflow_assets.storage.lake import LakeResource
-from marketflow_assets.storage.object_store import LocalObjectStore, ObjectStore
+from marketflow_assets.storage.object_store import (
+    LocalObjectStore,
+    ObjectStore,
+    UnsafeObjectError,
+)
 from marketflow_assets.storage.raw_io_manager import FILE_DROP_SOURCE, Landing, RawLanding
 from marketflow_assets.tickers import InvalidTickerError, validate_ticker
-from marketflow_assets.transforms.payloads import bar_dates, corporate_action_events, session_dates
+from marketflow_assets.transforms.payloads import (
+    bar_dates,
+    bar_time_problems,
+    corporate_action_events,
+    session_dates,
+)
 
 LANDING = "landing/"
 CLAIMED = f"{LANDING}claimed/"
@@ -82,7 +91,7 @@ def landing_store(lake: LakeResource) -> ObjectStore:
     (the parent of the lake's local root, which is always $MARKETFLOW_HOME/lake)."""
     if lake.s3_bucket:
         return lake.store()
-    return LocalObjectStore(Path(lake.local_root).parent)
+    return LocalObjectStore(Path(lake.local_root).parent, refuse_hard_links=True)
 
 
 def relative(key: str, prefix: str = LANDING) -> str:
@@ -164,6 +173,12 @@ def _read_json(key: str, data: bytes) -> tuple[pd.DataFrame, str | None]:
     return frame, str(ticker) if ticker is not None else None
 
 
+def _where(suffix: str, row: int) -> str:
+    """A data row's position as a person finds it: the CSV line (header is line 1) or the
+    JSON bar's index."""
+    return f"line {row + 2}" if suffix == ".csv" else f"bar {row}"
+
+
 def parse_drop(key: str, data: bytes, *, today: dt.date) -> DroppedFile:
     """Read a dropped file as daily bars (cells as text), or raise `DropRejected` with why."""
     suffix = PurePosixPath(key).suffix.lower()
@@ -182,12 +197,15 @@ def parse_drop(key: str, data: bytes, *, today: dt.date) -> DroppedFile:
         values = frame[TICKER_COLUMN].astype(str).str.strip()
         blank = values == ""
         if blank.any():
-            line = int(blank.to_numpy().argmax()) + 2
-            raise DropRejected(f"{key}, row {line}: empty Ticker")
-        try:
-            mapping = {v: validate_ticker(v, origin=key) for v in values.unique()}
-        except InvalidTickerError as exc:
-            raise DropRejected(str(exc)) from exc
+            row = int(blank.to_numpy().argmax())
+            raise DropRejected(f"{key}, {_where(suffix, row)}, field Ticker: empty")
+        mapping = {}
+        for value in values.unique():  # distinct symbols, not rows
+            try:
+                mapping[value] = validate_ticker(value, origin=key)
+            except InvalidTickerError as exc:
+                row = int((values == value).to_numpy().argmax())
+                raise DropRejected(f"{key}, {_where(suffix, row)}, field Ticker: {exc}") from exc
         frame[TICKER_COLUMN] = values.map(mapping)
     else:
         ticker = named_ticker or _ticker_from_name(key)
@@ -203,14 +221,14 @@ def parse_drop(key: str, data: bytes, *, today: dt.date) -> DroppedFile:
             )
         frame.insert(0, TICKER_COLUMN, ticker)
 
-    dates = pd.to_datetime(
-        frame["Date"].astype(str).str.strip().str.slice(0, 10), format="%Y-%m-%d", errors="coerce"
-    )
-    if dates.isna().any():
-        row = int(dates.isna().to_numpy().argmax())
+    problems = bar_time_problems(frame["Date"])
+    if problems.notna().any():
+        row = int(problems.notna().to_numpy().argmax())
         raise DropRejected(
-            f"{key}, row {row + 2}: Date {frame['Date'].iloc[row]!r} is not YYYY-MM-DD"
+            f"{key}, {_where(suffix, row)}, field Date: {frame['Date'].iloc[row]!r} "
+            f"{problems.iloc[row]}"
         )
+    dates = bar_dates(frame["Date"].astype(str).str.strip())
     if (dates.dt.date > today).any():
         raise DropRejected(
             f"{key}: rows dated after today ({today}), e.g. {dates.max().date()}; bars must "
@@ -238,20 +256,64 @@ def move(store: ObjectStore, source: str, target: str) -> None:
 
 
 def reject(store: ObjectStore, key: str, reason: str, stamp: str) -> str:
+    """Move `key` to rejected/ with its reason beside it. A link (or anything that is not a file
+    of its own) is never read: the reason is written and the link itself removed; its target
+    is untouched."""
     target = f"{REJECTED}{stamp}/{relative(key)}"
     store.put(f"{target}.reason.txt", (reason.rstrip() + "\n").encode())
-    move(store, key, target)
+    try:
+        move(store, key, target)
+    except UnsafeObjectError:
+        store.delete(key)
     return target
 
 
-def claimed_batches(store: ObjectStore) -> dict[str, dict]:
-    """Batch id -> plan, for every batch still under `landing/claimed/`."""
+PLAN_FIELDS = ("start", "end", "tickers")
+
+
+def read_plan(store: ObjectStore, key: str) -> dict:
+    """A batch plan, or `DropRejected` saying why it cannot be used (truncated, not JSON,
+    missing fields)."""
+    try:
+        plan = json.loads(store.get(key))
+        if not isinstance(plan, dict) or any(f not in plan for f in PLAN_FIELDS):
+            raise ValueError(f"not a batch plan (needs {', '.join(PLAN_FIELDS)})")
+        dt.date.fromisoformat(plan["start"]), dt.date.fromisoformat(plan["end"])
+    except (ValueError, TypeError, UnicodeDecodeError, UnsafeObjectError) as exc:
+        raise DropRejected(f"{key}: unreadable batch plan ({exc})") from exc
+    return plan
+
+
+def claimed_batches(
+    store: ObjectStore, unreadable: dict[str, str] | None = None
+) -> dict[str, dict]:
+    """Batch id -> plan, for every batch still under `landing/claimed/`. A batch whose plan
+    cannot be read is left out (one bad plan never stops the others); with `unreadable`, it is
+    recorded there with the reason."""
     plans = {}
     for key in store.list(CLAIMED):
         if PurePosixPath(key).name == BATCH_PLAN:
             batch = relative(key, CLAIMED).split("/", 1)[0]
-            plans[batch] = json.loads(store.get(key))
+            try:
+                plans[batch] = read_plan(store, key)
+            except DropRejected as exc:
+                if unreadable is not None:
+                    unreadable[batch] = str(exc)
     return plans
+
+
+def requeue_batch(store: ObjectStore, batch: str, reason: str, stamp: str) -> list[str]:
+    """A claimed batch whose plan is unusable: the plan goes to rejected/ with the reason and
+    the batch's files go back to landing/, where the next tick parses and claims them anew.
+    Returns the keys the files got back."""
+    prefix = f"{CLAIMED}{batch}/"
+    reject(store, f"{prefix}{BATCH_PLAN}", reason, stamp)
+    returned = []
+    for key in batch_files(store, batch):
+        target = f"{LANDING}{relative(key, prefix)}"
+        move(store, key, target)
+        returned.append(target)
+    return returned
 
 
 def batch_files(store: ObjectStore, batch: str) -> list[str]:

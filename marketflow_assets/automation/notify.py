@@ -11,9 +11,12 @@
 
 Secrets reach the resource through `dg.EnvVar` (see `resources.build_resources`): the UI shows
 the variable's name, never its value, and every text this module returns or logs has the secret
-values masked.
+values masked, plus credential-shaped text (`marketflow_assets/redaction.py`), since run-failure
+alerts quote step errors. Slack text is escaped (`<!channel>` in a file name is shown, not
+sent as a mention). A login over `MARKETFLOW_SMTP_TLS=none` is refused: the password would cross
+the network in clear.
 
-This module imports nothing from the rest of the project, so `resources.py` can import it.
+This module imports only the standalone `redaction` module, so `resources.py` can import it.
 """
 
 import json
@@ -25,6 +28,8 @@ from email.message import EmailMessage
 
 import dagster as dg
 from pydantic import Field
+
+from marketflow_assets.redaction import redact, slack_escape
 
 SLACK = "slack"
 EMAIL = "email"
@@ -56,11 +61,8 @@ class AlertingResource(dg.ConfigurableResource):
         return out
 
     def redact(self, text: str) -> str:
-        """`text` with every configured secret replaced by ***."""
-        for secret in (self.slack_webhook_url, self.smtp_password, self.smtp_user):
-            if secret:
-                text = text.replace(secret, "***")
-        return text
+        """`text` with every configured secret and credential-shaped substring replaced by ***."""
+        return redact(text, (self.slack_webhook_url, self.smtp_password, self.smtp_user))
 
     def send(self, severity: str, title: str, body: str) -> tuple[list[str], list[str]]:
         """Deliver to every configured channel; returns (channels that accepted, errors)."""
@@ -77,7 +79,7 @@ class AlertingResource(dg.ConfigurableResource):
 
     def _slack(self, severity: str, title: str, body: str) -> None:
         icon = ":red_circle:" if severity == "ERROR" else ":warning:"
-        message = {"text": f"{icon} *[{severity}] {title}*\n{body}"}
+        message = {"text": f"{icon} *[{severity}] {slack_escape(title)}*\n{slack_escape(body)}"}
         request = urllib.request.Request(
             self.slack_webhook_url or "",
             data=json.dumps(message).encode(),
@@ -99,6 +101,11 @@ class AlertingResource(dg.ConfigurableResource):
         message["From"] = self.smtp_from or f"marketflow@{self.smtp_host}"
         message["To"] = ", ".join(a.strip() for a in (self.email_to or "").split(",") if a.strip())
         message.set_content(body)
+        if self.smtp_user and self.smtp_tls == "none":
+            raise RuntimeError(
+                "refusing SMTP login with MARKETFLOW_SMTP_TLS=none (the password would be sent "
+                "in clear); use starttls or ssl"
+            )
         host, port, timeout = self.smtp_host or "", self.smtp_port, self.timeout_seconds
         if self.smtp_tls == "ssl":
             client = smtplib.SMTP_SSL(

@@ -192,7 +192,14 @@ def integrity_check(dataset: str) -> CheckDef:
                 failed="{n} raw object(s) differ from their manifest (missing, resized or altered)",
                 checked=len(objects),
                 ticker=None,
-                metadata={"objects_verified": len(objects)},
+                # Unreadable manifest files are skipped by every reader (one bad file must not
+                # stop the dataset); they are named here so someone looks at them.
+                metadata={
+                    "objects_verified": len(objects),
+                    "unreadable_manifests": [
+                        lake.store.uri(k) for k in sorted(lake.unreadable_manifests)
+                    ][:100],
+                },
             )
         finally:
             run.con.unregister("_bad_objects")

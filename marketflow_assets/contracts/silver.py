@@ -19,6 +19,10 @@ BAR_REJECTION_REASONS = (
     "close_outside_range",
     "duplicate",
     "conflicting_duplicate",
+    "non_finite_value",
+    "price_out_of_range",
+    "fractional_volume",
+    "volume_out_of_range",
 )
 
 

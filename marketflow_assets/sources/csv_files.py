@@ -2,17 +2,21 @@
 
 Columns: `Date,Open,High,Low,Close,Volume`, usually `Adj Close`, optionally `Dividends` and
 `Stock Splits`. The payload keeps every cell as the text in the file (the purest "unchanged");
-bronze does the typing, so a bad number becomes a rejected row, not a crash. A file that cannot
-be read as this format at all (no header, missing columns, unparseable dates) raises
-`PayloadFormatError` naming the file.
+bronze does the typing, so a bad number becomes a rejected row in silver, not a crash. A file
+that cannot be read as this format at all (no header, missing columns, a Date that is not one
+instant) is that ticker's failure in `Payload.errors`, naming the file, line and field; the other
+tickers' files still land.
 
-A file is a snapshot: its modification time stands in for the fetch time, which gives Yahoo's
-as-of semantics to split-adjusted exports.
+The fetch time is the time the files are read: reading is the fetch, so a corrected file always
+wins over an earlier read of the old one, whatever its modification time (a copy with `cp -p`, a
+restore from backup). Each file's modification time and sha256 are recorded in the request.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +30,7 @@ from marketflow_assets.sources.base import (
     PayloadFormatError,
     ProviderWindowError,
 )
+from marketflow_assets.transforms.payloads import bar_dates, bar_time_problems
 
 REQUIRED_COLUMNS = ("Date", "Open", "High", "Low", "Close", "Volume")
 OPTIONAL_COLUMNS = ("Adj Close", "Dividends", "Stock Splits")
@@ -42,13 +47,17 @@ class CsvSource(MarketDataSource):
     def path_for(self, ticker: str) -> Path:
         return self.directory / f"{ticker}.csv"
 
-    def read_file(self, ticker: str) -> tuple[pd.DataFrame, dt.datetime] | None:
-        """The whole file as text cells plus its snapshot time, or None if there is no file."""
+    def read_file(self, ticker: str) -> tuple[pd.DataFrame, dict] | None:
+        """The whole file as text cells plus what identifies this version of it (modification
+        time, sha256), or None if there is no file."""
         path = self.path_for(ticker)
         if not path.is_file():
             return None
+        data = path.read_bytes()
         try:
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+            frame = pd.read_csv(
+                io.BytesIO(data), dtype=str, keep_default_na=False, skipinitialspace=True
+            )
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
             raise PayloadFormatError(f"{path}: not a readable CSV file ({exc})") from exc
         frame.columns = [str(c).strip() for c in frame.columns]
@@ -58,26 +67,36 @@ class CsvSource(MarketDataSource):
                 f"{path}: missing column(s) {', '.join(missing)}; expected Yahoo's export format "
                 f"{','.join(REQUIRED_COLUMNS)} (+ optional {','.join(OPTIONAL_COLUMNS)})"
             )
-        dates = pd.to_datetime(frame["Date"].str.slice(0, 10), format="%Y-%m-%d", errors="coerce")
-        if dates.isna().any():
-            line = int(dates.isna().to_numpy().argmax()) + 2  # header is line 1
+        problems = bar_time_problems(frame["Date"])
+        if problems.notna().any():
+            row = int(problems.notna().to_numpy().argmax())
             raise PayloadFormatError(
-                f"{path}, line {line}: Date {frame['Date'].iloc[line - 2]!r} is not YYYY-MM-DD"
+                f"{path}, line {row + 2}, field Date: {frame['Date'].iloc[row]!r} "  # header: 1
+                f"{problems.iloc[row]}"
             )
-        snapshot = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
+        dates = bar_dates(frame["Date"].str.strip())
+        version = {
+            "modified_at": dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).isoformat(),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
         frame.insert(0, TICKER_COLUMN, ticker)
-        return frame.assign(_date=dates.dt.date), snapshot
+        return frame.assign(_date=dates.dt.date), version
 
     def fetch_bars(self, query: BarsQuery) -> Payload:
         if query.interval != "1d":
             raise ProviderWindowError("the csv source serves daily bars only")
-        frames, errors, snapshots = [], {}, []
+        fetched_at = self.now()
+        frames, errors, files = [], {}, {}
         for ticker in query.tickers:
-            read = self.read_file(ticker)
+            try:
+                read = self.read_file(ticker)
+            except PayloadFormatError as exc:  # this ticker's failure, not the whole set's
+                errors[ticker] = str(exc)
+                continue
             if read is None:
                 errors[ticker] = f"no file {self.path_for(ticker)}"
                 continue
-            frame, snapshot = read
+            frame, files[ticker] = read
             rows = frame[(frame["_date"] >= query.start) & (frame["_date"] <= query.end)]
             if rows.empty:
                 errors[ticker] = (
@@ -85,7 +104,6 @@ class CsvSource(MarketDataSource):
                 )
                 continue
             frames.append(rows.drop(columns="_date"))
-            snapshots.append(snapshot)
         frame = (
             pd.concat(frames, ignore_index=True)
             if frames
@@ -94,9 +112,8 @@ class CsvSource(MarketDataSource):
         return Payload(
             source=self.name,
             dataset="daily_bars",
-            request={**query.describe(), "directory": str(self.directory)},
-            # The newest snapshot among the files read: the as-of time of this payload.
-            fetched_at=max(snapshots) if snapshots else self.now(),
+            request={**query.describe(), "directory": str(self.directory), "files": files},
+            fetched_at=fetched_at,
             frame=frame,
             errors=errors,
             provider_calls=len(query.tickers),

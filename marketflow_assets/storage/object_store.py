@@ -1,16 +1,24 @@
 """Object storage for the raw lake: a local folder or an S3 bucket, behind four verbs.
 
 This is the only place that knows the difference; the raw landing code above it has a single
-code path. Writes are atomic: a local object is written to a temporary file and renamed; an S3
-PUT is atomic by itself. Readers never see half an object.
+code path. Writes are atomic: a local object is written to a temporary file, fsync'ed and
+renamed (`storage/atomic.py`); an S3 PUT is atomic by itself. Readers never see half an object.
+
+A local store never follows a symbolic link: keys are joined to the root without resolving, a
+key whose folders include a link is refused, `get` opens with O_NOFOLLOW and reads regular files
+only, and `delete` unlinks the name itself. A link dropped in a watched folder can therefore be
+rejected and removed without its target ever being read, moved or deleted.
 """
 
 from __future__ import annotations
 
+import errno
 import os
-import tempfile
-from pathlib import Path
+import stat
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
+
+from marketflow_assets.storage.atomic import TMP_PREFIX, write_atomic
 
 
 class ObjectStore(Protocol):
@@ -27,43 +35,77 @@ class ObjectStore(Protocol):
     def uri(self, key: str) -> str: ...
 
 
+class UnsafeObjectError(ValueError):
+    """A local object that is a symbolic link, lies behind one, is not a regular file, or is a
+    hard link where the store refuses them; the message names the key."""
+
+
 class LocalObjectStore:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, *, refuse_hard_links: bool = False):
         self.root = Path(root)
+        # Dropped files must be files of their own: a hard link would let a drop read (and a
+        # rejection copy) another file's bytes, e.g. the warehouse.
+        self.refuse_hard_links = refuse_hard_links
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if not path.is_relative_to(self.root.resolve()):
-            raise ValueError(f"object key {key!r} escapes the lake root")
+        parts = PurePosixPath(key).parts
+        if key.startswith("/") or ".." in parts:
+            raise ValueError(f"object key {key!r} escapes the store root")
+        path = self.root.joinpath(*parts)
+        folder = self.root
+        for part in parts[:-1]:
+            folder = folder / part
+            if folder.is_symlink():
+                raise UnsafeObjectError(f"{key}: folder {folder} is a symbolic link; refused")
         return path
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            Path(tmp).replace(path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, data)
 
     def get(self, key: str) -> bytes:
-        return self._path(key).read_bytes()
+        path = self._path(key)
+        try:
+            # O_NONBLOCK: opening a FIFO must not hang the reader; no effect on regular files.
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnsafeObjectError(
+                    f"{key} is a symbolic link (to {str(path.readlink())!r}); links are never "
+                    "followed"
+                ) from None
+            raise
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise UnsafeObjectError(f"{key} is not a regular file")
+            if self.refuse_hard_links and info.st_nlink > 1:
+                raise UnsafeObjectError(
+                    f"{key} is a hard link ({info.st_nlink} names for one file); copy the file "
+                    "instead of linking it"
+                )
+            return handle.read()
 
     def list(self, prefix: str) -> list[str]:
+        """Keys under `prefix`, sorted: files and links (never followed), not temporary files."""
         base = self._path(prefix) if prefix else self.root
         # `prefix` is a folder in every use here ("raw/simulator/daily_bars/_manifests/").
+        if base.is_symlink():
+            raise UnsafeObjectError(f"{prefix}: {base} is a symbolic link; refused")
         if not base.is_dir():
             return []
-        return sorted(
-            str(p.relative_to(self.root))
-            for p in base.rglob("*")
-            if p.is_file() and not p.name.startswith(".tmp-")
-        )
+        keys = []
+        for folder, dirs, files in os.walk(base, followlinks=False):
+            here = Path(folder)
+            links = [d for d in dirs if (here / d).is_symlink()]
+            for name in (*files, *links):
+                if not name.startswith(TMP_PREFIX):
+                    keys.append((here / name).relative_to(self.root).as_posix())
+        return sorted(keys)
 
     def delete(self, key: str) -> None:
+        """Remove the object's own name (a link itself, never what it points to)."""
         self._path(key).unlink(missing_ok=True)
 
     def uri(self, key: str) -> str:

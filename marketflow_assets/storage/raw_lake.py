@@ -19,6 +19,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import logging
 import uuid
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +36,7 @@ from marketflow_assets.storage.object_store import ObjectStore
 MANIFEST_VERSION = 1
 LINEAGE_COLUMNS = ("_source", "_fetch_id", "_fetched_at", "_object_key")
 _IO_THREADS = 8
+log = logging.getLogger(__name__)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -113,6 +115,9 @@ class RawLake:
     def __init__(self, store: ObjectStore):
         self.store = store
         self._manifest_cache: dict[str, FetchManifest] = {}
+        # Manifest key -> why it was skipped (empty, truncated, foreign JSON): one bad file never
+        # makes a dataset unreadable; checks and logs name it.
+        self.unreadable_manifests: dict[str, str] = {}
 
     # -- keys ------------------------------------------------------------------------------
     @staticmethod
@@ -222,16 +227,33 @@ class RawLake:
     def manifests(self, source: str, dataset: str) -> list[FetchManifest]:
         """Every committed fetch of a dataset, oldest first (by provider clock, then landing)."""
         keys = self.store.list(f"{self.dataset_prefix(source, dataset)}_manifests/")
-        todo = [k for k in keys if k not in self._manifest_cache and k.endswith(".json")]
+        todo = [
+            k
+            for k in keys
+            if k not in self._manifest_cache
+            and k not in self.unreadable_manifests
+            and k.endswith(".json")
+        ]
         with ThreadPoolExecutor(_IO_THREADS) as pool:
-            for key, manifest in zip(
-                todo,
-                pool.map(lambda k: FetchManifest.from_json(self.store.get(k).decode()), todo),
-                strict=True,
-            ):
-                self._manifest_cache[key] = manifest
+            for key, manifest in zip(todo, pool.map(self._read_manifest, todo), strict=True):
+                if isinstance(manifest, FetchManifest):
+                    self._manifest_cache[key] = manifest
+                else:
+                    self.unreadable_manifests[key] = manifest
+                    log.warning(f"skipped unreadable manifest {self.store.uri(key)}: {manifest}")
         found = [self._manifest_cache[k] for k in keys if k in self._manifest_cache]
         return sorted(found, key=lambda m: (m.fetched_at, m.fetch_id))
+
+    def _read_manifest(self, key: str) -> FetchManifest | str:
+        """The manifest, or why it cannot be one (a truncated write from a foreign tool, an
+        empty file, JSON that is not a manifest of this dataset)."""
+        try:
+            manifest = FetchManifest.from_json(self.store.get(key).decode())
+        except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError) as exc:
+            return f"{type(exc).__name__}: {exc}"
+        if key.rsplit("/", 1)[-1] != f"{manifest.fetch_id}.json":
+            return f"fetch_id {manifest.fetch_id!r} does not match the file name"
+        return manifest
 
     def read_frames(
         self, manifests: Iterable[FetchManifest], partitions: set[str] | None

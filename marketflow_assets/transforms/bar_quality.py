@@ -5,9 +5,11 @@ NULL for the row silver keeps and a reason code (contracts.silver.BAR_REJECTION_
 every other row. Silver takes the NULL-reason rows, `silver.rejected_bars` takes the rest, so
 bronze rows = silver rows + rejected rows by construction.
 
-Rules, first match wins: missing_value, non_session_date (daily) / outside_session_hours
-(intraday), non_positive_price, negative_volume, high_below_low, open_outside_range,
-close_outside_range. Among the remaining rows, copies of one (ticker, ts, interval): identical
+Rules, first match wins: missing_value, non_finite_value (+-inf in any value column),
+non_session_date (daily) / outside_session_hours (intraday), non_positive_price,
+price_out_of_range (above MAX_PRICE: 1e308 is a parse artefact, not a price), negative_volume,
+fractional_volume, volume_out_of_range (above MAX_VOLUME, well inside BIGINT, so the cast in
+silver can never overflow), high_below_low, open_outside_range, close_outside_range. Among the remaining rows, copies of one (ticker, ts, interval): identical
 copies keep one and reject the rest as `duplicate`; copies that disagree are all rejected as
 `conflicting_duplicate` (there is no telling which one is right; the completeness check then
 reports the missing bar).
@@ -27,6 +29,11 @@ _VALUE_COLUMNS = {
     "1m": ("open", "high", "low", "close", "volume"),
 }
 _TABLES = {"1d": "bronze.daily_bars", "1m": "bronze.intraday_bars_1m"}
+
+# Far above any traded price (BRK-A is ~1e6) or daily volume (~1e10 for the busiest penny stocks),
+# far below what breaks arithmetic or the BIGINT volume cast (9.2e18).
+MAX_PRICE = 1e9
+MAX_VOLUME = 1e15
 
 SCOPE_FILTER = (
     "session_date BETWEEN $start AND $end AND ($tickers IS NULL OR list_contains($tickers, ticker))"
@@ -55,8 +62,14 @@ def classified_bars_sql(interval: Interval) -> str:
     values = _VALUE_COLUMNS[interval]
     session_rule, session_reason, session_detail = _session_rule(interval)
     ohlcv = ("open", "high", "low", "close", "volume")
-    missing = " OR ".join(f"{c} IS NULL OR isnan({c})" for c in ohlcv)
-    missing_list = ", ".join(f"CASE WHEN {c} IS NULL OR isnan({c}) THEN '{c}' END" for c in ohlcv)
+    missing = "ts IS NULL OR " + " OR ".join(f"{c} IS NULL OR isnan({c})" for c in ohlcv)
+    missing_list = "CASE WHEN ts IS NULL THEN 'ts' END, " + ", ".join(
+        f"CASE WHEN {c} IS NULL OR isnan({c}) THEN '{c}' END" for c in ohlcv
+    )
+    infinite = " OR ".join(f"isinf(coalesce({c}, 0))" for c in values)
+    infinite_list = ", ".join(f"CASE WHEN isinf(coalesce({c}, 0)) THEN '{c}' END" for c in values)
+    prices = ("open", "high", "low", "close", *(("adj_close",) if interval == "1d" else ()))
+    greatest_price = f"greatest({', '.join(f'coalesce({c}, 0)' for c in prices)})"
     return f"""
 WITH src AS (
     SELECT * FROM {_TABLES[interval]} WHERE {SCOPE_FILTER}
@@ -65,9 +78,13 @@ judged AS (
     SELECT *,
         CASE
             WHEN {missing} THEN 'missing_value'
+            WHEN {infinite} THEN 'non_finite_value'
             WHEN {session_rule} THEN '{session_reason}'
             WHEN least(open, high, low, close) <= 0 THEN 'non_positive_price'
+            WHEN {greatest_price} > {MAX_PRICE} THEN 'price_out_of_range'
             WHEN volume < 0 THEN 'negative_volume'
+            WHEN volume <> floor(volume) THEN 'fractional_volume'
+            WHEN volume > {MAX_VOLUME} THEN 'volume_out_of_range'
             WHEN high < low THEN 'high_below_low'
             WHEN open < low OR open > high THEN 'open_outside_range'
             WHEN close < low OR close > high THEN 'close_outside_range'
@@ -79,8 +96,12 @@ explained AS (
         CASE reason
             WHEN 'missing_value' THEN 'NULL or NaN in ' || concat_ws(', ', {missing_list})
             WHEN '{session_reason}' THEN {session_detail}
+            WHEN 'non_finite_value' THEN 'infinite ' || concat_ws(', ', {infinite_list})
             WHEN 'non_positive_price' THEN format('open {{}} high {{}} low {{}} close {{}}', open, high, low, close)
+            WHEN 'price_out_of_range' THEN format('price {{}} above {MAX_PRICE:g}', {greatest_price})
             WHEN 'negative_volume' THEN format('volume {{}}', volume)
+            WHEN 'fractional_volume' THEN format('volume {{}} is not a whole number of shares', volume)
+            WHEN 'volume_out_of_range' THEN format('volume {{}} above {MAX_VOLUME:g}', volume)
             WHEN 'high_below_low' THEN format('high {{}} < low {{}}', high, low)
             WHEN 'open_outside_range' THEN format('open {{}} outside [{{}}, {{}}]', open, low, high)
             WHEN 'close_outside_range' THEN format('close {{}} outside [{{}}, {{}}]', close, low, high)

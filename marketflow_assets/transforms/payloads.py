@@ -8,6 +8,8 @@ rejected (with the raw object named) in silver; a payload missing a required col
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -49,19 +51,55 @@ class PayloadSchemaError(ValueError):
     """A payload lacks a column the transform needs; names the column and the objects."""
 
 
+_OFFSET = r"[+-]\d\d:?\d\d$|Z$"
+# A bar time as providers and exports write it: a date, optionally a time, optionally an offset.
+_BAR_TIME_TEXT = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?:Z|[+-]\d{2}:?\d{2})?"
+)
+
+
+def bar_time_problems(values: pd.Series) -> pd.Series:
+    """Per cell of provider/export time text: None if `bar_timestamps` reads it as exactly one
+    instant, else why not (trailing text, not a calendar date, a local time that does not exist
+    or is ambiguous at a DST change and carries no offset). Vectorised; date-only cells (the
+    common case) take the fast path."""
+    codes, distinct = pd.factorize(values.astype(str))  # judge each distinct text once
+    text = pd.Series(distinct, dtype=object).str.strip()
+    why = pd.Series(None, index=text.index, dtype=object)
+    shaped = text.str.fullmatch(_BAR_TIME_TEXT)
+    why[~shaped] = "is not YYYY-MM-DD[ HH:MM[:SS]][+HH:MM]"
+    date_only = shaped & (text.str.len() == 10)
+    dates = pd.to_datetime(text[date_only], format="%Y-%m-%d", errors="coerce")
+    why[dates.index[dates.isna()]] = "is not a calendar date"
+    timed = shaped & ~date_only
+    if timed.any():
+        ts = bar_timestamps(text[timed])
+        why[ts.index[ts.isna()]] = (
+            "is not one instant: no such date/time, or a New York local time that does not "
+            "exist or is ambiguous at a DST change (add an offset such as -04:00)"
+        )
+    return pd.Series(why.to_numpy()[codes], index=values.index, dtype=object)
+
+
 def bar_timestamps(values: pd.Series) -> pd.Series:
     """Provider timestamps as UTC. Timezone-aware values are converted; text or naive values
     (CSV exports) are dates or times in exchange time."""
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         return values.dt.tz_convert("UTC")
-    text = values.astype(str)
+    # Parse each distinct text once: a file repeats its dates across tickers, and localizing
+    # to a zoneinfo zone costs per element (100k rows: seconds, vs milliseconds for the
+    # distinct dates).
+    codes, distinct = pd.factorize(values.astype(str))
+    text = pd.Series(distinct, dtype=object)
     parsed = pd.to_datetime(text.str.slice(0, 19), errors="coerce", format="mixed")
     aware = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
-    has_offset = text.str.contains(r"[+-]\d\d:\d\d$|Z$", regex=True)
+    # An offset with or without a colon (`+00:00`, `+0000`) or `Z` is honoured.
+    has_offset = text.str.contains(_OFFSET, regex=True)
     local = parsed.dt.tz_localize(EXCHANGE_TZ, ambiguous="NaT", nonexistent="NaT").dt.tz_convert(
         "UTC"
     )
-    return aware.where(has_offset, local)
+    utc = aware.where(has_offset, local).array
+    return pd.Series(utc.take(codes), index=values.index)
 
 
 def exchange_dates(ts_utc: pd.Series) -> pd.Series:
@@ -142,7 +180,10 @@ def latest_fetch_rows(typed: pd.DataFrame) -> pd.DataFrame:
     if typed.empty:
         return typed
     ordered = typed.sort_values(["fetched_at", "fetch_id"], kind="stable")
-    winner = ordered.groupby(["ticker", "ts", "interval"], sort=False)["fetch_id"].transform("last")
+    # dropna=False: a row whose time did not parse stays (silver rejects it), never vanishes.
+    winner = ordered.groupby(["ticker", "ts", "interval"], sort=False, dropna=False)[
+        "fetch_id"
+    ].transform("last")
     return ordered[ordered["fetch_id"] == winner].sort_index().reset_index(drop=True)
 
 
