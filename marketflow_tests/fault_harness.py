@@ -45,7 +45,9 @@ def write_instance_yaml(dagster_home: Path, **run_monitoring) -> None:
     (dagster_home / "dagster.yaml").write_text(yaml.safe_dump(config))
 
 
-def child_env(settings: Settings, dagster_home: Path, fault: str | None = None) -> dict[str, str]:
+def child_env(
+    settings: Settings, dagster_home: Path, fault: str | None = None, extra: dict | None = None
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MARKETFLOW_")}
     env.update(
         {
@@ -60,15 +62,20 @@ def child_env(settings: Settings, dagster_home: Path, fault: str | None = None) 
     )
     if fault:
         env[FAULT_ENV] = fault
+    env.update(extra or {})
     return env
 
 
 def start_child(
-    settings: Settings, dagster_home: Path, spec: dict, fault: str | None = None
+    settings: Settings,
+    dagster_home: Path,
+    spec: dict,
+    fault: str | None = None,
+    extra_env: dict | None = None,
 ) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "marketflow_tests.fault_harness", json.dumps(spec)],
-        env=child_env(settings, dagster_home, fault),
+        env=child_env(settings, dagster_home, fault, extra_env),
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -76,9 +83,15 @@ def start_child(
     )
 
 
-def run_child(settings: Settings, dagster_home: Path, spec: dict, fault: str | None = None):
+def run_child(
+    settings: Settings,
+    dagster_home: Path,
+    spec: dict,
+    fault: str | None = None,
+    extra_env: dict | None = None,
+):
     """Run a child to its end; returns (returncode, output)."""
-    child = start_child(settings, dagster_home, spec, fault)
+    child = start_child(settings, dagster_home, spec, fault, extra_env)
     out, _ = child.communicate(timeout=CHILD_TIMEOUT_SECONDS)
     return child.returncode, out
 

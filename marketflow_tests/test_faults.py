@@ -132,3 +132,87 @@ def _date(text: str):
     import datetime as dt
 
     return dt.date.fromisoformat(text)
+
+
+# -- sensors killed mid-way ------------------------------------------------------------------------
+@pytest.mark.slow
+def test_a_file_drops_tick_killed_mid_claim_gives_the_files_back(tmp_path, monkeypatch):
+    from marketflow_assets.automation import file_drops
+    from marketflow_assets.automation.landing import (
+        claimed_batches,
+        dropped_keys,
+        unplanned_claims,
+    )
+    from marketflow_assets.resources import TICKERS_TAG
+    from marketflow_tests.test_automation_file_drops import yahoo_csv
+    from marketflow_tests.test_automation_support import tick_sensor
+
+    settings = make_settings(tmp_path / "home", tickers=TICKERS)
+    dagster_home = tmp_path / "dagster"
+    write_instance_yaml(dagster_home)
+    landing = settings.home / "landing"
+    landing.mkdir(parents=True)
+    dropped = {"MSFT.csv": yahoo_csv(), "KO.csv": yahoo_csv(base=60.0)}
+    for name, text in dropped.items():
+        (landing / name).write_text(text)
+
+    code, out = run_child(
+        settings, dagster_home, {"mode": "sensor", "sensor": "file_drops"}, "file_drops.claim"
+    )
+    assert killed(code), out[-3000:]
+    store = LocalObjectStore(settings.home)
+    # Claimed (renamed) but no plan: nothing lost, nothing requested.
+    (claim,) = unplanned_claims(store).values()
+    assert sorted(k.rsplit("/", 1)[1] for k in claim) == sorted(dropped)
+    assert dropped_keys(store) == [] and claimed_batches(store) == {}
+
+    # The next tick after the grace period puts the files back and claims them with a plan.
+    monkeypatch.setattr(file_drops, "STALE_CLAIM_SECONDS", 0)
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        data = tick_sensor(settings, "file_drops", instance)
+    (request,) = data.run_requests
+    assert request.tags[TICKERS_TAG] == "KO,MSFT"
+    assert unplanned_claims(store) == {}
+    (batch,) = claimed_batches(store)
+    for name, text in dropped.items():
+        assert (landing / "claimed" / batch / name).read_text() == text
+
+
+@pytest.mark.slow
+def test_an_alert_killed_after_delivery_is_recorded_once_by_the_next_tick(tmp_path, monkeypatch):
+    from marketflow_assets.automation.alerts import Alert, raise_alerts
+    from marketflow_assets.resources import build_resources
+    from marketflow_tests.helpers import query
+    from marketflow_tests.test_automation_alerts import Webhook
+
+    settings = make_settings(tmp_path / "home", tickers=TICKERS, slack_webhook_configured=True)
+    dagster_home = tmp_path / "dagster"
+    write_instance_yaml(dagster_home)
+    alert = {"kind": "run_failure", "severity": "ERROR", "title": "Run failed", "detail": "boom"}
+    alert["run_id"] = "0f1e2d3c"
+    with Webhook() as hook:
+        env = {"MARKETFLOW_SLACK_WEBHOOK_URL": hook.url}
+        code, out = run_child(
+            settings, dagster_home, {"mode": "alert", "alert": alert}, "alerts.delivered", env
+        )
+        assert killed(code), out[-3000:]
+        assert len(hook.received) == 1  # delivered, then killed before its row was queued
+        assert not settings.warehouse.exists()  # no row was written either
+
+        # The sensor's cursor did not move, so its next tick raises the same alert again: it is
+        # delivered again (at least once) and recorded once, however often it is raised.
+        monkeypatch.setenv("MARKETFLOW_SLACK_WEBHOOK_URL", hook.url)
+        resources = build_resources(settings)
+        for _ in range(2):
+            raise_alerts([Alert(**alert)], resources["alerting"], resources["warehouse"], _Log())
+        assert len(hook.received) == 3
+    rows = query(settings, "SELECT alert_id, delivered_to FROM ops.alert_history")
+    assert len(rows) == 1 and rows["delivered_to"].iloc[0] == "slack"
+    assert list((settings.home / "alerts" / "outbox").glob("*.json")) == []
+
+
+class _Log:
+    def info(self, message):
+        pass
+
+    warning = info
