@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 # Columns that name a fetch (a uuid per provider request): a re-run after a crash fetches again.
 FETCH_LINEAGE = {"fetch_id", "raw_object"}
 LAYERS = ("bronze", "silver", "gold")
-CHILD_TIMEOUT_SECONDS = 300
+CHILD_TIMEOUT_SECONDS = 900
 
 
 def write_instance_yaml(dagster_home: Path, **run_monitoring) -> None:

@@ -3,11 +3,14 @@
 Each tick of `file_drops` (every minute):
 
 1. batches under `landing/claimed/` whose run succeeded are archived to `landing/processed/`;
-2. every new file in `landing/` is parsed (see `landing.py` for the formats). A file that
-   cannot be parsed is moved to `landing/rejected/<stamp>/` with a `.reason.txt` beside it and
-   the tick goes on with the other files;
-3. the readable files of the tick become one batch: its plan is written, the files are moved to
-   `landing/claimed/<batch>/`, and ONE run is requested: the daily path (raw -> gold) over the
+   a claim without a plan (a tick that died half-way) goes back to `landing/` once it is older
+   than `STALE_CLAIM_SECONDS`;
+2. every new file in `landing/` is claimed by one rename into `landing/claimed/<batch>/` (files
+   over `MAX_DROP_BYTES` are rejected unread) and parsed there (see `landing.py` for the
+   formats). A file that cannot be parsed is moved to `landing/rejected/<stamp>/` with a
+   `.reason.txt` beside it and the tick goes on with the other files;
+3. the readable files of the tick become one batch: its plan is written last (the commit), and
+   ONE run is requested: the daily path (raw -> gold) over the
    sessions from the files' first session through the latest closed session (later sessions'
    indicators depend on the new rows), scoped to the files' tickers with the `marketflow/tickers`
    run tag. Its raw/daily_bars step lands the files (run config `file_batch`) under
@@ -15,7 +18,8 @@ Each tick of `file_drops` (every minute):
    source 'file'; nothing is asked of the provider.
 
 Readable files wait in `landing/` while a run or backfill that builds daily bars is in progress
-(its checks compare raw, bronze and silver for its sessions). Idempotent across ticks: a file
+(its checks compare raw, bronze and silver for its sessions); they are parsed once meanwhile
+(unreadable ones rejected) and remembered in the cursor by size and version. Idempotent across ticks: a file
 leaves `landing/` when it is claimed or rejected, and a batch is
 requested once (cursor, and the batch id as run key). If a batch's run fails, the files stay
 claimed and the run-failure alert names the run: re-execute it from the UI (the tags and config
