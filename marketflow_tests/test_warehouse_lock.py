@@ -98,3 +98,12 @@ def test_the_lock_is_reentrant_within_a_process(tmp_path):
         timeout=60,
     )
     assert code.returncode == 0, code.stderr
+
+
+def test_the_timeout_comes_from_the_environment():
+    from marketflow_assets.resources import build_resources
+    from marketflow_assets.settings import Settings
+
+    settings = Settings.from_env({"MARKETFLOW_WAREHOUSE_LOCK_TIMEOUT_SECONDS": "42.5"})
+    assert build_resources(settings)["warehouse"].lock_timeout_seconds == 42.5
+    assert Settings.from_env({}).warehouse_lock_timeout_seconds == 600.0
