@@ -128,7 +128,10 @@ def ticker_scope(context: Any) -> tuple[str, ...] | None:
 
 
 def build_resources(settings: Settings) -> dict[str, Any]:
-    warehouse = WarehouseResource(database=str(settings.warehouse))
+    warehouse = WarehouseResource(
+        database=str(settings.warehouse),
+        lock_timeout_seconds=settings.warehouse_lock_timeout_seconds,
+    )
     lake = LakeResource(
         local_root=str(settings.lake_root),
         s3_bucket=settings.s3_bucket,

@@ -50,6 +50,8 @@ class Settings:
     smtp_tls: str = "starttls"
     slack_webhook_configured: bool = False
     smtp_login_configured: bool = False
+    # How long a warehouse step waits for another process to release the DuckDB file.
+    warehouse_lock_timeout_seconds: float = 600.0
 
     @property
     def lake_root(self) -> Path:
@@ -117,6 +119,11 @@ class Settings:
                 "MARKETFLOW_FRESHNESS_DELAY_MINUTES", get("MARKETFLOW_FRESHNESS_DELAY_MINUTES"), 180
             ),
             **_automation_settings(get),
+            warehouse_lock_timeout_seconds=_parse_float(
+                "MARKETFLOW_WAREHOUSE_LOCK_TIMEOUT_SECONDS",
+                get("MARKETFLOW_WAREHOUSE_LOCK_TIMEOUT_SECONDS"),
+                600.0,
+            ),
         )
 
 

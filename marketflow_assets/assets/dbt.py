@@ -38,6 +38,7 @@ from filelock import FileLock
 from pydantic import Field
 
 from marketflow_assets import cadence
+from marketflow_assets.faults import fault_point
 from marketflow_assets.partitions import sessions_of, sessions_partitions_def
 from marketflow_assets.resources import WAREHOUSE_POOL, WAREHOUSE_RETRY_POLICY, ticker_scope
 from marketflow_assets.storage.warehouse import WarehouseResource
@@ -45,8 +46,12 @@ from marketflow_assets.storage.warehouse import WarehouseResource
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt"  # the repository's dbt/
 DUCKDB_LOCK_ERROR = "Could not set lock on file"
 # The dbt of this interpreter's environment: the Makefile runs .venv/bin/* without activating
-# the venv, so `dbt` is often not on PATH.
-DBT_EXECUTABLE = shutil.which("dbt", path=str(Path(sys.executable).parent)) or "dbt"
+# the venv, so `dbt` is often not on PATH. `marketflow-dbt` (dbt_guard.py) is dbt that dies with
+# the run process, so a killed run leaves no dbt writing the warehouse behind it.
+_BIN = str(Path(sys.executable).parent)
+DBT_EXECUTABLE = (
+    shutil.which("marketflow-dbt", path=_BIN) or shutil.which("dbt", path=_BIN) or "dbt"
+)
 # What dbt reads to build its manifest; a manifest older than any of them is stale.
 _PROJECT_SOURCES = ("dbt_project.yml", "profiles.yml", "models", "macros", "tests")
 
@@ -178,7 +183,11 @@ def dbt_marts(
     if config.full_refresh:
         args.append("--full-refresh")
     try:
-        yield from dbt.cli(args, context=context).stream()
+        # dbt opens the warehouse file itself: hold the warehouse lock for the whole build.
+        with warehouse.lock("dbt build"):
+            for event in dbt.cli(args, context=context).stream():
+                fault_point("dbt.build")
+                yield event
     except DagsterDbtCliRuntimeError as exc:
         # Only a warehouse held by another process is worth a retry; a failing dbt test or
         # model is not (retrying it would rebuild the marts for nothing).

@@ -38,6 +38,7 @@ from marketflow_assets.automation.common import (
 )
 from marketflow_assets.automation.notify import AlertingResource
 from marketflow_assets.contracts.ops import ALERT_HISTORY
+from marketflow_assets.faults import fault_point
 from marketflow_assets.resources import TICKERS_TAG
 from marketflow_assets.storage.atomic import write_atomic
 from marketflow_assets.storage.warehouse import WarehouseResource, ensure_table
@@ -79,6 +80,7 @@ def raise_alerts(
         detail = alerting.redact(alert.detail)[:MAX_DETAIL_CHARS]
         body = detail + (f"\n\nrun: {alert.run_id}" if alert.run_id else "")
         delivered, errors = alerting.send(alert.severity, title, body)
+        fault_point("alerts.delivered")
         row = {
             **asdict(alert),
             "title": title,

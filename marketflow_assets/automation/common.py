@@ -14,6 +14,7 @@ import duckdb
 from marketflow_assets import cadence
 from marketflow_assets.calendar import xnys
 from marketflow_assets.resources import TICKERS_TAG, MarketDataResource
+from marketflow_assets.storage.warehouse_lock import WarehouseLockTimeout, warehouse_lock
 
 AUTOMATION_TAG = "marketflow/automation"  # which schedule/sensor asked for the run
 RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -161,6 +162,21 @@ def warehouse_connection(
     so a run holding it makes the open fail: retried a few times, then `WarehouseBusy`."""
     if database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
+    wait = wait_seconds * attempts * (attempts + 1) / 2
+    try:
+        with (
+            warehouse_lock(database, timeout_seconds=wait, what="sensor query"),
+            _connect(database, read_only, attempts, wait_seconds) as con,
+        ):
+            yield con
+    except WarehouseLockTimeout as exc:
+        raise WarehouseBusy(str(exc)) from exc
+
+
+@contextmanager
+def _connect(
+    database: str, read_only: bool, attempts: int, wait_seconds: float
+) -> Iterator[duckdb.DuckDBPyConnection]:
     last: Exception | None = None
     for attempt in range(attempts):
         try:

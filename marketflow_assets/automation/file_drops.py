@@ -3,11 +3,14 @@
 Each tick of `file_drops` (every minute):
 
 1. batches under `landing/claimed/` whose run succeeded are archived to `landing/processed/`;
-2. every new file in `landing/` is parsed (see `landing.py` for the formats). A file that
-   cannot be parsed is moved to `landing/rejected/<stamp>/` with a `.reason.txt` beside it and
-   the tick goes on with the other files;
-3. the readable files of the tick become one batch: its plan is written, the files are moved to
-   `landing/claimed/<batch>/`, and ONE run is requested: the daily path (raw -> gold) over the
+   a claim without a plan (a tick that died half-way) goes back to `landing/` once it is older
+   than `STALE_CLAIM_SECONDS`;
+2. every new file in `landing/` is claimed by one rename into `landing/claimed/<batch>/` (files
+   over `MAX_DROP_BYTES` are rejected unread) and parsed there (see `landing.py` for the
+   formats). A file that cannot be parsed is moved to `landing/rejected/<stamp>/` with a
+   `.reason.txt` beside it and the tick goes on with the other files;
+3. the readable files of the tick become one batch: its plan is written last (the commit), and
+   ONE run is requested: the daily path (raw -> gold) over the
    sessions from the files' first session through the latest closed session (later sessions'
    indicators depend on the new rows), scoped to the files' tickers with the `marketflow/tickers`
    run tag. Its raw/daily_bars step lands the files (run config `file_batch`) under
@@ -15,7 +18,8 @@ Each tick of `file_drops` (every minute):
    source 'file'; nothing is asked of the provider.
 
 Readable files wait in `landing/` while a run or backfill that builds daily bars is in progress
-(its checks compare raw, bronze and silver for its sessions). Idempotent across ticks: a file
+(its checks compare raw, bronze and silver for its sessions); they are parsed once meanwhile
+(unreadable ones rejected) and remembered in the cursor by size and version. Idempotent across ticks: a file
 leaves `landing/` when it is claimed or rejected, and a batch is
 requested once (cursor, and the batch id as run key). If a batch's run fails, the files stay
 claimed and the run-failure alert names the run: re-execute it from the UI (the tags and config
@@ -43,18 +47,25 @@ from marketflow_assets.automation.common import (
 from marketflow_assets.automation.landing import (
     BATCH_PLAN,
     CLAIMED,
+    MAX_DROP_BYTES,
+    STALE_CLAIM_SECONDS,
+    DroppedFile,
     DropRejected,
     archive,
+    batch_age_seconds,
+    claim,
     claimed_batches,
-    dropped_keys,
+    dropped_entries,
     landing_store,
-    move,
     parse_drop,
     reject,
     relative,
+    release_claim,
     requeue_batch,
+    unplanned_claims,
 )
 from marketflow_assets.calendar import EXCHANGE_TZ
+from marketflow_assets.faults import fault_point
 from marketflow_assets.resources import MarketDataResource
 from marketflow_assets.storage.lake import LakeResource
 from marketflow_assets.storage.object_store import UnsafeObjectError
@@ -97,15 +108,23 @@ def file_drops_sensor(
     now = automation_now(market_data)
     state = json.loads(context.cursor) if context.cursor else {}
     requested: dict[str, str] = dict(state.get("requested", {}))
+    waiting: dict[str, list] = dict(state.get("waiting", {}))
     notes: list[str] = []
     requests: list[dg.RunRequest] = []
 
     # Landing rows while another run builds daily bars would make that run's checks compare raw
     # rows it never read: readable files wait in landing/ until it is done.
     busy = daily_work_in_progress(context.instance)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    wall = dt.datetime.now(dt.UTC)
+    stamp = wall.strftime("%Y%m%dT%H%M%S%fZ")
 
-    # 1. claimed batches: archive the landed ones; re-request one whose request was lost.
+    # 1. claimed batches: archive the landed ones; re-request one whose request was lost; put
+    # back the files of a claim whose tick died before writing its plan.
+    for batch, keys in unplanned_claims(store).items():
+        age = batch_age_seconds(batch, wall)
+        if age is None or age >= STALE_CLAIM_SECONDS:
+            restored = release_claim(store, batch, keys)
+            notes.append(f"claim {batch} had no plan (a tick died): {len(restored)} file(s) back")
     unreadable: dict[str, str] = {}
     for batch, plan in claimed_batches(store, unreadable).items():
         runs = context.instance.get_runs(filters=dg.RunsFilter(tags={FILE_BATCH_TAG: batch}))
@@ -135,40 +154,63 @@ def file_drops_sensor(
             )
             notes.append(f"batch {batch}: unreadable plan, {len(returned)} file(s) re-dropped")
 
-    # 2. new files: parse, reject the unreadable ones, claim the rest as one batch.
+    # 2. new files: too large ones are rejected unread; while daily work is in progress, files
+    # are parsed once (unreadable ones rejected) and wait; else they are claimed by an atomic
+    # rename, parsed where they now are, and the readable ones become one batch.
     today = now.astimezone(EXCHANGE_TZ).date()
-    accepted = []
-    for key in dropped_keys(store):
+    entries = dropped_entries(store)
+    for key, (size, _) in list(entries.items()):
+        if size > MAX_DROP_BYTES:
+            reason = f"{key}: {size:,} bytes is over the {MAX_DROP_BYTES:,}-byte limit for a drop"
+            reject(store, key, reason, stamp)
+            notes.append(f"rejected {relative(key)}: {reason}")
+            del entries[key]
+
+    def parse(key: str, name: str) -> DroppedFile | None:
         try:
             data = store.get(key)
         except UnsafeObjectError as exc:  # a link or a hard link: never read, never followed
-            target = reject(store, key, str(exc), stamp)
-            context.log.warning(f"rejected {store.uri(key)} -> {store.uri(target)}: {exc}")
-            notes.append(f"rejected {relative(key)}: {exc}")
-            continue
+            target = reject(store, key, str(exc), stamp, name=relative(name))
+            context.log.warning(f"rejected {store.uri(name)} -> {store.uri(target)}: {exc}")
+            notes.append(f"rejected {relative(name)}: {exc}")
+            return None
         except Exception as exc:  # e.g. deleted meanwhile: next tick
             context.log.warning(f"could not read {store.uri(key)}: {exc}")
-            continue
+            return None
         try:
-            accepted.append(parse_drop(key, data, today=today))
+            return parse_drop(name, data, today=today)
         except DropRejected as exc:
-            target = reject(store, key, str(exc), stamp)
-            context.log.warning(f"rejected {store.uri(key)} -> {store.uri(target)}: {exc}")
-            notes.append(f"rejected {relative(key)}: {exc}")
+            target = reject(store, key, str(exc), stamp, name=relative(name))
+            context.log.warning(f"rejected {store.uri(name)} -> {store.uri(target)}: {exc}")
+            notes.append(f"rejected {relative(name)}: {exc}")
+            return None
 
-    if accepted and busy:
-        notes.append(f"{len(accepted)} readable file(s) wait in landing/ for {busy} to finish")
-    elif accepted:
+    if busy:
+        # Parsed once, then remembered by (size, version) until they change or are claimed.
+        for key, version in entries.items():
+            if waiting.get(key) != list(version) and parse(key, key) is not None:
+                waiting[key] = list(version)
+        waiting = {k: v for k, v in waiting.items() if k in entries}
+        if waiting:
+            notes.append(f"{len(waiting)} readable file(s) wait in landing/ for {busy} to finish")
+        entries = {}
+    else:
+        waiting = {}
+
+    batch = f"{stamp}-{digest(sorted(entries.items()))[:8]}"
+    claimed = {key: claim(store, key, batch) for key in entries}
+    fault_point("file_drops.claim")
+    accepted = [d for key, ck in claimed.items() if ck and (d := parse(ck, key)) is not None]
+    if accepted:
         latest = latest_closed(now)
         start = max(first_session(context), min(d.first for d in accepted))
         end = max([d.last for d in accepted] + ([latest] if latest else []))
         if end < start:
             for dropped in accepted:
                 reason = f"{dropped.key}: every row is before the first partition {start}"
-                reject(store, dropped.key, reason, stamp)
+                reject(store, claimed[dropped.key], reason, stamp, name=relative(dropped.key))
                 notes.append(f"rejected {relative(dropped.key)}: {reason}")
         else:
-            batch = f"{stamp}-{digest([(d.key, d.sha256) for d in accepted])[:8]}"
             tickers = sorted({t for d in accepted for t in d.tickers})
             plan = {
                 "batch": batch,
@@ -185,11 +227,9 @@ def file_drops_sensor(
                     for d in accepted
                 ],
             }
-            # The plan first, then the files: a crash in between leaves a batch that step 1
-            # requests on the next tick with whatever files made it.
+            # The files first (claimed by rename), the plan last: it is the commit. A tick that
+            # dies before it leaves an unplanned claim, which step 1 puts back in landing/.
             store.put(f"{CLAIMED}{batch}/{BATCH_PLAN}", json.dumps(plan, indent=1).encode())
-            for dropped in accepted:
-                move(store, dropped.key, f"{CLAIMED}{batch}/{relative(dropped.key)}")
             requests.append(batch_request(batch, plan))
             requested[batch] = now.isoformat()
             notes.append(
@@ -199,7 +239,9 @@ def file_drops_sensor(
 
     for note in notes:
         context.log.info(note)
-    cursor = json.dumps({"requested": requested}, sort_keys=True)
+    cursor = json.dumps(
+        {"requested": requested, **({"waiting": waiting} if waiting else {})}, sort_keys=True
+    )
     if requests:
         return dg.SensorResult(run_requests=requests, cursor=cursor)
     return dg.SensorResult(

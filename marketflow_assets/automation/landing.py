@@ -64,6 +64,11 @@ PROCESSED = f"{LANDING}processed/"
 REJECTED = f"{LANDING}rejected/"
 RESERVED = (CLAIMED, PROCESSED, REJECTED)
 BATCH_PLAN = "_batch.json"
+# A dropped file larger than this is rejected unread (a day of bars for the whole universe is a
+# few MB; split bigger histories into several files).
+MAX_DROP_BYTES = 64 * 1024 * 1024
+# A claim without a plan this old is from a tick that died: its files go back to landing/.
+STALE_CLAIM_SECONDS = 120
 SUPPORTED = (".csv", ".json")
 IGNORED_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp")
 COLUMNS = (TICKER_COLUMN, *REQUIRED_COLUMNS[:5], "Adj Close", "Volume", "Dividends", "Stock Splits")
@@ -249,23 +254,74 @@ def parse_drop(key: str, data: bytes, *, today: dt.date) -> DroppedFile:
 
 
 # -- moving files ----------------------------------------------------------------------------------
-def move(store: ObjectStore, source: str, target: str) -> None:
-    """Copy then delete (a crash in between leaves a copy, never nothing)."""
-    store.put(target, store.get(source))
-    store.delete(source)
+def move(store: ObjectStore, source: str, target: str) -> bool:
+    """Rename (atomic in a local folder): the object moved is the one that was there, and a
+    same-name re-upload after it stays in place for the next tick. False if `source` is gone."""
+    return store.rename(source, target)
 
 
-def reject(store: ObjectStore, key: str, reason: str, stamp: str) -> str:
-    """Move `key` to rejected/ with its reason beside it. A link (or anything that is not a file
-    of its own) is never read: the reason is written and the link itself removed; its target
-    is untouched."""
-    target = f"{REJECTED}{stamp}/{relative(key)}"
+def reject(store: ObjectStore, key: str, reason: str, stamp: str, name: str | None = None) -> str:
+    """Set `key` aside under rejected/<stamp>/ (as `name`, default its path under landing/) with
+    a `.reason.txt` beside it. A link (or anything that is not a file of its own) is never read:
+    the reason is written and the link itself removed; its target is untouched."""
+    target = f"{REJECTED}{stamp}/{name or relative(key)}"
     store.put(f"{target}.reason.txt", (reason.rstrip() + "\n").encode())
     try:
         move(store, key, target)
     except UnsafeObjectError:
         store.delete(key)
     return target
+
+
+def dropped_entries(store: ObjectStore) -> dict[str, tuple[int, str]]:
+    """Files waiting in the landing prefix -> (size, version), read from the listing only."""
+    waiting = set(dropped_keys(store))
+    return {k: v for k, v in store.entries(LANDING).items() if k in waiting}
+
+
+def claim(store: ObjectStore, key: str, batch: str) -> str | None:
+    """Take a dropped file for `batch` by renaming it to claimed/<batch>/<its name>; returns the
+    claimed key, or None if the file is gone."""
+    target = f"{CLAIMED}{batch}/{relative(key)}"
+    return target if move(store, key, target) else None
+
+
+def batch_age_seconds(batch: str, now: dt.datetime) -> float | None:
+    """Seconds since a batch was claimed (its id starts with the claim's UTC stamp)."""
+    try:
+        stamp = dt.datetime.strptime(batch.split("-", 1)[0], "%Y%m%dT%H%M%S%fZ")
+    except ValueError:
+        return None
+    return (now - stamp.replace(tzinfo=dt.UTC)).total_seconds()
+
+
+def unplanned_claims(store: ObjectStore) -> dict[str, list[str]]:
+    """Batch id -> claimed files, for batches without a plan: a tick died between claiming the
+    files and writing the plan (the plan is written last: it is the commit)."""
+    batches: dict[str, list[str]] = {}
+    planned = set()
+    for key in store.list(CLAIMED):
+        batch = relative(key, CLAIMED).split("/", 1)[0]
+        if PurePosixPath(key).name == BATCH_PLAN:
+            planned.add(batch)
+        else:
+            batches.setdefault(batch, []).append(key)
+    return {b: keys for b, keys in batches.items() if b not in planned}
+
+
+def release_claim(store: ObjectStore, batch: str, keys: list[str]) -> list[str]:
+    """Put the files of an unplanned claim back in landing/ (under landing/recovered-<batch>/
+    where a file of that name was dropped again meanwhile); returns where they went."""
+    existing = set(store.list(LANDING))
+    prefix = f"{CLAIMED}{batch}/"
+    restored = []
+    for key in keys:
+        target = f"{LANDING}{relative(key, prefix)}"
+        if target in existing:
+            target = f"{LANDING}recovered-{batch}/{relative(key, prefix)}"
+        if move(store, key, target):
+            restored.append(target)
+    return restored
 
 
 PLAN_FIELDS = ("start", "end", "tickers")

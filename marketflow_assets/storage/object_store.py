@@ -34,6 +34,16 @@ class ObjectStore(Protocol):
 
     def uri(self, key: str) -> str: ...
 
+    def rename(self, source: str, target: str) -> bool:
+        """Move an object; False if `source` is gone. Local: one atomic rename, so an object
+        written under `source` meanwhile is never lost. S3 (no rename): copy if unchanged, then
+        delete only if still unchanged."""
+        ...
+
+    def entries(self, prefix: str) -> dict[str, tuple[int, str]]:
+        """Key -> (size in bytes, version: mtime or ETag) under `prefix`, without reading."""
+        ...
+
 
 class UnsafeObjectError(ValueError):
     """A local object that is a symbolic link, lies behind one, is not a regular file, or is a
@@ -111,6 +121,26 @@ class LocalObjectStore:
     def uri(self, key: str) -> str:
         return str(self._path(key))
 
+    def rename(self, source: str, target: str) -> bool:
+        # A link is moved as a link (rename never follows it); `_path` refuses linked folders.
+        src, dst = self._path(source), self._path(target)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            src.rename(dst)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def entries(self, prefix: str) -> dict[str, tuple[int, str]]:
+        out = {}
+        for key in self.list(prefix):
+            try:
+                stat = self._path(key).lstat()
+            except FileNotFoundError:
+                continue
+            out[key] = (stat.st_size, str(stat.st_mtime_ns))
+        return out
+
 
 class S3ObjectStore:
     """Objects under `s3://bucket/prefix/`. The client comes from dagster-aws's S3Resource, so
@@ -143,3 +173,40 @@ class S3ObjectStore:
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"
+
+    def _etag(self, key: str) -> str | None:
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=self._key(key))["ETag"]
+        except self.client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def rename(self, source: str, target: str) -> bool:
+        etag = self._etag(source)
+        if etag is None:
+            return False
+        try:
+            self.client.copy_object(
+                Bucket=self.bucket,
+                Key=self._key(target),
+                CopySource={"Bucket": self.bucket, "Key": self._key(source)},
+                CopySourceIfMatch=etag,
+            )
+        except self.client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+                return False  # replaced meanwhile: the new object stays for a later move
+            raise
+        # A same-name re-upload after the copy keeps its new content in place.
+        if self._etag(source) == etag:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(source))
+        return True
+
+    def entries(self, prefix: str) -> dict[str, tuple[int, str]]:
+        strip = len(self._key(""))
+        out: dict[str, tuple[int, str]] = {}
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+            for item in page.get("Contents", []):
+                out[item["Key"][strip:]] = (int(item["Size"]), str(item["ETag"]))
+        return dict(sorted(out.items()))

@@ -31,6 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from marketflow_assets.faults import fault_point
 from marketflow_assets.storage.object_store import ObjectStore
 
 MANIFEST_VERSION = 1
@@ -175,6 +176,7 @@ class RawLake:
 
         with ThreadPoolExecutor(_IO_THREADS) as pool:
             objects = tuple(pool.map(write, bounds))
+        fault_point("raw.objects_written")
         return self._commit(
             source, dataset, fetch_id, run_id, fetched_at, request, tickers, objects, tuple(events)
         )

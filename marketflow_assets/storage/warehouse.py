@@ -28,9 +28,12 @@ import dagster as dg
 import duckdb
 import pandas as pd
 from dagster_duckdb import DuckDBResource
+from pydantic import Field, PrivateAttr
 
 from marketflow_assets.calendar import xnys
 from marketflow_assets.contracts import CONTRACTS, TableContract, contract_for
+from marketflow_assets.faults import fault_point
+from marketflow_assets.storage.warehouse_lock import WarehouseLockTimeout, warehouse_lock
 
 PREVIEW_ROWS = 5
 STAGE_DATABASE = (
@@ -40,13 +43,40 @@ STAGE_DATABASE = (
 
 class WarehouseResource(DuckDBResource):
     """DuckDB warehouse file. Connections always close (also on error), so the file is free
-    for the next process (dbt runs as a subprocess)."""
+    for the next process (dbt runs as a subprocess). Every connection holds the warehouse lock
+    (`warehouse_lock.py`): one process at a time even where no pool is enforced."""
+
+    lock_timeout_seconds: float = Field(
+        default=600.0,
+        description="How long a step waits for another process to release the warehouse "
+        "before it fails naming that process (MARKETFLOW_WAREHOUSE_LOCK_TIMEOUT_SECONDS).",
+    )
+    _run_id: str | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._run_id = context.run.run_id if context.run else None
+
+    @contextmanager
+    def lock(self, what: str) -> Iterator[None]:
+        """Hold the warehouse for a block (e.g. a dbt subprocess writing it)."""
+        logger = dg.get_dagster_logger()
+        try:
+            with warehouse_lock(
+                self.database,
+                timeout_seconds=self.lock_timeout_seconds,
+                what=what,
+                run_id=self._run_id,
+                log=logger.info,
+            ):
+                yield
+        except WarehouseLockTimeout as exc:
+            raise dg.Failure(str(exc), allow_retries=False) from exc
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
         if self.database != ":memory:":
             Path(self.database).parent.mkdir(parents=True, exist_ok=True)
-        with super().get_connection() as con:
+        with self.lock("warehouse connection"), super().get_connection() as con:
             try:
                 con.execute("SET TimeZone = 'UTC'")
                 yield con
@@ -222,6 +252,7 @@ def write_table(
             written = insert("_batch")
             con.unregister("_batch")
         _check_present(con, contract, where, where_params, written)
+        fault_point("warehouse.replace")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -284,6 +315,7 @@ def replace_staged(
                     f"{contract.table}: staged {staged} rows but copied {written}; rolled back"
                 )
             _check_present(con, contract, where, where_params, written)
+            fault_point("warehouse.replace")
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -332,6 +364,7 @@ def _stage(
         con.unregister("_batch")
         del batch  # before the iterator builds the next one
         release_cache(con)
+        fault_point("warehouse.staging")
     return staged
 
 
@@ -372,6 +405,7 @@ def _stage_query(
                 f"INSERT INTO {stage} ({cols}) SELECT {cols} FROM ({write.rows})", params
             ).fetchall()[0][0]
             release_cache(con)
+            fault_point("warehouse.staging")
     finally:
         for name in write.frames:
             con.unregister(name)
