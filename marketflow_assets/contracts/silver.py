@@ -19,6 +19,15 @@ BAR_REJECTION_REASONS = (
     "close_outside_range",
     "duplicate",
     "conflicting_duplicate",
+    "unexplained_price_spike",
+)
+REPAIR_KINDS = (
+    "range_widened",
+    "unit_100x",
+    "split_unapplied",
+    "adj_close_recomputed",
+    "dividend_unit",
+    "dividend_duplicate",
 )
 
 
@@ -84,9 +93,46 @@ DAILY_BARS = TableContract(
         ),
         Col("source", "VARCHAR", "Source that served the bar."),
         Col("fetched_at", "TIMESTAMPTZ", "Provider clock of the fetch this bar came from (UTC)."),
+        Col(
+            "repair_reason",
+            "VARCHAR",
+            "Repair kinds applied to this bar, comma-separated (silver.bar_repairs has the "
+            "before and after); NULL if served as the provider sent it.",
+            nullable=True,
+        ),
     ),
     key=("ticker", "session_date"),
     frame_checks=(_ohlc_consistent(""), _ohlc_consistent("adj_")),
+)
+
+BAR_REPAIRS = TableContract(
+    table="silver.bar_repairs",
+    description=(
+        "Every daily bar silver repaired instead of rejecting: which repair, by what factor, "
+        "why, and the values before (as in bronze, provider as-of basis) and after. Written "
+        "with silver.daily_bars by the same validation."
+    ),
+    columns=(
+        Col("ticker", "VARCHAR", "Yahoo symbol."),
+        Col("session_date", "DATE", "Session of the bar."),
+        Col("kind", "VARCHAR", "Repair kind(s), comma-separated (README, 'Repairs')."),
+        Col("factor", "DOUBLE", "Factor the prices were divided by (1 for range widening)."),
+        Col("detail", "VARCHAR", "What changed.", nullable=True),
+        Col("original_open", "DOUBLE", "Open before the repair."),
+        Col("original_high", "DOUBLE", "High before the repair."),
+        Col("original_low", "DOUBLE", "Low before the repair."),
+        Col("original_close", "DOUBLE", "Close before the repair."),
+        Col("original_volume", "DOUBLE", "Volume before the repair."),
+        Col("open", "DOUBLE", "Open after the repair."),
+        Col("high", "DOUBLE", "High after the repair."),
+        Col("low", "DOUBLE", "Low after the repair."),
+        Col("close", "DOUBLE", "Close after the repair."),
+        Col("volume", "DOUBLE", "Volume after the repair."),
+        Col("source", "VARCHAR", "Source of the bar."),
+        Col("fetch_id", "VARCHAR", "Raw fetch of the bar."),
+        Col("raw_object", "VARCHAR", "Raw object with the untouched payload row."),
+    ),
+    key=("ticker", "session_date"),
 )
 
 REJECTED_BARS = TableContract(
@@ -148,6 +194,19 @@ CORPORATE_ACTIONS = TableContract(
         Col("first_seen_at", "TIMESTAMPTZ", "Provider clock of the first fetch that reported it."),
         Col("last_seen_at", "TIMESTAMPTZ", "Provider clock of the latest fetch that reported it."),
         Col("source", "VARCHAR", "Source that reported it."),
+        Col(
+            "original_dividend",
+            "DOUBLE",
+            "The dividend as the provider reported it, where silver corrected it.",
+            nullable=True,
+        ),
+        Col(
+            "repair_reason",
+            "VARCHAR",
+            "dividend_unit or dividend_duplicate where corrected; NULL otherwise.",
+            nullable=True,
+        ),
+        Col("repair_detail", "VARCHAR", "The evidence for the correction.", nullable=True),
     ),
     key=("ticker", "ex_date"),
     partition_column=None,

@@ -52,6 +52,8 @@ class CsvSource(MarketDataSource):
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
             raise PayloadFormatError(f"{path}: not a readable CSV file ({exc})") from exc
         frame.columns = [str(c).strip() for c in frame.columns]
+        if "Date" not in frame.columns and "Datetime" in frame.columns:
+            frame = frame.rename(columns={"Datetime": "Date"})  # yfinance's tz-aware export
         missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
         if missing:
             raise PayloadFormatError(

@@ -38,7 +38,7 @@ def _session_rule(interval: Interval) -> tuple[str, str, str]:
         return (
             "bar_date <> session_date",
             "non_session_date",
-            "'bar dated ' || strftime(bar_date, '%Y-%m-%d (%A)') || ' is not an NYSE session'",
+            "'bar dated ' || strftime(bar_date, '%Y-%m-%d (%A)') || ' is not a session of the ticker''s exchange'",
         )
     # Intraday: the minute must start inside the session's regular hours.
     return (
@@ -50,8 +50,11 @@ def _session_rule(interval: Interval) -> tuple[str, str, str]:
     )
 
 
-def classified_bars_sql(interval: Interval) -> str:
-    """Every bronze row in scope with `reason` and `detail` (NULL reason = silver keeps it)."""
+def classified_bars_sql(interval: Interval, range_tolerance: float = 0.0) -> str:
+    """Every bronze row in scope with `reason` and `detail` (NULL reason = silver keeps it).
+    `range_tolerance`: open/close this far (relative) outside [low, high] is accepted, for the
+    range_widened repair (transforms/repairs/bars.py) to widen the range."""
+    lo, hi = f"low * (1 - {float(range_tolerance)!r})", f"high * (1 + {float(range_tolerance)!r})"
     values = _VALUE_COLUMNS[interval]
     session_rule, session_reason, session_detail = _session_rule(interval)
     ohlcv = ("open", "high", "low", "close", "volume")
@@ -69,8 +72,8 @@ judged AS (
             WHEN least(open, high, low, close) <= 0 THEN 'non_positive_price'
             WHEN volume < 0 THEN 'negative_volume'
             WHEN high < low THEN 'high_below_low'
-            WHEN open < low OR open > high THEN 'open_outside_range'
-            WHEN close < low OR close > high THEN 'close_outside_range'
+            WHEN open < {lo} OR open > {hi} THEN 'open_outside_range'
+            WHEN close < {lo} OR close > {hi} THEN 'close_outside_range'
         END AS reason
     FROM src
 ),
