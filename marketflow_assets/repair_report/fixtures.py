@@ -68,10 +68,12 @@ class FileResult:
     input_rows: int
     silver_rows: int
     quarantined: int
-    repaired: int
+    repaired: int  # bars re-scaled (unit, split)
+    widened: int  # bars whose range was widened to include an auction print
     dividend_repairs: int
     equal: int | None  # rows equal to the fixed file (None for controls)
-    different: int | None
+    repaired_beyond: int | None  # rows silver rescaled where the fixed file keeps the number
+    different: int | None  # rows silently different
     compared: int | None
     reasons: str
 
@@ -138,9 +140,9 @@ def run_file(path: Path, switches: RepairSwitches | None = None) -> FileResult:
     reasons = result.rejected["reason"].value_counts()
     fixed_path = path.with_name(path.name.replace(".csv", "-fixed.csv"))
     control = not fixed_path.exists()
-    equal = different = compared = None
+    equal = repaired_beyond = different = compared = None
     if not control:
-        equal, different, compared = _compare(result.bars, actions, fixed_path)
+        equal, repaired_beyond, different, compared = _compare(result.bars, actions, fixed_path)
     return FileResult(
         file=path.name,
         symbol=symbol,
@@ -149,18 +151,22 @@ def run_file(path: Path, switches: RepairSwitches | None = None) -> FileResult:
         input_rows=len(payload.frame),
         silver_rows=len(result.bars),
         quarantined=len(result.rejected),
-        repaired=int(result.repairs["kind"].ne("adj_close_recomputed").sum())
-        + int(result.repairs["kind"].eq("adj_close_recomputed").sum() > 0 and not control) * 0,
+        repaired=int(result.repairs["kind"].str.contains("unit_100x|split_unapplied").sum()),
+        widened=int(result.repairs["kind"].str.contains("range_widened").sum()),
         dividend_repairs=int(actions["repair_reason"].notna().sum()),
         equal=equal,
+        repaired_beyond=repaired_beyond,
         different=different,
         compared=compared,
         reasons=", ".join(f"{r} {n}" for r, n in reasons.items()),
     )
 
 
-def _compare(bars: pd.DataFrame, actions: pd.DataFrame, fixed_path: Path) -> tuple[int, int, int]:
-    """(equal, different, compared) rows of the fixed file with prices."""
+def _compare(
+    bars: pd.DataFrame, actions: pd.DataFrame, fixed_path: Path
+) -> tuple[int, int, int, int]:
+    """(equal, repaired beyond the fixed file, silently different, compared) rows of the fixed
+    file with prices."""
     fixed = pd.read_csv(fixed_path)
     fixed["day"] = pd.to_datetime(fixed.iloc[:, 0].astype(str).str.slice(0, 10))
     fixed = fixed[fixed[["Close", "Adj Close"]].notna().all(axis=1)]
@@ -175,9 +181,13 @@ def _compare(bars: pd.DataFrame, actions: pd.DataFrame, fixed_path: Path) -> tup
     close_ok = np.isclose(joined["close_latest_basis"], joined["Close"], rtol=TOLERANCE, atol=0)
     adj_ok = np.isclose(joined["adj_close"], joined["Adj Close"], rtol=TOLERANCE, atol=0)
     present = joined["close"].notna()
-    equal = int((present & close_ok & adj_ok).sum())
-    different = int((present & ~(close_ok & adj_ok)).sum())
-    return equal, different, len(fixed)
+    equal = present & close_ok & adj_ok
+    # a row silver repaired (rescaled) where the maintainers' file keeps the provider's number:
+    # different, but with a reason on the row and in silver.bar_repairs, not silently
+    rescaled = joined["repair_reason"].fillna("").str.contains("unit_100x|split_unapplied")
+    explained = present & ~equal & rescaled
+    silent = present & ~equal & ~rescaled
+    return int(equal.sum()), int(explained.sum()), int(silent.sum()), len(fixed)
 
 
 def run_all(directory: Path, switches: RepairSwitches | None = None) -> list[FileResult]:
@@ -189,16 +199,18 @@ def run_all(directory: Path, switches: RepairSwitches | None = None) -> list[Fil
 
 def table(results: list[FileResult]) -> str:
     lines = [
-        "| file | symbol | rows | silver | quarantined | repaired bars | repaired dividends "
-        "| equal to fixed | different | result | quarantine reasons |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| file | symbol | rows | silver | quarantined | re-scaled bars | widened ranges "
+        "| repaired dividends | equal to fixed | repaired beyond fixed | silently different "
+        "| result | quarantine reasons |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         equal = "control" if r.control else f"{r.equal}/{r.compared}"
         different = "-" if r.control else str(r.different)
+        beyond = "-" if r.control else str(r.repaired_beyond)
         lines.append(
             f"| {r.file} | {r.symbol} | {r.input_rows} | {r.silver_rows} | {r.quarantined} "
-            f"| {r.repaired} | {r.dividend_repairs} | {equal} | {different} "
+            f"| {r.repaired} | {r.widened} | {r.dividend_repairs} | {equal} | {beyond} | {different} "
             f"| {'PASS' if r.passed else 'FAIL'} | {r.reasons or '-'} |"
         )
     pairs = [r for r in results if not r.control]
@@ -209,7 +221,10 @@ def table(results: list[FileResult]) -> str:
         f"({sum(r.passed for r in pairs) / max(len(pairs), 1):.0%}); "
         f"controls unchanged: {sum(r.passed for r in controls)}/{len(controls)}; "
         f"input rows = silver + quarantined: {sum(r.reconciled for r in results)}/{len(results)}; "
-        f"rows silently different: {sum(r.different or 0 for r in pairs)}",
+        f"pairs whose only differences are bars silver rescaled and the maintainers' file "
+        f"keeps: {sum(bool(r.repaired_beyond) and not r.different for r in pairs)}; "
+        f"rows silently different: {sum(r.different or 0 for r in pairs)} in "
+        f"{sum(bool(r.different) for r in pairs)} pair(s)",
     ]
     return "\n".join(lines)
 

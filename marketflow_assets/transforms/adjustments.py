@@ -85,6 +85,7 @@ SELECT
     split_ratio,
     CASE WHEN dividend > 0 AND prev_close > 0 THEN dividend / prev_close ELSE 0.0 END AS yield_,
     CASE WHEN prev_close > 0 THEN (prev_close - open) / prev_close END AS drop,
+    1 - prev_adj_ratio / adj_ratio AS provider_yield,
     first_seen_at,
     last_seen_at,
     source

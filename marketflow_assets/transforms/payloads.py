@@ -179,8 +179,9 @@ def corporate_action_events(frame: pd.DataFrame) -> list[dict]:
         _adj_ratio=pd.to_numeric(frame.get("Adj Close", close), errors="coerce") / close,
     )
     ordered = ordered.sort_values([TICKER_COLUMN, "_ts"], kind="stable")
-    previous = ordered.groupby(TICKER_COLUMN, sort=False)[["_close", "_adj_ratio"]].shift(1)
-    previous = previous.reindex(frame.index)
+    # the previous *valid* close: a row without prices (Yahoo's NaN rows) does not reset it
+    valid = ordered.groupby(TICKER_COLUMN, sort=False)[["_close", "_adj_ratio"]].ffill()
+    previous = valid.groupby(ordered[TICKER_COLUMN], sort=False).shift(1).reindex(frame.index)
     is_event = (dividends > 0) | ((splits > 0) & (splits != 1))
     events = pd.DataFrame(
         {

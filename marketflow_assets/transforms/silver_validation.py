@@ -52,12 +52,12 @@ def validate_daily_bars(
     classified = con.execute(classified_bars_sql("1d", tolerance), context).df()
     in_scope = classified["session_date"].between(pd.Timestamp(start), pd.Timestamp(end))
     accepted = classified[classified["reason"].isna()]
-    splits = con.execute(
-        "SELECT ticker, ex_date, split_ratio FROM silver.corporate_actions "
-        "WHERE split_ratio <> 1 AND ($tickers IS NULL OR list_contains($tickers, ticker))",
+    actions = con.execute(
+        "SELECT ticker, ex_date, split_ratio, dividend_factor FROM silver.corporate_actions "
+        "WHERE $tickers IS NULL OR list_contains($tickers, ticker)",
         {"tickers": tickers},
     ).df()
-    repaired, log, quarantined = repair_bars(accepted, splits, switches)
+    repaired, log, quarantined = repair_bars(accepted, actions, switches)
 
     def scoped(frame: pd.DataFrame) -> pd.DataFrame:
         days = pd.to_datetime(frame["session_date"])

@@ -11,8 +11,8 @@ and for splits volume by its inverse (a unit error does not change the share cou
 A jump of 20x or more out of a bar and straight back that neither explains is quarantined
 (`unexplained_price_spike`): there is no telling which number is right.
 
-Range widening. Open or close within `RANGE_TOLERANCE` outside [low, high] (opening-auction
-prints, bar_quality accepts them only when the repair is on): low/high are widened to include them.
+Range widening. Open or close within `RANGE_TOLERANCE` outside [low, high] (auction prints,
+bar_quality accepts them only when the repair is on): low/high are widened to include them.
 """
 
 from __future__ import annotations
@@ -22,10 +22,17 @@ import pandas as pd
 
 from marketflow_assets.transforms.repairs import RepairSwitches
 
-RANGE_TOLERANCE = 0.02  # relative distance outside [low, high] still read as an auction print
+# Relative distance outside [low, high] still read as an auction print: the opening and closing
+# auctions of illiquid London lines print up to ~20% away from the continuous-trading range
+# (CLC.L, LSC.L in the yfinance fixtures); farther is quarantined.
+RANGE_TOLERANCE = 0.25
 SPLIT_WINDOW_DAYS = 45  # a split-sized jump this close to the split's ex-date is that split
 UNIT_FACTOR = 100.0
-UNIT_TOLERANCE = 0.5  # |log(jump / 100)|: anything from 61x to 165x
+# A jump matches a factor f when |log(jump / f)| < min(|log f| / 3, MAX_TOLERANCE): a split of
+# 0.76 needs a jump within 9% of it, a 100x error or a 1:10 split leaves room for the day's own
+# move on top (illiquid lines move 2x between ticks: ALPHA.PA at 1-3 EUR, SPM.MI -48% on the day).
+MAX_TOLERANCE = float(np.log(2.5))
+UNIT_TOLERANCE = MAX_TOLERANCE
 SPIKE_FACTOR = 20.0
 PRICE_COLUMNS = ("open", "high", "low", "close", "adj_close")
 REPAIR_LOG_COLUMNS = [
@@ -69,20 +76,41 @@ def _split_jump(bars: pd.DataFrame, splits: pd.DataFrame, log_jump: np.ndarray) 
         tolerance=pd.Timedelta(days=SPLIT_WINDOW_DAYS),
     ).sort_values("_row")
     log_ratio = np.log(near["split_ratio"].to_numpy(dtype=float))
-    tolerance = np.minimum(0.1, np.abs(log_ratio) / 3)
+    tolerance = np.minimum(MAX_TOLERANCE, np.abs(log_ratio) / 3)
     for sign in (1.0, -1.0):  # not applied (prices x ratio) or applied twice (prices / ratio)
         hit = np.abs(log_jump - sign * log_ratio) < tolerance
         out = np.where(hit & (out == 0), sign * log_ratio, out)
     return np.nan_to_num(out)
 
 
+def _dividend_explained(
+    bars: pd.DataFrame, actions: pd.DataFrame, log_jump: np.ndarray
+) -> np.ndarray:
+    """Bars on an ex-date whose jump is the dividend's own price drop (a special dividend on
+    a consolidation's ex-date, CNE.L: not an unapplied split)."""
+    if "dividend_factor" not in actions or actions.empty:
+        return np.zeros(len(bars), dtype=bool)
+    paying = actions[actions["dividend_factor"] < 1]
+    keyed = bars[["ticker", "session_date"]].assign(
+        session_date=pd.to_datetime(bars["session_date"])
+    )
+    factor = keyed.merge(
+        paying.assign(session_date=pd.to_datetime(paying["ex_date"]))[
+            ["ticker", "session_date", "dividend_factor"]
+        ],
+        on=["ticker", "session_date"],
+        how="left",
+    )["dividend_factor"].to_numpy(dtype=float)
+    return np.abs(log_jump - np.log(factor)) < MAX_TOLERANCE / 2
+
+
 def repair_bars(
-    bars: pd.DataFrame, splits: pd.DataFrame, switches: RepairSwitches
+    bars: pd.DataFrame, actions: pd.DataFrame, switches: RepairSwitches
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(repaired bars with `repair_reason`, repair log, quarantined bars with reason/detail).
 
-    `bars`: accepted daily bars (bronze columns), any tickers and dates; `splits`: ticker,
-    ex_date, split_ratio of the known splits."""
+    `bars`: accepted daily bars (bronze columns), any tickers and dates; `actions`: ticker,
+    ex_date, split_ratio, dividend_factor of the known corporate actions."""
     bars = bars.sort_values(["ticker", "session_date"], kind="stable").reset_index(drop=True)
     original = bars.copy()
     reasons = pd.Series([[] for _ in range(len(bars))], index=bars.index, dtype=object)
@@ -93,15 +121,20 @@ def repair_bars(
     log_jump = np.nan_to_num(log_jump)
 
     unit = np.zeros(len(bars))
-    if switches.unit_100x:
-        for sign in (1.0, -1.0):
-            unit = np.where(
-                np.abs(log_jump - sign * np.log(UNIT_FACTOR)) < UNIT_TOLERANCE,
-                sign * np.log(UNIT_FACTOR),
-                unit,
-            )
-    split = _split_jump(bars, splits, log_jump) if switches.split_unapplied else np.zeros(len(bars))
-    split = np.where(unit != 0, 0.0, split)
+    for sign in (1.0, -1.0):
+        unit = np.where(
+            np.abs(log_jump - sign * np.log(UNIT_FACTOR)) < UNIT_TOLERANCE,
+            sign * np.log(UNIT_FACTOR),
+            unit,
+        )
+    splits = actions[actions["split_ratio"] != 1]
+    split = _split_jump(bars, splits, log_jump)
+    split = np.where((unit != 0) | _dividend_explained(bars, actions, log_jump), 0.0, split)
+    # Detected either way (a switched-off kind is served as the provider sent it, not
+    # quarantined as unexplained); applied only when switched on.
+    explained = unit + split
+    unit = unit if switches.unit_100x else np.zeros(len(bars))
+    split = split if switches.split_unapplied else np.zeros(len(bars))
     levels = pd.DataFrame(
         {"ticker": bars["ticker"], "unit": unit, "split": split, "traded": bars["volume"] > 0}
     )
@@ -131,7 +164,7 @@ def repair_bars(
 
     # A spike out and straight back that no repair explains: quarantine the bar.
     back = -pd.Series(log_jump).groupby(bars["ticker"]).shift(-1).fillna(0).to_numpy()
-    residual = log_jump - unit - split
+    residual = log_jump - explained
     spike = (np.abs(residual) >= np.log(SPIKE_FACTOR)) & (np.abs(back - residual) < np.log(2))
     spike &= np.sign(back) == np.sign(residual)
 

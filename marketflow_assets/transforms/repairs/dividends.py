@@ -10,6 +10,8 @@ dividend_unit, too small: per ticker, at least 3 dividends under 0.1% whose medi
 their median yield or more, or a single one that is 1/100 of the ticker's other dividends (within
 2x) and comes with a drop of 50x its yield: multiplied by 100. Tiny real dividends (ETF residuals)
 have neither.
+dividend_unit, split: on a split's ex-date, a dividend in pre-split terms while the provider's
+own Adj Close step gives the post-split amount: divided by the split ratio.
 dividend_duplicate: two dividends of one ticker within `DUPLICATE_DAYS` days (after the unit
 repair): equal amounts keep the later (Yahoo's phantom comes first), different amounts keep the
 earlier. The dropped one stays in the table with dividend 0 and its original amount.
@@ -28,7 +30,8 @@ TINY_YIELD = 0.001
 
 
 def repair_dividends(actions: pd.DataFrame, switches: RepairSwitches) -> pd.DataFrame:
-    """`actions` (one row per ticker and ex-date: dividend, yield_, drop) with dividend repaired
+    """`actions` (one row per ticker and ex-date: dividend, split_ratio, yield_, drop,
+    provider_yield) with dividend repaired
     and `original_dividend`, `repair_reason`, `repair_detail` filled where it was."""
     out = actions.sort_values(["ticker", "ex_date"], kind="stable").reset_index(drop=True)
     out["original_dividend"] = np.nan
@@ -55,7 +58,16 @@ def repair_dividends(actions: pd.DataFrame, switches: RepairSwitches) -> pd.Data
         ratio = (out["dividend"] / out["ticker"].map(others)).to_numpy(dtype=float)
         lone = tiny & (ratio > 0.005) & (ratio < 0.02) & (drop >= 50 * y)
         too_small = tiny & (out["ticker"].isin(systematic).to_numpy() | lone)
-        scale = np.where(too_large, 0.01, np.where(too_small, 100.0, 1.0))
+        # Paid on a split's ex-date in pre-split terms (4063.T: 275 JPY with a 5:1 split, 55 in
+        # post-split terms) while the provider's own Adj Close step says the split-adjusted amount.
+        ratio_split = out["split_ratio"].to_numpy(dtype=float)
+        provider_y = out["provider_yield"].to_numpy(dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mismatch = np.abs(y / (provider_y * ratio_split) - 1)
+        unsplit = is_div & (ratio_split != 1) & (mismatch < 0.05)
+        scale = np.where(
+            too_large, 0.01, np.where(too_small, 100.0, np.where(unsplit, 1 / ratio_split, 1.0))
+        )
         hit = scale != 1
         out.loc[hit, "original_dividend"] = out.loc[hit, "dividend"]
         out.loc[hit, "repair_reason"] = "dividend_unit"
