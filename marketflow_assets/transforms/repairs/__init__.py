@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-
 from marketflow_assets.contracts.silver import REPAIR_KINDS
 
 DIVIDEND_REPAIR_KINDS = ("dividend_unit", "dividend_duplicate")
