@@ -105,3 +105,12 @@ def own_session_dates(tickers: pd.Series, bar_dates: pd.Series) -> pd.DataFrame:
     return pd.DataFrame(
         {"mic": mics.to_numpy(), "session_date": out.astype("datetime64[ns]")}, index=tickers.index
     )
+
+
+def listings_frame() -> pd.DataFrame:
+    """The suffix table as rows (suffix '' = a US listing without a suffix), for SQL joins."""
+    rows = [("", US_LISTING), *SUFFIX_EXCHANGES.items()]
+    return pd.DataFrame(
+        [(suffix, x.mic, x.currency, x.price_unit, x.price_scale) for suffix, x in rows],
+        columns=["suffix", "mic", "currency", "price_unit", "price_scale"],
+    )

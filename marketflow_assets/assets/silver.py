@@ -8,6 +8,7 @@ import pandas as pd
 from marketflow_assets import cadence
 from marketflow_assets.calendar import xnys
 from marketflow_assets.contracts import silver as contracts
+from marketflow_assets.exchanges import listings_frame
 from marketflow_assets.partitions import (
     INTRADAY_CHUNK_SESSIONS,
     sessions_of,
@@ -243,13 +244,20 @@ def silver_daily_validation(
 def silver_symbols(universe: UniverseResource) -> TableWrite:
     return TableWrite(
         rows="""
-SELECT ticker, name, exchange, currency, quote_type,
+SELECT p.ticker, name, exchange,
+    -- the listing's ISO currency; Yahoo's profile says the price unit (GBp) there
+    coalesce(l.currency, p.currency) AS currency, quote_type,
     CASE WHEN quote_type = 'EQUITY' THEN sector END AS sector,
     CASE WHEN quote_type = 'EQUITY' THEN industry END AS industry,
-    list_contains($universe, ticker) AS in_universe,
+    list_contains($universe, p.ticker) AS in_universe,
     source,
-    fetched_at AS updated_at
-FROM bronze.company_profiles
+    fetched_at AS updated_at,
+    l.mic,
+    coalesce(l.price_unit, p.currency) AS price_unit
+FROM bronze.company_profiles p
+LEFT JOIN listings l
+    ON l.suffix = CASE WHEN contains(p.ticker, '.') THEN upper(regexp_extract(p.ticker, '\\.([^.]+)$', 1)) ELSE '' END
 """,
         params={"universe": universe.symbols()},
+        frames={"listings": listings_frame()},
     )

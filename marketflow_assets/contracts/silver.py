@@ -219,13 +219,32 @@ SYMBOLS = TableContract(
         Col("ticker", "VARCHAR", "Yahoo symbol."),
         Col("name", "VARCHAR", "Company or index name.", nullable=True),
         Col("exchange", "VARCHAR", "Exchange code.", nullable=True),
-        Col("currency", "VARCHAR", "Trading currency.", nullable=True),
+        Col(
+            "currency",
+            "VARCHAR",
+            "ISO 4217 currency of the listing (GBP for London).",
+            nullable=True,
+        ),
         Col("quote_type", "VARCHAR", "EQUITY, INDEX, ETF, ...", nullable=True),
         Col("sector", "VARCHAR", "Sector; NULL for indices and funds.", nullable=True),
         Col("industry", "VARCHAR", "Industry; NULL for indices and funds.", nullable=True),
         Col("in_universe", "BOOLEAN", "Whether the ticker is in the current universe."),
         Col("source", "VARCHAR", "Source of the profile."),
         Col("updated_at", "TIMESTAMPTZ", "Provider clock of the profile fetch."),
+        Col(
+            "mic",
+            "VARCHAR",
+            "ISO 10383 MIC of the exchange whose sessions the ticker is aligned to (from the "
+            "Yahoo suffix; XNYS for US listings); NULL for an unknown suffix.",
+            nullable=True,
+        ),
+        Col(
+            "price_unit",
+            "VARCHAR",
+            "Unit prices are quoted in: the currency, or its subunit (GBp pence, ZAc cents, ILA "
+            "agorot). Compare across tickers only after dividing by the subunit.",
+            nullable=True,
+        ),
     ),
     key=("ticker",),
     partition_column=None,

@@ -29,7 +29,7 @@ import pandas as pd
 
 from marketflow_assets.contracts import bronze as bronze_contracts
 from marketflow_assets.exchanges import SUFFIX_EXCHANGES
-from marketflow_assets.sources.base import BarsQuery
+from marketflow_assets.sources.base import BarsQuery, PayloadFormatError
 from marketflow_assets.sources.csv_files import CsvSource
 from marketflow_assets.storage.warehouse import ensure_all_tables
 from marketflow_assets.transforms.adjustments import corporate_actions_frame
@@ -76,10 +76,11 @@ class FileResult:
     different: int | None  # rows silently different
     compared: int | None
     reasons: str
+    refused: bool = False  # the source refused the whole file with an error (nothing written)
 
     @property
     def reconciled(self) -> bool:
-        return self.input_rows == self.silver_rows + self.quarantined
+        return self.refused or self.input_rows == self.silver_rows + self.quarantined
 
     @property
     def passed(self) -> bool:
@@ -94,7 +95,12 @@ class FileResult:
                     if r and r.split(" ")[0] not in INVALID_ON_THEIR_OWN
                 ]
             )
-        return self.reconciled and self.different == 0 and self.equal == self.compared
+        return (
+            not self.refused
+            and self.reconciled
+            and self.different == 0
+            and self.equal == self.compared
+        )
 
 
 def run_file(path: Path, switches: RepairSwitches | None = None) -> FileResult:
@@ -190,11 +196,43 @@ def _compare(
     return int(equal.sum()), int(explained.sum()), int(silent.sum()), len(fixed)
 
 
+def refused(path: Path, error: Exception) -> FileResult:
+    """A file the csv source refuses (intraday bars): counted, and failed if it is a pair."""
+    match = FILE_PATTERN.match(path.name)
+    assert match is not None
+    control = not path.with_name(path.name.replace(".csv", "-fixed.csv")).exists()
+    rows = sum(1 for _ in path.open()) - 1
+    return FileResult(
+        file=path.name,
+        symbol=yahoo_symbol(match["ticker"]),
+        interval=match["interval"],
+        control=control,
+        input_rows=rows,
+        silver_rows=0,
+        quarantined=0,
+        repaired=0,
+        widened=0,
+        dividend_repairs=0,
+        equal=None if control else 0,
+        repaired_beyond=None if control else 0,
+        different=None if control else 0,
+        compared=None if control else rows,
+        reasons=f"refused by the csv source: {str(error).rsplit('/', 1)[-1]}",
+        refused=True,
+    )
+
+
 def run_all(directory: Path, switches: RepairSwitches | None = None) -> list[FileResult]:
     files = sorted(
         p for p in directory.glob("*.csv") if FILE_PATTERN.match(p.name) and "-fixed" not in p.name
     )
-    return [run_file(p, switches) for p in files]
+    results = []
+    for path in files:
+        try:
+            results.append(run_file(path, switches))
+        except PayloadFormatError as exc:
+            results.append(refused(path, exc))
+    return results
 
 
 def table(results: list[FileResult]) -> str:
@@ -220,7 +258,8 @@ def table(results: list[FileResult]) -> str:
         f"pairs fully equal: {sum(r.passed for r in pairs)}/{len(pairs)} "
         f"({sum(r.passed for r in pairs) / max(len(pairs), 1):.0%}); "
         f"controls unchanged: {sum(r.passed for r in controls)}/{len(controls)}; "
-        f"input rows = silver + quarantined: {sum(r.reconciled for r in results)}/{len(results)}; "
+        f"input rows = silver + quarantined: {sum(r.reconciled for r in results)}/{len(results)} "
+        f"({sum(r.refused for r in results)} refused whole by the csv source); "
         f"pairs whose only differences are bars silver rescaled and the maintainers' file "
         f"keeps: {sum(bool(r.repaired_beyond) and not r.different for r in pairs)}; "
         f"rows silently different: {sum(r.different or 0 for r in pairs)} in "

@@ -66,6 +66,14 @@ class CsvSource(MarketDataSource):
             raise PayloadFormatError(
                 f"{path}, line {line}: Date {frame['Date'].iloc[line - 2]!r} is not YYYY-MM-DD"
             )
+        times = frame["Date"].str.slice(11, 19)
+        intraday = (times != "") & (times != "00:00:00")
+        if intraday.any():
+            line = int(intraday.to_numpy().argmax()) + 2
+            raise PayloadFormatError(
+                f"{path}, line {line}: {frame['Date'].iloc[line - 2]!r} is an intraday bar; the "
+                "csv source serves daily bars (one row per date)"
+            )
         snapshot = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
         frame.insert(0, TICKER_COLUMN, ticker)
         return frame.assign(_date=dates.dt.date), snapshot

@@ -113,7 +113,11 @@ def repair_bars(
     ex_date, split_ratio, dividend_factor of the known corporate actions."""
     bars = bars.sort_values(["ticker", "session_date"], kind="stable").reset_index(drop=True)
     original = bars.copy()
-    reasons = pd.Series([[] for _ in range(len(bars))], index=bars.index, dtype=object)
+    reasons = pd.Series("", index=bars.index, dtype=object)
+
+    def add_reason(hit: np.ndarray, kind: str) -> pd.Series:
+        return reasons.where(~hit, (reasons + "," + kind).str.lstrip(","))
+
     factors = np.ones(len(bars))
     by_ticker = bars.groupby("ticker", sort=False)
     log_close = np.log(bars["close"].to_numpy(dtype=float))
@@ -159,8 +163,7 @@ def repair_bars(
         if scales_volume:
             bars["volume"] = np.where(hit, np.round(bars["volume"] * factor), bars["volume"])
         factors = np.where(hit, factors * factor, factors)
-        for i in np.flatnonzero(hit):  # only repaired rows (a handful), to name their reason
-            reasons.iat[i] = [*reasons.iat[i], kind]
+        reasons = add_reason(hit, kind)
 
     # A spike out and straight back that no repair explains: quarantine the bar.
     back = -pd.Series(log_jump).groupby(bars["ticker"]).shift(-1).fillna(0).to_numpy()
@@ -173,11 +176,10 @@ def repair_bars(
         high = bars[["high", "open", "close"]].max(axis=1)
         widened = ((low < bars["low"]) | (high > bars["high"])).to_numpy()
         bars["low"], bars["high"] = low, high
-        for i in np.flatnonzero(widened):
-            reasons.iat[i] = [*reasons.iat[i], "range_widened"]
+        reasons = add_reason(widened, "range_widened")
 
-    repaired = reasons.map(bool).to_numpy() & ~spike
-    bars["repair_reason"] = reasons.map(lambda r: ",".join(r) if r else None)
+    repaired = reasons.ne("").to_numpy() & ~spike
+    bars["repair_reason"] = reasons.where(reasons.ne(""), None)
     log = _repair_log(original[repaired], bars[repaired], factors[repaired])
     quarantined = original[spike].assign(
         reason="unexplained_price_spike",
