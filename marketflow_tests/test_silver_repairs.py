@@ -33,6 +33,7 @@ def bars(close, volume=None, ticker="AZN.L", **columns) -> pd.DataFrame:
             "volume": volume if volume is not None else np.full(len(close), 1000.0),
             "source": "csv",
             "fetch_id": "f1",
+            "fetched_at": pd.Timestamp("2024-06-07 22:00", tz="UTC"),
             "raw_object": "obj",
         }
     )

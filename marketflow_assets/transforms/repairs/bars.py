@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from marketflow_assets.calendar import EXCHANGE_TZ
 from marketflow_assets.transforms.repairs import RepairSwitches
 
 # Relative distance outside [low, high] still read as an auction print: the opening and closing
@@ -63,9 +64,9 @@ def _split_jump(bars: pd.DataFrame, splits: pd.DataFrame, log_jump: np.ndarray) 
     if splits.empty:
         return out
     keyed = bars[["ticker", "session_date"]].assign(_row=np.arange(len(bars)))
-    keyed["session_date"] = pd.to_datetime(keyed["session_date"])
+    keyed["session_date"] = pd.to_datetime(keyed["session_date"]).astype("datetime64[ns]")
     table = splits[["ticker", "ex_date", "split_ratio"]].copy()
-    table["ex_date"] = pd.to_datetime(table["ex_date"])
+    table["ex_date"] = pd.to_datetime(table["ex_date"]).astype("datetime64[ns]")
     near = pd.merge_asof(
         keyed.sort_values("session_date"),
         table.sort_values("ex_date"),
@@ -83,6 +84,33 @@ def _split_jump(bars: pd.DataFrame, splits: pd.DataFrame, log_jump: np.ndarray) 
     return np.nan_to_num(out)
 
 
+def _splits_after(tickers: pd.Series, days: pd.Series, splits: pd.DataFrame) -> np.ndarray:
+    """Per row, the product of the ticker's split ratios with ex-date after `days`."""
+    if splits.empty:
+        return np.ones(len(tickers))
+    table = splits[["ticker", "ex_date", "split_ratio"]].copy()
+    table["ex_date"] = pd.to_datetime(table["ex_date"]).astype("datetime64[ns]")
+    table = table.sort_values(["ticker", "ex_date"], ascending=[True, False])
+    table["after"] = table.groupby("ticker")["split_ratio"].cumprod()  # this one and later
+    keyed = pd.DataFrame(
+        {
+            "ticker": tickers.to_numpy(),
+            "day": days.to_numpy().astype("datetime64[ns]"),
+            "_row": range(len(tickers)),
+        }
+    )
+    found = pd.merge_asof(
+        keyed.sort_values("day"),
+        table.sort_values("ex_date"),
+        left_on="day",
+        right_on="ex_date",
+        by="ticker",
+        direction="forward",
+        allow_exact_matches=False,
+    ).sort_values("_row")
+    return found["after"].fillna(1.0).to_numpy(dtype=float)
+
+
 def _dividend_explained(
     bars: pd.DataFrame, actions: pd.DataFrame, log_jump: np.ndarray
 ) -> np.ndarray:
@@ -92,10 +120,10 @@ def _dividend_explained(
         return np.zeros(len(bars), dtype=bool)
     paying = actions[actions["dividend_factor"] < 1]
     keyed = bars[["ticker", "session_date"]].assign(
-        session_date=pd.to_datetime(bars["session_date"])
+        session_date=pd.to_datetime(bars["session_date"]).astype("datetime64[ns]")
     )
     factor = keyed.merge(
-        paying.assign(session_date=pd.to_datetime(paying["ex_date"]))[
+        paying.assign(session_date=pd.to_datetime(paying["ex_date"]).astype("datetime64[ns]"))[
             ["ticker", "session_date", "dividend_factor"]
         ],
         on=["ticker", "session_date"],
@@ -119,10 +147,16 @@ def repair_bars(
         return reasons.where(~hit, (reasons + "," + kind).str.lstrip(","))
 
     factors = np.ones(len(bars))
-    by_ticker = bars.groupby("ticker", sort=False)
-    log_close = np.log(bars["close"].to_numpy(dtype=float))
-    log_jump = log_close - by_ticker["close"].shift(1).pipe(np.log).to_numpy()
-    log_jump = np.nan_to_num(log_jump)
+    # Bars of different fetches are in different as-of bases (a fetch before a split serves
+    # pre-split prices): compare them all in the latest basis, or a fetch boundary would look
+    # like an unapplied split.
+    splits = actions[actions["split_ratio"] != 1]
+    fetched = pd.to_datetime(bars["fetched_at"], utc=True).dt.tz_convert(EXCHANGE_TZ)
+    latest = bars["close"].to_numpy(dtype=float) / _splits_after(
+        bars["ticker"], fetched.dt.tz_localize(None).dt.normalize(), splits
+    )
+    log_close = pd.Series(np.log(latest), index=bars.index)
+    log_jump = np.nan_to_num((log_close - log_close.groupby(bars["ticker"]).shift(1)).to_numpy())
 
     unit = np.zeros(len(bars))
     for sign in (1.0, -1.0):
@@ -131,7 +165,6 @@ def repair_bars(
             sign * np.log(UNIT_FACTOR),
             unit,
         )
-    splits = actions[actions["split_ratio"] != 1]
     split = _split_jump(bars, splits, log_jump)
     split = np.where((unit != 0) | _dividend_explained(bars, actions, log_jump), 0.0, split)
     # Detected either way (a switched-off kind is served as the provider sent it, not
