@@ -18,7 +18,7 @@ export DAGSTER_DISABLE_TELEMETRY := true
 # a failed run show as missing rather than failed. See README, Performance.
 export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS ?= 1
 
-.PHONY: help install install-dev lock demo dev test lint format bench docs clean
+.PHONY: help install install-dev lock demo dev test lint format bench docs clean repair-report
 
 help:
 	@echo "make demo    - install, then a year of history raw -> gold, every mart and chart (simulator)"
@@ -27,6 +27,7 @@ help:
 	@echo "make lint    - ruff check + format check"
 	@echo "make bench   - run the market-scale benchmark (results in bench_results/)"
 	@echo "make lock    - re-pin requirements.lock after a dependency change in pyproject.toml"
+	@echo "make repair-report - yfinance price-repair fixtures through silver vs the maintainers' fixed files"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -77,6 +78,10 @@ format: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m marketflow_assets.benchmark $(BENCH_ARGS)
+
+# yfinance's price-repair fixtures through the csv source into silver (../shared/real_data)
+repair-report: $(VENV)/.installed
+	$(BIN)/python -m marketflow_assets.repair_report $(REPAIR_ARGS)
 
 clean:
 	rm -rf $(VENV) .marketflow dbt/target dbt/logs .pytest_cache .ruff_cache

@@ -60,7 +60,9 @@ def materialize(
         if isinstance(select, dg.AssetSelection)
         else dg.AssetSelection.from_coercible(list(select))
     )
-    keys = selection.resolve(defs.resolve_asset_graph())
+    # As the UI does: a multi-asset that cannot be split (silver's daily validation) is selected
+    # whole when any of its assets is.
+    keys = selection.required_multi_asset_neighbors().resolve(defs.resolve_asset_graph())
     job = defs.resolve_implicit_global_asset_job_def()
     return job.execute_in_process(
         asset_selection=list(keys),

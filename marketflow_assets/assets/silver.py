@@ -8,6 +8,7 @@ import pandas as pd
 from marketflow_assets import cadence
 from marketflow_assets.calendar import xnys
 from marketflow_assets.contracts import silver as contracts
+from marketflow_assets.exchanges import listings_frame
 from marketflow_assets.partitions import (
     INTRADAY_CHUNK_SESSIONS,
     sessions_of,
@@ -22,13 +23,13 @@ from marketflow_assets.resources import (
 )
 from marketflow_assets.storage.lake import LakeResource
 from marketflow_assets.storage.raw_io_manager import FILE_DROP_SOURCE
-from marketflow_assets.storage.warehouse import TableWrite
+from marketflow_assets.storage.warehouse import TableWrite, WarehouseResource, ensure_all_tables
 from marketflow_assets.transforms.adjustments import (
     corporate_actions_frame,
-    silver_daily_bars_sql,
     silver_intraday_bars_sql,
 )
-from marketflow_assets.transforms.bar_quality import rejected_bars_sql
+from marketflow_assets.transforms.repairs import RepairSwitches
+from marketflow_assets.transforms.silver_validation import validate_daily_bars
 
 
 def scope_params(context: dg.AssetExecutionContext) -> dict:
@@ -45,6 +46,13 @@ def session_hours(sessions: list[dt.date]) -> pd.DataFrame:
     return xnys().schedule(sessions[0], sessions[-1])
 
 
+class DividendRepairConfig(dg.Config):
+    """A switch per dividend repair kind (README, "Repairs"); off keeps the provider's amount."""
+
+    dividend_unit: bool = True
+    dividend_duplicate: bool = True
+
+
 @dg.asset(
     key=["silver", "corporate_actions"],
     tags=cadence.DAILY,
@@ -58,7 +66,9 @@ def session_hours(sessions: list[dt.date]) -> pd.DataFrame:
     description=contracts.CORPORATE_ACTIONS.description,
     metadata=contracts.CORPORATE_ACTIONS.asset_metadata(),
 )
-def silver_corporate_actions(market_data: MarketDataResource, lake: LakeResource) -> TableWrite:
+def silver_corporate_actions(
+    market_data: MarketDataResource, lake: LakeResource, config: DividendRepairConfig
+) -> TableWrite:
     raw = lake.raw()
     events = pd.DataFrame(
         [
@@ -73,39 +83,31 @@ def silver_corporate_actions(market_data: MarketDataResource, lake: LakeResource
             "dividend",
             "split_ratio",
             "prev_close",
+            "open",
+            "adj_ratio",
+            "prev_adj_ratio",
             "fetched_at",
             "fetch_id",
             "source",
         ],
     )
     events["fetched_at"] = pd.to_datetime(events["fetched_at"], utc=True)
-    actions = corporate_actions_frame(events)
+    switches = RepairSwitches(
+        dividend_unit=config.dividend_unit, dividend_duplicate=config.dividend_duplicate
+    )
+    actions = corporate_actions_frame(events, switches)
     return TableWrite(
         rows=actions,
         metadata={
             "splits": dg.MetadataValue.int(int((actions["split_ratio"] != 1).sum())),
             "dividends": dg.MetadataValue.int(int((actions["dividend"] > 0).sum())),
+            **{
+                f"repaired_{kind}": dg.MetadataValue.int(
+                    int((actions["repair_reason"] == kind).sum())
+                )
+                for kind in ("dividend_unit", "dividend_duplicate")
+            },
         },
-    )
-
-
-@dg.asset(
-    key=["silver", "daily_bars"],
-    tags=cadence.DAILY,
-    group_name="silver",
-    kinds={"duckdb", "sql"},
-    deps=[dg.AssetKey(["bronze", "daily_bars"]), silver_corporate_actions],
-    partitions_def=sessions_partitions_def,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    io_manager_key="warehouse_io_manager",
-    pool=WAREHOUSE_POOL,
-    retry_policy=WAREHOUSE_RETRY_POLICY,
-    description=contracts.DAILY_BARS.description,
-    metadata=contracts.DAILY_BARS.asset_metadata(),
-)
-def silver_daily_bars(context: dg.AssetExecutionContext) -> TableWrite:
-    return TableWrite(
-        rows=silver_daily_bars_sql(), params=scope_params(context), tickers=ticker_scope(context)
     )
 
 
@@ -135,26 +137,94 @@ def silver_intraday_bars_1m(context: dg.AssetExecutionContext) -> TableWrite:
     )
 
 
-@dg.asset(
-    key=["silver", "rejected_bars"],
-    tags=cadence.DAILY,
-    group_name="silver",
-    kinds={"duckdb", "sql"},
-    deps=[dg.AssetKey(["bronze", "daily_bars"]), dg.AssetKey(["bronze", "intraday_bars_1m"])],
+class SilverRepairConfig(dg.Config):
+    """A switch per repair kind (README, "Repairs"): off serves that error as the provider sent
+    it (or quarantines it, where the bar is invalid without the repair)."""
+
+    range_widened: bool = True
+    unit_100x: bool = True
+    split_unapplied: bool = True
+    adj_close_recomputed: bool = True
+
+    def switches(self) -> RepairSwitches:
+        return RepairSwitches(
+            range_widened=self.range_widened,
+            unit_100x=self.unit_100x,
+            split_unapplied=self.split_unapplied,
+            adj_close_recomputed=self.adj_close_recomputed,
+        )
+
+
+def _spec(contract, deps: list) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        key=contract.asset_key,
+        group_name="silver",
+        kinds={"duckdb", "pandas"},
+        tags=cadence.DAILY,
+        description=contract.description,
+        metadata=contract.asset_metadata(),
+        deps=deps,
+        partitions_def=sessions_partitions_def,
+    ).with_io_manager_key("warehouse_io_manager")
+
+
+BRONZE_DAILY = dg.AssetKey(["bronze", "daily_bars"])
+
+
+@dg.multi_asset(
+    name="silver_daily_validation",
+    specs=[
+        _spec(contracts.DAILY_BARS, [BRONZE_DAILY, silver_corporate_actions.key]),
+        _spec(contracts.REJECTED_BARS, [BRONZE_DAILY, dg.AssetKey(["bronze", "intraday_bars_1m"])]),
+        _spec(contracts.BAR_REPAIRS, [BRONZE_DAILY]),
+    ],
     partitions_def=sessions_partitions_def,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    io_manager_key="warehouse_io_manager",
     pool=WAREHOUSE_POOL,
     retry_policy=WAREHOUSE_RETRY_POLICY,
-    description=contracts.REJECTED_BARS.description,
-    metadata=contracts.REJECTED_BARS.asset_metadata(),
+    # Accepted, rejected and repaired rows are three outputs of one classification: materializing
+    # one without the others would break bronze = silver + rejected (row_reconciliation).
+    can_subset=False,
 )
-def silver_rejected_bars(context: dg.AssetExecutionContext) -> TableWrite:
-    return TableWrite(
-        rows=rejected_bars_sql(("1d", "1m")),
-        params=scope_params(context),
-        tickers=ticker_scope(context),
-        frames={"session_hours": session_hours(sessions_of(context))},
+def silver_daily_validation(
+    context: dg.AssetExecutionContext, config: SilverRepairConfig, warehouse: WarehouseResource
+):
+    """Validate the run's bronze daily bars once: accepted (and repaired) bars to silver, the
+    others to silver.rejected_bars with a reason, every repair to silver.bar_repairs."""
+    params = scope_params(context)
+    with warehouse.get_connection() as con:
+        ensure_all_tables(con)
+        result = validate_daily_bars(
+            con,
+            params["start"],
+            params["end"],
+            params["tickers"],
+            config.switches(),
+            session_hours=session_hours(sessions_of(context)),
+        )
+    tickers = ticker_scope(context)
+    counts = result.repairs["kind"].str.split(",").explode().value_counts()
+    yield dg.Output(
+        TableWrite(
+            rows=result.bars,
+            tickers=tickers,
+            metadata={
+                f"repaired_{kind}": dg.MetadataValue.int(int(counts.get(kind, 0)))
+                for kind in (
+                    "range_widened",
+                    "unit_100x",
+                    "split_unapplied",
+                    "adj_close_recomputed",
+                )
+            },
+        ),
+        output_name="silver__daily_bars",
+    )
+    yield dg.Output(
+        TableWrite(rows=result.rejected, tickers=tickers), output_name="silver__rejected_bars"
+    )
+    yield dg.Output(
+        TableWrite(rows=result.repairs, tickers=tickers), output_name="silver__bar_repairs"
     )
 
 
@@ -174,13 +244,20 @@ def silver_rejected_bars(context: dg.AssetExecutionContext) -> TableWrite:
 def silver_symbols(universe: UniverseResource) -> TableWrite:
     return TableWrite(
         rows="""
-SELECT ticker, name, exchange, currency, quote_type,
+SELECT p.ticker, name, exchange,
+    -- the listing's ISO currency; Yahoo's profile says the price unit (GBp) there
+    coalesce(l.currency, p.currency) AS currency, quote_type,
     CASE WHEN quote_type = 'EQUITY' THEN sector END AS sector,
     CASE WHEN quote_type = 'EQUITY' THEN industry END AS industry,
-    list_contains($universe, ticker) AS in_universe,
+    list_contains($universe, p.ticker) AS in_universe,
     source,
-    fetched_at AS updated_at
-FROM bronze.company_profiles
+    fetched_at AS updated_at,
+    l.mic,
+    coalesce(l.price_unit, p.currency) AS price_unit
+FROM bronze.company_profiles p
+LEFT JOIN listings l
+    ON l.suffix = CASE WHEN contains(p.ticker, '.') THEN upper(regexp_extract(p.ticker, '\\.([^.]+)$', 1)) ELSE '' END
 """,
         params={"universe": universe.symbols()},
+        frames={"listings": listings_frame()},
     )

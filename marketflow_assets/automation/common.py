@@ -42,6 +42,8 @@ INTRADAY_SELECTION = cadence.intraday_assets
 ADJUSTMENT_SELECTION = dg.AssetSelection.assets(SILVER_DAILY, SILVER_INTRADAY) | (
     cadence.daily_assets & dg.AssetSelection.assets(SILVER_DAILY).downstream(include_self=False)
 )
+# silver/daily_bars is one output of the daily validation multi-asset: select it whole
+ADJUSTMENT_SELECTION = ADJUSTMENT_SELECTION.required_multi_asset_neighbors()
 FILE_DROP_SELECTION = cadence.daily_assets
 
 

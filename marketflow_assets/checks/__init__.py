@@ -24,7 +24,7 @@ import dagster as dg
 
 def extra_checks() -> dict[dg.AssetKey, tuple]:
     """Checks beyond contract + keys, by asset."""
-    from marketflow_assets.checks import anomalies, intraday, silver
+    from marketflow_assets.checks import anomalies, intraday, repairs, silver
 
     return {
         dg.AssetKey(["silver", "daily_bars"]): (
@@ -33,7 +33,9 @@ def extra_checks() -> dict[dg.AssetKey, tuple]:
             silver.completeness_check(),
             anomalies.price_jump_check(),
             anomalies.volume_spike_check(),
+            *repairs.bar_repair_checks(),
         ),
+        dg.AssetKey(["silver", "corporate_actions"]): repairs.dividend_repair_checks(),
         dg.AssetKey(["silver", "intraday_bars_1m"]): intraday.intraday_checks(),
     }
 

@@ -16,6 +16,7 @@ CONTRACTS: dict[str, TableContract] = {
         silver.DAILY_BARS,
         silver.INTRADAY_BARS_1M,
         silver.REJECTED_BARS,
+        silver.BAR_REPAIRS,
         silver.CORPORATE_ACTIONS,
         silver.SYMBOLS,
         gold.DAILY_FEATURES,

@@ -23,6 +23,15 @@ BAR_REJECTION_REASONS = (
     "price_out_of_range",
     "fractional_volume",
     "volume_out_of_range",
+    "unexplained_price_spike",
+)
+REPAIR_KINDS = (
+    "range_widened",
+    "unit_100x",
+    "split_unapplied",
+    "adj_close_recomputed",
+    "dividend_unit",
+    "dividend_duplicate",
 )
 
 
@@ -88,9 +97,46 @@ DAILY_BARS = TableContract(
         ),
         Col("source", "VARCHAR", "Source that served the bar."),
         Col("fetched_at", "TIMESTAMPTZ", "Provider clock of the fetch this bar came from (UTC)."),
+        Col(
+            "repair_reason",
+            "VARCHAR",
+            "Repair kinds applied to this bar, comma-separated (silver.bar_repairs has the "
+            "before and after); NULL if served as the provider sent it.",
+            nullable=True,
+        ),
     ),
     key=("ticker", "session_date"),
     frame_checks=(_ohlc_consistent(""), _ohlc_consistent("adj_")),
+)
+
+BAR_REPAIRS = TableContract(
+    table="silver.bar_repairs",
+    description=(
+        "Every daily bar silver repaired instead of rejecting: which repair, by what factor, "
+        "why, and the values before (as in bronze, provider as-of basis) and after. Written "
+        "with silver.daily_bars by the same validation."
+    ),
+    columns=(
+        Col("ticker", "VARCHAR", "Yahoo symbol."),
+        Col("session_date", "DATE", "Session of the bar."),
+        Col("kind", "VARCHAR", "Repair kind(s), comma-separated (README, 'Repairs')."),
+        Col("factor", "DOUBLE", "Factor the prices were divided by (1 for range widening)."),
+        Col("detail", "VARCHAR", "What changed.", nullable=True),
+        Col("original_open", "DOUBLE", "Open before the repair."),
+        Col("original_high", "DOUBLE", "High before the repair."),
+        Col("original_low", "DOUBLE", "Low before the repair."),
+        Col("original_close", "DOUBLE", "Close before the repair."),
+        Col("original_volume", "DOUBLE", "Volume before the repair."),
+        Col("open", "DOUBLE", "Open after the repair."),
+        Col("high", "DOUBLE", "High after the repair."),
+        Col("low", "DOUBLE", "Low after the repair."),
+        Col("close", "DOUBLE", "Close after the repair."),
+        Col("volume", "DOUBLE", "Volume after the repair."),
+        Col("source", "VARCHAR", "Source of the bar."),
+        Col("fetch_id", "VARCHAR", "Raw fetch of the bar."),
+        Col("raw_object", "VARCHAR", "Raw object with the untouched payload row."),
+    ),
+    key=("ticker", "session_date"),
 )
 
 REJECTED_BARS = TableContract(
@@ -152,6 +198,19 @@ CORPORATE_ACTIONS = TableContract(
         Col("first_seen_at", "TIMESTAMPTZ", "Provider clock of the first fetch that reported it."),
         Col("last_seen_at", "TIMESTAMPTZ", "Provider clock of the latest fetch that reported it."),
         Col("source", "VARCHAR", "Source that reported it."),
+        Col(
+            "original_dividend",
+            "DOUBLE",
+            "The dividend as the provider reported it, where silver corrected it.",
+            nullable=True,
+        ),
+        Col(
+            "repair_reason",
+            "VARCHAR",
+            "dividend_unit or dividend_duplicate where corrected; NULL otherwise.",
+            nullable=True,
+        ),
+        Col("repair_detail", "VARCHAR", "The evidence for the correction.", nullable=True),
     ),
     key=("ticker", "ex_date"),
     partition_column=None,
@@ -164,13 +223,32 @@ SYMBOLS = TableContract(
         Col("ticker", "VARCHAR", "Yahoo symbol."),
         Col("name", "VARCHAR", "Company or index name.", nullable=True),
         Col("exchange", "VARCHAR", "Exchange code.", nullable=True),
-        Col("currency", "VARCHAR", "Trading currency.", nullable=True),
+        Col(
+            "currency",
+            "VARCHAR",
+            "ISO 4217 currency of the listing (GBP for London).",
+            nullable=True,
+        ),
         Col("quote_type", "VARCHAR", "EQUITY, INDEX, ETF, ...", nullable=True),
         Col("sector", "VARCHAR", "Sector; NULL for indices and funds.", nullable=True),
         Col("industry", "VARCHAR", "Industry; NULL for indices and funds.", nullable=True),
         Col("in_universe", "BOOLEAN", "Whether the ticker is in the current universe."),
         Col("source", "VARCHAR", "Source of the profile."),
         Col("updated_at", "TIMESTAMPTZ", "Provider clock of the profile fetch."),
+        Col(
+            "mic",
+            "VARCHAR",
+            "ISO 10383 MIC of the exchange whose sessions the ticker is aligned to (from the "
+            "Yahoo suffix; XNYS for US listings); NULL for an unknown suffix.",
+            nullable=True,
+        ),
+        Col(
+            "price_unit",
+            "VARCHAR",
+            "Unit prices are quoted in: the currency, or its subunit (GBp pence, ZAc cents, ILA "
+            "agorot). Compare across tickers only after dividing by the subunit.",
+            nullable=True,
+        ),
     ),
     key=("ticker",),
     partition_column=None,

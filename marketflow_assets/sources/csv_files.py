@@ -61,6 +61,8 @@ class CsvSource(MarketDataSource):
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
             raise PayloadFormatError(f"{path}: not a readable CSV file ({exc})") from exc
         frame.columns = [str(c).strip() for c in frame.columns]
+        if "Date" not in frame.columns and "Datetime" in frame.columns:
+            frame = frame.rename(columns={"Datetime": "Date"})  # yfinance's tz-aware export
         missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
         if missing:
             raise PayloadFormatError(
@@ -75,6 +77,14 @@ class CsvSource(MarketDataSource):
                 f"{problems.iloc[row]}"
             )
         dates = bar_dates(frame["Date"].str.strip())
+        times = frame["Date"].str.strip().str.slice(11, 19)
+        intraday = (times != "") & (times != "00:00:00")
+        if intraday.any():
+            line = int(intraday.to_numpy().argmax()) + 2
+            raise PayloadFormatError(
+                f"{path}, line {line}, field Date: {frame['Date'].iloc[line - 2]!r} is an intraday "
+                "bar; the csv source serves daily bars (one row per date)"
+            )
         version = {
             "modified_at": dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).isoformat(),
             "sha256": hashlib.sha256(data).hexdigest(),

@@ -22,12 +22,16 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from marketflow_assets.calendar import xnys
 from marketflow_assets.contracts import silver as silver_contracts
+from marketflow_assets.exchanges import exchange_sessions, listing_of
 from marketflow_assets.transforms.bar_quality import classified_bars_sql
+from marketflow_assets.transforms.repairs import RepairSwitches
+from marketflow_assets.transforms.repairs.dividends import repair_dividends
 
 
-def corporate_actions_frame(events: pd.DataFrame) -> pd.DataFrame:
+def corporate_actions_frame(
+    events: pd.DataFrame, switches: RepairSwitches | None = None
+) -> pd.DataFrame:
     """silver.corporate_actions rows from the events recorded in raw fetch manifests.
 
     Per (ticker, ex-date) the latest fetch's numbers win; first/last seen come from all.
@@ -38,13 +42,16 @@ def corporate_actions_frame(events: pd.DataFrame) -> pd.DataFrame:
     if events.empty:
         return pd.DataFrame(columns=columns)
     events = events.assign(
-        # A provider may stamp an action on a non-session day; it takes effect at the next open.
-        ex_date=_next_sessions(pd.to_datetime(events["date"])),
+        # A provider may stamp an action on a non-session day; it takes effect at the next open
+        # of the ticker's own exchange.
+        ex_date=_next_sessions(pd.to_datetime(events["date"]), events["ticker"]),
+        # dividend-repair evidence; absent from manifests landed before it was recorded
+        **{c: events.get(c, np.nan) for c in ("open", "adj_ratio", "prev_adj_ratio")},
     )
     con = duckdb.connect()
     try:
         con.register("events", events)
-        return con.execute(
+        actions = con.execute(
             """
 WITH ranked AS (
     SELECT *,
@@ -76,31 +83,42 @@ SELECT
     ex_date::DATE AS ex_date,
     dividend * splits_to_fetch AS dividend,
     split_ratio,
-    CASE WHEN dividend > 0 AND prev_close > 0 THEN 1 - dividend / prev_close ELSE 1.0 END
-        AS dividend_factor,
+    CASE WHEN dividend > 0 AND prev_close > 0 THEN dividend / prev_close ELSE 0.0 END AS yield_,
+    CASE WHEN prev_close > 0 THEN (prev_close - open) / prev_close END AS drop,
+    1 - prev_adj_ratio / adj_ratio AS provider_yield,
     first_seen_at,
     last_seen_at,
     source
 FROM rebased
 ORDER BY ticker, ex_date
 """
-        ).df()[columns]
+        ).df()
     finally:
         con.close()
+    actions = repair_dividends(actions, switches or RepairSwitches())
+    return actions.assign(dividend_factor=1.0 - actions["yield_"])[columns]
 
 
-def _next_sessions(dates: pd.Series) -> pd.Series:
-    cal = xnys()
+def _next_sessions(dates: pd.Series, tickers: pd.Series) -> pd.Series:
     values = dates.to_numpy().astype("datetime64[D]")
-    idx = np.clip(np.searchsorted(cal.sessions, values, side="left"), 0, len(cal.sessions) - 1)
-    return pd.Series(cal.sessions[idx].astype("datetime64[ns]"), index=dates.index)
+    out = np.empty(len(values), dtype="datetime64[D]")
+    mics = tickers.map({t: listing_of(t).mic for t in tickers.unique()}).to_numpy()
+    for mic in np.unique(mics):  # one vectorised lookup per exchange
+        rows = mics == mic
+        sessions = exchange_sessions(mic)
+        idx = np.searchsorted(sessions, values[rows], side="left")
+        out[rows] = sessions[np.clip(idx, 0, len(sessions) - 1)]
+    return pd.Series(out.astype("datetime64[ns]"), index=dates.index)
 
 
-def silver_daily_bars_sql() -> str:
-    """silver.daily_bars rows for the scope ($start, $end, $tickers)."""
+def silver_daily_bars_sql(accepted: str = "accepted_bars") -> str:
+    """silver.daily_bars rows for the scope ($tickers) from the relation `accepted` (bronze rows
+    silver accepted, already repaired: transforms/silver_validation.py). $provider_adjustment:
+    take the provider's Adj Close / Close as the dividend adjustment (the adj_close_recomputed
+    repair switched off). Extra columns (not in the table) compare the two adjustments."""
     return f"""
 WITH accepted AS (
-    SELECT * FROM ({classified_bars_sql("1d")}) WHERE reason IS NULL
+    SELECT * FROM {accepted}
 ),
 actions AS (
     SELECT * FROM silver.corporate_actions
@@ -139,6 +157,7 @@ traded AS (
         CASE WHEN provider_adjusted THEN 1.0 ELSE splits_in_fetch_basis END AS to_traded,
         CASE WHEN provider_adjusted
             THEN coalesce(adj_close / close, 1.0)
+            WHEN $provider_adjustment THEN coalesce(adj_close / close, 1.0) / splits_after_bar
             ELSE dividend_factor_after_bar / splits_after_bar END AS price_factor,
         CASE WHEN provider_adjusted THEN 1.0 ELSE splits_after_bar END AS volume_factor
     FROM based
@@ -159,7 +178,14 @@ SELECT
     coalesce(ca.dividend, 0.0) AS dividend,
     coalesce(ca.split_ratio, 1.0) AS split_ratio,
     t.source,
-    t.fetched_at
+    t.fetched_at,
+    t.repair_reason,
+    NOT t.provider_adjusted AND abs(t.adj_close / t.close / t.dividend_factor_after_bar - 1) > 1e-4
+        AS provider_adjustment_differs,
+    t.adj_close / t.close AS provider_adjustment,
+    t.dividend_factor_after_bar AS silver_adjustment,
+    t.fetch_id,
+    t.raw_object
 FROM traded t
 LEFT JOIN actions ca ON ca.ticker = t.ticker AND ca.ex_date = t.session_date
 """

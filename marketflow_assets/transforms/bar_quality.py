@@ -45,7 +45,7 @@ def _session_rule(interval: Interval) -> tuple[str, str, str]:
         return (
             "bar_date <> session_date",
             "non_session_date",
-            "'bar dated ' || strftime(bar_date, '%Y-%m-%d (%A)') || ' is not an NYSE session'",
+            "'bar dated ' || strftime(bar_date, '%Y-%m-%d (%A)') || ' is not a session of the ticker''s exchange'",
         )
     # Intraday: the minute must start inside the session's regular hours.
     return (
@@ -57,8 +57,11 @@ def _session_rule(interval: Interval) -> tuple[str, str, str]:
     )
 
 
-def classified_bars_sql(interval: Interval) -> str:
-    """Every bronze row in scope with `reason` and `detail` (NULL reason = silver keeps it)."""
+def classified_bars_sql(interval: Interval, range_tolerance: float = 0.0) -> str:
+    """Every bronze row in scope with `reason` and `detail` (NULL reason = silver keeps it).
+    `range_tolerance`: open/close this far (relative) outside [low, high] is accepted, for the
+    range_widened repair (transforms/repairs/bars.py) to widen the range."""
+    lo, hi = f"low * (1 - {float(range_tolerance)!r})", f"high * (1 + {float(range_tolerance)!r})"
     values = _VALUE_COLUMNS[interval]
     session_rule, session_reason, session_detail = _session_rule(interval)
     ohlcv = ("open", "high", "low", "close", "volume")
@@ -86,8 +89,8 @@ judged AS (
             WHEN volume <> floor(volume) THEN 'fractional_volume'
             WHEN volume > {MAX_VOLUME} THEN 'volume_out_of_range'
             WHEN high < low THEN 'high_below_low'
-            WHEN open < low OR open > high THEN 'open_outside_range'
-            WHEN close < low OR close > high THEN 'close_outside_range'
+            WHEN open < {lo} OR open > {hi} THEN 'open_outside_range'
+            WHEN close < {lo} OR close > {hi} THEN 'close_outside_range'
         END AS reason
     FROM src
 ),

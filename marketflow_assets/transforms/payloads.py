@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from marketflow_assets.calendar import EXCHANGE_TZ, xnys
+from marketflow_assets.exchanges import own_session_dates
 from marketflow_assets.sources.base import (
     DAILY_PAYLOAD_COLUMNS,
     INTRADAY_PAYLOAD_COLUMNS,
@@ -111,6 +112,12 @@ def bar_dates(values: pd.Series) -> pd.Series:
     """Exchange-time date of each provider timestamp (a daily bar *is* its date); text that
     only holds a date is read as that date."""
     dates = exchange_dates(bar_timestamps(values))
+    if not isinstance(values.dtype, pd.DatetimeTZDtype):
+        # Text with a UTC offset is the exchange's own local time (a Tokyo daily bar is
+        # "2023-04-14 00:00:00+09:00"): its date is the one written, whatever New York's is.
+        text = values.astype(str)
+        written = pd.to_datetime(text.str.slice(0, 10), errors="coerce", format="%Y-%m-%d")
+        dates = written.where(text.str.contains(r"[+-]\d\d:\d\d$", regex=True), dates)
     unparsed = dates.isna()
     if not unparsed.any():  # e.g. every timezone-aware payload: no text to look at
         return dates
@@ -157,7 +164,11 @@ def type_bars(raw: pd.DataFrame, interval: str) -> pd.DataFrame:
             "ts": ts,
             "interval": interval,
             "bar_date": bar_date,
-            "session_date": session_dates(bar_date),
+            "session_date": (
+                own_session_dates(raw[TICKER_COLUMN].astype(str), bar_date)["session_date"]
+                if interval == "1d"
+                else session_dates(bar_date)
+            ),
         }
     )
     for source_col, name in numeric.items():
@@ -201,17 +212,29 @@ def corporate_action_events(frame: pd.DataFrame) -> list[dict]:
 
     dividends, splits = numeric("Dividends"), numeric("Stock Splits")
     ts = bar_timestamps(frame["Date"])
-    ordered = frame.assign(_ts=ts, _close=pd.to_numeric(frame["Close"], errors="coerce"))
+    close = pd.to_numeric(frame["Close"], errors="coerce")
+    ordered = frame.assign(
+        _ts=ts,
+        _close=close,
+        # the provider's own adjustment ratio: its step at an ex-date is the dividend it applied
+        _adj_ratio=pd.to_numeric(frame.get("Adj Close", close), errors="coerce") / close,
+    )
     ordered = ordered.sort_values([TICKER_COLUMN, "_ts"], kind="stable")
-    prev_close = ordered.groupby(TICKER_COLUMN, sort=False)["_close"].shift(1).reindex(frame.index)
+    # the previous *valid* close: a row without prices (Yahoo's NaN rows) does not reset it
+    valid = ordered.groupby(TICKER_COLUMN, sort=False)[["_close", "_adj_ratio"]].ffill()
+    previous = valid.groupby(ordered[TICKER_COLUMN], sort=False).shift(1).reindex(frame.index)
     is_event = (dividends > 0) | ((splits > 0) & (splits != 1))
     events = pd.DataFrame(
         {
             "ticker": frame[TICKER_COLUMN],
-            "date": ts.dt.tz_convert(EXCHANGE_TZ).dt.strftime("%Y-%m-%d"),
+            "date": bar_dates(frame["Date"]).dt.strftime("%Y-%m-%d"),
             "dividend": dividends,
             "split_ratio": splits.where(splits > 0, 1.0),
-            "prev_close": prev_close.astype("float64"),
+            "prev_close": previous["_close"].astype("float64"),
+            # evidence for dividend repairs (transforms/repairs/dividends.py)
+            "open": pd.to_numeric(frame["Open"], errors="coerce").astype("float64"),
+            "adj_ratio": ordered["_adj_ratio"].reindex(frame.index).astype("float64"),
+            "prev_adj_ratio": previous["_adj_ratio"].astype("float64"),
         }
     )[is_event]
     events = events.astype(object).where(events.notna(), None)

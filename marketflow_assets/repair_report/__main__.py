@@ -1,0 +1,5 @@
+import sys
+
+from marketflow_assets.repair_report.fixtures import main
+
+sys.exit(main())
