@@ -40,7 +40,7 @@ class FakeEdgar(ThreadingHTTPServer):
 class Handler(BaseHTTPRequestHandler):
     server: FakeEdgar
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         self.server.agents.append(self.headers.get("User-Agent", ""))
         self.server.paths.append(self.path)
         if self.server.refusals.get(self.path):

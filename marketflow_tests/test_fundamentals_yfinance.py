@@ -67,7 +67,7 @@ class FakeYahooFundamentals(FakeYahoo):
 
 
 @pytest.fixture
-def fake(yahoo: FakeYahoo, monkeypatch: pytest.MonkeyPatch) -> FakeYahooFundamentals:
+def fake(yahoo: FakeYahoo, monkeypatch: pytest.MonkeyPatch) -> FakeYahooFundamentals:  # noqa: F811
     from curl_cffi import requests as curl_requests
 
     fake = FakeYahooFundamentals()
@@ -129,7 +129,7 @@ def test_bronze_rows_take_the_release_after_each_period_end(source) -> None:
     assert fy22["reported_at"] == pd.Timestamp("2022-10-27")  # Apple's release of 2022-10-27
 
 
-def test_unknown_ticker_is_named_and_not_retried(source, sleeps) -> None:
+def test_unknown_ticker_is_named_and_not_retried(source, sleeps) -> None:  # noqa: F811
     payload = source.fetch_statements(("ZZZZ", "AAPL"))
 
     assert list(payload.records) == ["AAPL"]
@@ -137,7 +137,7 @@ def test_unknown_ticker_is_named_and_not_retried(source, sleeps) -> None:
     assert sleeps == []
 
 
-def test_rate_limit_is_retried_with_backoff(source, fake, sleeps) -> None:
+def test_rate_limit_is_retried_with_backoff(source, fake, sleeps) -> None:  # noqa: F811
     # yfinance re-sends a refused request once itself (other cookie strategy), then retries the
     # statement in key chunks: four refusals fail our first attempt.
     fake.timeseries_failures = 4

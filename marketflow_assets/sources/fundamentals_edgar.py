@@ -37,6 +37,7 @@ from marketflow_assets.sources.retry import Backoff, call_with_retries
 
 SOURCE_NAME = "edgar"
 TIMEOUT_SECONDS = 30
+DEFAULT_BACKOFF = Backoff()
 
 
 class EdgarSource(FundamentalsSource):
@@ -48,7 +49,7 @@ class EdgarSource(FundamentalsSource):
         user_agent: str,
         base_url: str = "https://data.sec.gov",
         tickers_url: str = "https://www.sec.gov/files/company_tickers.json",
-        backoff: Backoff = Backoff(),
+        backoff: Backoff = DEFAULT_BACKOFF,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
         min_interval_seconds: float = 0.1,
