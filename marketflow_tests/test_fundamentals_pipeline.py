@@ -29,6 +29,7 @@ F1 = dt.datetime(2024, 3, 1, 22, 0, tzinfo=dt.UTC)  # first fetch (a Friday even
 F2 = FRIDAY_EVENING  # 2024-06-07: a later fetch, after KO's and CSCO's restatements
 RANGE_1 = ("2024-01-02", "2024-03-01")
 RANGE_2 = ("2024-03-04", "2024-06-07")
+pytestmark = pytest.mark.slow  # three Dagster runs over ~110 sessions
 
 
 @pytest.fixture(scope="module")

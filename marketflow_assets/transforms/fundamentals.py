@@ -486,7 +486,7 @@ dividends AS (
 ),
 measured AS (
     SELECT a.*, a.close * a.shares AS mcap,
-        coalesce("EBITDA", "OperatingIncome" + "ReconciledDepreciation") AS ebitda,
+        coalesce("EBITDA", "OperatingIncome" + "ReconciledDepreciation") AS ebitda_or_proxy,
         ("StockholdersEquity" + "StockholdersEquity_prior") / 2 AS avg_equity,
         ("TotalAssets" + "TotalAssets_prior") / 2 AS avg_assets,
         coalesce(d.dividends_ttm, 0) AS dividends_ttm
@@ -498,7 +498,7 @@ SELECT ticker, session_date,
     mcap / {_positive('"NetIncome"')} AS pe_ttm,
     mcap / {_positive('"StockholdersEquity"')} AS pb,
     mcap / {_positive('"TotalRevenue"')} AS ps_ttm,
-    (mcap + "TotalDebt" - "CashAndCashEquivalents") / {_positive("ebitda")} AS ev_ebitda_ttm,
+    (mcap + "TotalDebt" - "CashAndCashEquivalents") / {_positive("ebitda_or_proxy")} AS ev_ebitda_ttm,
     "NetIncome" / {_positive("avg_equity")} AS roe_ttm,
     "NetIncome" / {_positive("avg_assets")} AS roa_ttm,
     "GrossProfit" / {_positive('"TotalRevenue"')} AS gross_margin_ttm,
