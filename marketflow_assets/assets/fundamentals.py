@@ -62,6 +62,7 @@ class StatementsFetchConfig(dg.Config):
 
 @dg.asset(
     key=["raw", "financial_statements"],
+    backfill_policy=dg.BackfillPolicy.single_run(),
     tags=cadence.REFERENCE,
     group_name="raw",
     kinds={"python", "json"},
@@ -150,6 +151,7 @@ def statement_documents(raw: RawLake, manifests: list[FetchManifest]) -> pd.Data
 
 @dg.asset(
     key=["bronze", "financial_statements"],
+    backfill_policy=dg.BackfillPolicy.single_run(),
     tags=cadence.REFERENCE,
     group_name="bronze",
     kinds={"duckdb", "pandas"},
@@ -187,6 +189,7 @@ def bronze_financial_statements(
 
 @dg.asset(
     key=["silver", "financial_facts"],
+    backfill_policy=dg.BackfillPolicy.single_run(),
     tags=cadence.REFERENCE,
     group_name="silver",
     kinds={"duckdb", "sql"},

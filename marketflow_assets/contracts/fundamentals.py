@@ -158,7 +158,8 @@ FUNDAMENTALS_DAILY = TableContract(
         "Point-in-time fundamentals per ticker and session: each row uses only fact versions "
         "with known_at on or before the session (as of that day, never a later restatement), "
         "the session's traded close, and shares adjusted for splits since their period end. "
-        f"{_TTM}. Ratios are NULL where an input is missing or a denominator is not positive."
+        f"{_TTM}. Ratios are NULL where an input is missing or a denominator is not positive; "
+        "a ticker with no statement known on a session (an index, a fund) has no row."
     ),
     columns=(
         Col("ticker", "VARCHAR", "Yahoo symbol."),
