@@ -66,3 +66,9 @@ def test_a_bad_cell_names_the_ticker_fetch_and_row(tmp_path):
         StatementFormatError, match=r"AAPL: statements of fetch f1 .* row 2: .*'weekly'"
     ):
         statement_rows(documents(payload))
+
+
+def test_a_csv_folder_without_statements_is_skipped_not_failed(tmp_path):
+    assert CsvFundamentals(tmp_path).unavailable() is None
+    reason = CsvFundamentals(tmp_path / "fundamentals").unavailable()
+    assert reason.startswith(f"no statements folder {tmp_path / 'fundamentals'}")

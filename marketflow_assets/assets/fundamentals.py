@@ -96,6 +96,10 @@ def raw_financial_statements(
         wanted = tuple(t for t in tickers if config.refresh or t not in fresh)
         landings = []
         errors: dict[str, str] = {}
+        skipped = source.unavailable()
+        if skipped:
+            context.log.warning(f"{source.name} serves no financial statements: {skipped}")
+            wanted = ()
         if wanted:
             payload = fundamentals.fetch_statements(wanted)
             errors = payload.errors
@@ -119,6 +123,7 @@ def raw_financial_statements(
             "provider_clock": now.isoformat(),
             "tickers_requested": len(tickers),
             "tickers_fetched": len(wanted),
+            "source_unavailable": skipped or "",
             "tickers_without_statements": dg.MetadataValue.json(errors),
         },
     )

@@ -95,6 +95,11 @@ class FundamentalsSource(ABC):
     def now(self) -> dt.datetime:
         """The provider's clock (UTC)."""
 
+    def unavailable(self) -> str | None:
+        """Why this source serves no statements at all (e.g. a CSV folder without a
+        `fundamentals/` subfolder), or None. Such a source is skipped, not failed."""
+        return None
+
     @abstractmethod
     def fetch_statements(self, tickers: tuple[str, ...]) -> Payload:
         """One statements document per ticker in `records` (one request per ticker, never per

@@ -33,6 +33,11 @@ class CsvFundamentals(FundamentalsSource):
     def now(self) -> dt.datetime:
         return dt.datetime.now(dt.UTC)
 
+    def unavailable(self) -> str | None:
+        if not self.directory.is_dir():
+            return f"no statements folder {self.directory} (see the documented CSV format)"
+        return None
+
     def fetch_statements(self, tickers: tuple[str, ...]) -> Payload:
         records, errors = {}, {}
         for ticker in tickers:
