@@ -52,6 +52,9 @@ class Settings:
     smtp_login_configured: bool = False
     # How long a warehouse step waits for another process to release the DuckDB file.
     warehouse_lock_timeout_seconds: float = 600.0
+    # Financial statements (marketflow_assets/sources/fundamentals*.py): None = MARKETFLOW_SOURCE.
+    fundamentals_source: str | None = None
+    edgar_user_agent: str | None = None
 
     @property
     def lake_root(self) -> Path:
@@ -124,6 +127,7 @@ class Settings:
                 get("MARKETFLOW_WAREHOUSE_LOCK_TIMEOUT_SECONDS"),
                 600.0,
             ),
+            **_fundamentals_settings(get),
         )
 
 
@@ -191,6 +195,28 @@ def _automation_settings(get) -> dict:
         "slack_webhook_configured": get("MARKETFLOW_SLACK_WEBHOOK_URL") is not None,
         "smtp_login_configured": user is not None,
     }
+
+
+FUNDAMENTALS_SOURCES = ("yfinance", "simulator", "csv", "edgar")
+
+
+def _fundamentals_settings(get) -> dict:
+    """MARKETFLOW_FUNDAMENTALS_SOURCE (default: MARKETFLOW_SOURCE) and
+    MARKETFLOW_EDGAR_USER_AGENT (SEC EDGAR asks for a name and e-mail address)."""
+    source = get("MARKETFLOW_FUNDAMENTALS_SOURCE")
+    source = source.lower() if source else None
+    if source is not None and source not in FUNDAMENTALS_SOURCES:
+        raise ConfigError(
+            f"MARKETFLOW_FUNDAMENTALS_SOURCE={source!r} is not one of "
+            f"{', '.join(FUNDAMENTALS_SOURCES)}"
+        )
+    agent = get("MARKETFLOW_EDGAR_USER_AGENT")
+    if source == "edgar" and not agent:
+        raise ConfigError(
+            "MARKETFLOW_FUNDAMENTALS_SOURCE=edgar needs MARKETFLOW_EDGAR_USER_AGENT "
+            "(a name and e-mail address, e.g. 'Jane Doe jane@example.com'), as the SEC asks"
+        )
+    return {"fundamentals_source": source, "edgar_user_agent": agent}
 
 
 def _parse_date(name: str, value: str | None) -> dt.date | None:

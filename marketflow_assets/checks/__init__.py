@@ -24,9 +24,10 @@ import dagster as dg
 
 def extra_checks() -> dict[dg.AssetKey, tuple]:
     """Checks beyond contract + keys, by asset."""
-    from marketflow_assets.checks import anomalies, intraday, repairs, silver
+    from marketflow_assets.checks import anomalies, fundamentals, intraday, repairs, silver
 
     return {
+        **fundamentals.fundamentals_checks(),
         dg.AssetKey(["silver", "daily_bars"]): (
             silver.ohlc_consistency_check(),
             silver.reconciliation_check(),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from marketflow_assets.contracts import bronze, gold, gold_intraday, ops, silver
+from marketflow_assets.contracts import bronze, fundamentals, gold, gold_intraday, ops, silver
 from marketflow_assets.contracts.model import Col, TableContract
 
 CONTRACTS: dict[str, TableContract] = {
@@ -26,6 +26,7 @@ CONTRACTS: dict[str, TableContract] = {
         ops.CHECK_RESULTS,
         ops.ANOMALIES,
         ops.ALERT_HISTORY,
+        *fundamentals.CONTRACTS,
     )
 }
 

@@ -78,6 +78,7 @@ class SimulatorFaults:
     price_100x: float = 0.0
     rate_limit: float = 0.0
     unknown: frozenset[str] = frozenset()
+    restatements: float = 0.0  # per (ticker, fiscal quarter): restated in a later fetch
 
     @classmethod
     def parse(cls, spec: str) -> SimulatorFaults:
@@ -92,7 +93,14 @@ class SimulatorFaults:
                     faults,
                     unknown=frozenset(v.strip().upper() for v in value.split("|") if v.strip()),
                 )
-            elif name in {"missing_bars", "duplicates", "bad_ticks", "price_100x", "rate_limit"}:
+            elif name in {
+                "missing_bars",
+                "duplicates",
+                "bad_ticks",
+                "price_100x",
+                "rate_limit",
+                "restatements",
+            }:
                 try:
                     probability = float(value)
                 except ValueError:
@@ -105,7 +113,7 @@ class SimulatorFaults:
             else:
                 raise ValueError(
                     f"unknown simulator fault {name!r}; expected missing_bars, duplicates, "
-                    "bad_ticks, price_100x, rate_limit or unknown"
+                    "bad_ticks, price_100x, rate_limit, restatements or unknown"
                 )
         return faults
 

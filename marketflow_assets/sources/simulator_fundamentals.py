@@ -1,0 +1,267 @@
+"""Simulated financial statements, consistent with the simulator's prices, sectors and actions.
+
+Every number is a pure function of (seed, ticker, fiscal quarter) and the provider clock, like
+the simulator's bars. Per ticker: shares outstanding (times its splits), a price-to-sales level
+and margins typical of its sector, a fiscal year end, report lags. Quarterly revenue follows the
+company's market value over the quarter (so P/S stays near the sector's level), costs, profits,
+cash flows and the balance sheet follow from revenue, dividends paid are the simulator's
+dividends times the shares, and assets = liabilities + equity exactly.
+
+Yahoo's semantics: a fetch at F serves the statements announced by F only, the last 5 quarters
+and 4 fiscal years, indexed by period end, with no filing date; earnings-release dates come
+separately (`earnings_dates`). Some tickers, like many US filers, have no fiscal-Q4 income and
+cash-flow quarter (only the annual figure). With the `restatements` fault, a quarter's income
+numbers change by 2-10% some 30-150 days after its release: fetches before that serve the
+original, later ones the restated value (and annual figures summing it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+
+from marketflow_assets.calendar import EXCHANGE_TZ
+from marketflow_assets.sources.base import Payload, RateLimitError
+from marketflow_assets.sources.fundamentals import (
+    YAHOO_FORMAT,
+    FundamentalsSource,
+    statements_payload,
+)
+from marketflow_assets.sources.simulator import SimulatorSource, _rng, _stable_int
+
+QUARTERS_SERVED = 5
+YEARS_SERVED = 4
+# Price-to-sales, gross / operating / net margin, assets per unit of annual revenue.
+SECTOR_PROFILE = {
+    "Technology": (6.0, 0.55, 0.28, 0.22, 1.2),
+    "Communication Services": (4.0, 0.50, 0.22, 0.16, 1.5),
+    "Consumer Cyclical": (1.5, 0.35, 0.10, 0.07, 0.9),
+    "Financial Services": (3.0, 0.60, 0.30, 0.22, 8.0),
+    "Healthcare": (4.0, 0.65, 0.20, 0.14, 1.4),
+    "Consumer Defensive": (1.5, 0.35, 0.12, 0.08, 0.8),
+    "Energy": (1.2, 0.30, 0.14, 0.09, 1.3),
+    "Industrials": (2.0, 0.30, 0.13, 0.09, 1.1),
+    "Utilities": (2.5, 0.40, 0.20, 0.11, 3.5),
+    "Basic Materials": (1.5, 0.28, 0.12, 0.08, 1.2),
+    "Real Estate": (6.0, 0.60, 0.35, 0.20, 6.0),
+}
+INCOME_ITEMS = (
+    "TotalRevenue",
+    "CostOfRevenue",
+    "GrossProfit",
+    "OperatingIncome",
+    "NetIncome",
+    "EBITDA",
+    "ReconciledDepreciation",
+    "DilutedAverageShares",
+)
+RESTATED_ITEMS = ("TotalRevenue", "CostOfRevenue", "GrossProfit", "OperatingIncome", "NetIncome")
+CASHFLOW_ITEMS = ("OperatingCashFlow", "CapitalExpenditure", "FreeCashFlow", "CashDividendsPaid")
+BALANCE_ITEMS = (
+    "TotalAssets",
+    "TotalLiabilitiesNetMinorityInterest",
+    "StockholdersEquity",
+    "TotalEquityGrossMinorityInterest",
+    "CurrentAssets",
+    "CurrentLiabilities",
+    "CashAndCashEquivalents",
+    "TotalDebt",
+    "OrdinarySharesNumber",
+)
+
+
+class SimulatorFundamentals(FundamentalsSource):
+    """Statements for the simulator's tickers, served with Yahoo's semantics."""
+
+    name = "simulator"
+
+    def __init__(self, simulator: SimulatorSource) -> None:
+        self.sim = simulator
+
+    def now(self) -> dt.datetime:
+        return self.sim.now()
+
+    def fetch_statements(self, tickers: tuple[str, ...]) -> Payload:
+        sim = self.sim
+        sim._requests += 1
+        if (
+            sim.faults.rate_limit
+            and _rng(sim.seed, "rate-limit", sim._requests).random() < sim.faults.rate_limit
+        ):
+            raise RateLimitError("429 Too Many Requests (statements); simulated rate limit")
+        now = self.now()
+        records, errors = {}, {}
+        for ticker in tickers:  # one document per ticker, vectorised within
+            listing = sim.listing(ticker)
+            if ticker in sim.faults.unknown:
+                errors[ticker] = "No fundamentals data found for symbol, may be delisted"
+            elif listing.quote_type != "EQUITY" or listing.sector is None:
+                errors[ticker] = f"no financial statements: {ticker} is a {listing.quote_type}"
+            else:
+                record = self.statements(ticker, now)
+                if record is None:
+                    errors[ticker] = f"no statements announced by {now:%Y-%m-%d}"
+                else:
+                    records[ticker] = record
+        return statements_payload(
+            self.name,
+            {"tickers": list(tickers), "provider": "simulator", "seed": sim.seed},
+            now,
+            records,
+            errors,
+            1,
+        )
+
+    # -- ground truth ----------------------------------------------------------------------
+    def quarters(self, ticker: str, until: dt.date) -> pd.DataFrame:
+        """Every fiscal quarter ending by `until`: period end, fiscal-Q4 flag, release date,
+        restatement date (NaT if never) and factor, and the original values of every item."""
+        sim = self.sim
+        listing = sim.listing(ticker)
+        hist = sim.history(ticker, until)
+        if len(hist) < 2:
+            return pd.DataFrame()
+        h = _stable_int(sim.seed, ticker, "fundamentals")
+        params = _rng(sim.seed, ticker, "fundamentals")
+        ps, gross, operating, net, asset_turn = SECTOR_PROFILE.get(
+            listing.sector, SECTOR_PROFILE["Industrials"]
+        )
+        ps *= params.lognormal(0, 0.25)
+        shares0 = params.uniform(3e8, 6e9) / 10  # original-basis shares, before any split
+        fy_end_month = (12, 12, 9, 6)[h % 4]
+        lag_q, lag_a = int(params.integers(22, 40)), int(params.integers(35, 60))
+        equity_ratio = params.uniform(0.25, 0.6) if listing.sector != "Financial Services" else 0.1
+
+        sessions = pd.DatetimeIndex(hist.sessions)
+        ends = pd.date_range(sessions[0], pd.Timestamp(until), freq="QE")
+        ends = ends[ends > sessions[0] + pd.Timedelta(days=10)]
+        if ends.empty:
+            return pd.DataFrame()
+        # Sessions of each quarter: [previous end, end].
+        bounds = np.searchsorted(sessions.values, ends.values, side="right")
+        starts = np.concatenate([[0], bounds[:-1]])
+        keep = bounds > starts
+        ends, starts, bounds = ends[keep], starts[keep], bounds[keep]
+        split_factor = np.cumprod(hist.split)  # shares per original share, on each session
+        value = hist.close * split_factor  # market value per original share
+        avg_value = np.add.reduceat(value, starts) / (bounds - starts)
+        shares = shares0 * split_factor[bounds - 1]
+        dividends_paid = np.add.reduceat(hist.dividend * shares0 * split_factor, starts)
+        n = len(ends)
+        q = _rng(sim.seed, ticker, "fundamentals-quarters").standard_normal((n, 4))
+
+        revenue = np.round(avg_value * shares0 / ps / 4 * np.exp(0.03 * q[:, 0]), -3)
+        gross_profit = np.round(revenue * gross, -3)
+        operating = np.round(revenue * operating * (1 + 0.15 * q[:, 1]), -3)
+        depreciation = np.round(revenue * 0.05, -3)
+        net_income = np.round(revenue * net * (1 + 0.2 * q[:, 1]), -3)
+        ocf = np.round(net_income + depreciation + revenue * 0.03 * q[:, 2], -3)
+        capex = -np.round(revenue * 0.06, -3)
+        assets = np.round(revenue * 4 * asset_turn * np.exp(0.02 * q[:, 3]), -3)
+        equity = np.round(assets * equity_ratio, -3)
+        current_assets = np.round(assets * 0.35, -3)
+        frame = pd.DataFrame(
+            {
+                "period_end": ends.date,
+                "fiscal_q4": ends.month == fy_end_month,
+                "TotalRevenue": revenue,
+                "CostOfRevenue": revenue - gross_profit,
+                "GrossProfit": gross_profit,
+                "OperatingIncome": operating,
+                "NetIncome": net_income,
+                "EBITDA": operating + depreciation,
+                "ReconciledDepreciation": depreciation,
+                "DilutedAverageShares": np.round(shares),
+                "OperatingCashFlow": ocf,
+                "CapitalExpenditure": capex,
+                "FreeCashFlow": ocf + capex,
+                "CashDividendsPaid": -np.round(dividends_paid, -3),
+                "TotalAssets": assets,
+                "TotalLiabilitiesNetMinorityInterest": assets - equity,
+                "StockholdersEquity": equity,
+                "TotalEquityGrossMinorityInterest": equity,
+                "CurrentAssets": current_assets,
+                "CurrentLiabilities": np.round(current_assets / params.uniform(1.0, 2.5), -3),
+                "CashAndCashEquivalents": np.round(current_assets * 0.3, -3),
+                "TotalDebt": np.round((assets - equity) * 0.4, -3),
+                "OrdinarySharesNumber": np.round(shares),
+            }
+        )
+        jitter = _rng(sim.seed, ticker, "fundamentals-lags").integers(0, 8, n)
+        lag = np.where(frame["fiscal_q4"], lag_a, lag_q) + jitter
+        frame["announced"] = pd.to_datetime(frame["period_end"]) + pd.to_timedelta(lag, "D")
+        restate = _rng(sim.seed, ticker, "fundamentals-restate").random((n, 3))
+        hit = restate[:, 0] < sim.faults.restatements
+        frame["restated_on"] = (
+            frame["announced"] + pd.to_timedelta(30 + (restate[:, 1] * 120).astype(int), "D")
+        ).where(hit)
+        sign = np.where(restate[:, 2] < 0.5, -1.0, 1.0)
+        frame["restate_factor"] = np.where(hit, 1 + sign * (0.02 + 0.08 * restate[:, 2]), 1.0)
+        frame["omit_q4"] = h % 3 == 0
+        return frame
+
+    def statements(self, ticker: str, now: dt.datetime) -> dict | None:
+        """What Yahoo serves for `ticker` at `now` (YAHOO_FORMAT)."""
+        today = pd.Timestamp(now.astimezone(EXCHANGE_TZ).date())
+        quarters = self.quarters(ticker, today.date())
+        if quarters.empty:
+            return None
+        known = quarters[quarters["announced"] <= today].copy()
+        if known.empty:
+            return None
+        restated = known["restated_on"].notna() & (known["restated_on"] <= today)
+        factor = np.where(restated, known["restate_factor"], 1.0)
+        for item in RESTATED_ITEMS:
+            known[item] = np.round(known[item] * factor, -3)
+        known["GrossProfit"] = known["TotalRevenue"] - known["CostOfRevenue"]
+        known["EBITDA"] = known["OperatingIncome"] + known["ReconciledDepreciation"]
+
+        # Fiscal years: the four quarters up to a fiscal Q4, flows summed, balance at its end.
+        known["fy"] = known["fiscal_q4"][::-1].cumsum()[::-1]
+        years = known[(known["fy"] > 0) & (known.groupby("fy")["fy"].transform("size") == 4)]
+        flows = [*INCOME_ITEMS, *CASHFLOW_ITEMS]
+        annual = years.groupby("fy")[flows].sum()
+        annual["DilutedAverageShares"] = years.groupby("fy")["DilutedAverageShares"].mean().round()
+        annual = annual.join(
+            years[years["fiscal_q4"]].set_index("fy")[["period_end", *BALANCE_ITEMS]]
+        )
+        annual = annual.sort_values("period_end").tail(YEARS_SERVED)
+
+        recent = known.tail(QUARTERS_SERVED)
+        flow_quarters = recent[~(recent["fiscal_q4"] & recent["omit_q4"])]
+        return {
+            "format": YAHOO_FORMAT,
+            "currency": "USD",
+            "income": {
+                "annual": _by_period(annual, INCOME_ITEMS),
+                "quarterly": _by_period(flow_quarters, INCOME_ITEMS),
+            },
+            "balance": {
+                "annual": _by_period(annual, BALANCE_ITEMS),
+                "quarterly": _by_period(recent, BALANCE_ITEMS),
+            },
+            "cashflow": {
+                "annual": _by_period(annual, CASHFLOW_ITEMS),
+                "quarterly": _by_period(flow_quarters, CASHFLOW_ITEMS),
+            },
+            "earnings_dates": _earnings_dates(quarters, today),
+        }
+
+
+def _by_period(frame: pd.DataFrame, items: tuple[str, ...]) -> dict:
+    """{period_end: {item: value}}, as yfinance's statement table `to_dict()` (columns = ends)."""
+    table = frame.set_index(pd.to_datetime(frame["period_end"]).dt.strftime("%Y-%m-%d"))
+    return {
+        end: {k: float(v) for k, v in row.items()} for end, row in table[list(items)].iterrows()
+    }
+
+
+def _earnings_dates(quarters: pd.DataFrame, today: pd.Timestamp) -> list[str]:
+    """Yahoo's earnings calendar: the last 12 releases and the next one, 16:30 New York (after
+    the close), newest first."""
+    dates = quarters["announced"]
+    listed = pd.concat([dates[dates <= today].tail(12), dates[dates > today].head(1)])
+    stamps = (listed + pd.Timedelta(hours=16, minutes=30)).dt.tz_localize(EXCHANGE_TZ)
+    return [ts.isoformat() for ts in stamps.sort_values(ascending=False)]

@@ -1,0 +1,514 @@
+"""Fundamentals transforms: statement documents -> bronze rows, bronze -> bitemporal silver facts
+(SQL), silver facts + silver bars -> point-in-time gold ratios (SQL).
+
+The definitions are the contracts' (`contracts/fundamentals.py`); this module implements them.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from marketflow_assets.calendar import EXCHANGE_TZ
+from marketflow_assets.contracts.fundamentals import (
+    BRONZE_FINANCIAL_STATEMENTS,
+    PERIOD_END_LAG_DAYS,
+    REPORT_LAG_DAYS,
+)
+from marketflow_assets.sources.fundamentals import (
+    EDGAR_FORMAT,
+    LONG_COLUMNS,
+    LONG_FORMAT,
+    YAHOO_FORMAT,
+)
+
+# An earnings release answers for the latest period that ended before it, within this window.
+RELEASE_WINDOW_DAYS = 120
+# EDGAR us-gaap tags -> (statement, Yahoo line item, sign). Earlier tags of one item win.
+EDGAR_TAGS = {
+    "RevenueFromContractWithCustomerExcludingAssessedTax": ("income", "TotalRevenue", 1),
+    "Revenues": ("income", "TotalRevenue", 1),
+    "SalesRevenueNet": ("income", "TotalRevenue", 1),
+    "CostOfGoodsAndServicesSold": ("income", "CostOfRevenue", 1),
+    "CostOfRevenue": ("income", "CostOfRevenue", 1),
+    "GrossProfit": ("income", "GrossProfit", 1),
+    "OperatingIncomeLoss": ("income", "OperatingIncome", 1),
+    "NetIncomeLoss": ("income", "NetIncome", 1),
+    "DepreciationDepletionAndAmortization": ("income", "ReconciledDepreciation", 1),
+    "DepreciationAndAmortization": ("income", "ReconciledDepreciation", 1),
+    "WeightedAverageNumberOfDilutedSharesOutstanding": ("income", "DilutedAverageShares", 1),
+    "Assets": ("balance", "TotalAssets", 1),
+    "Liabilities": ("balance", "TotalLiabilitiesNetMinorityInterest", 1),
+    "StockholdersEquity": ("balance", "StockholdersEquity", 1),
+    "StockholdersEquityIncludingPortionAttributableToNoncontrollingInterest": (
+        "balance",
+        "TotalEquityGrossMinorityInterest",
+        1,
+    ),
+    "AssetsCurrent": ("balance", "CurrentAssets", 1),
+    "LiabilitiesCurrent": ("balance", "CurrentLiabilities", 1),
+    "CashAndCashEquivalentsAtCarryingValue": ("balance", "CashAndCashEquivalents", 1),
+    "LongTermDebt": ("balance", "TotalDebt", 1),
+    "CommonStockSharesOutstanding": ("balance", "OrdinarySharesNumber", 1),
+    "NetCashProvidedByUsedInOperatingActivities": ("cashflow", "OperatingCashFlow", 1),
+    # EDGAR reports payments as positive amounts; Yahoo (and our ratios) as negative cash flows.
+    "PaymentsToAcquirePropertyPlantAndEquipment": ("cashflow", "CapitalExpenditure", -1),
+    "PaymentsOfDividends": ("cashflow", "CashDividendsPaid", -1),
+    "PaymentsOfDividendsCommonStock": ("cashflow", "CashDividendsPaid", -1),
+}
+# Duration facts: a quarter is 80-100 days long, a fiscal year 350-380 (others are year-to-date).
+QUARTER_DAYS, YEAR_DAYS = (80, 100), (350, 380)
+
+
+class StatementFormatError(ValueError):
+    """A statements document that cannot be read; the message names the ticker and fetch."""
+
+
+# -- bronze ------------------------------------------------------------------------------------
+def statement_rows(records: pd.DataFrame) -> pd.DataFrame:
+    """Bronze rows from raw statement documents: one row per (ticker, record JSON, lineage)."""
+    parts = []
+    for doc in records.to_dict("records"):  # one document per ticker and fetch
+        try:
+            record = json.loads(doc["record"])
+            kind = record.get("format") if "facts" not in record else EDGAR_FORMAT
+            if kind == YAHOO_FORMAT:
+                rows = _yahoo_rows(record)
+            elif kind == EDGAR_FORMAT:
+                rows = _edgar_rows(record)
+            elif kind == LONG_FORMAT:
+                rows = _long_rows(record)
+            else:
+                raise StatementFormatError(f"unknown statements format {kind!r}")
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise StatementFormatError(
+                f"{doc['ticker']}: statements of fetch {doc['_fetch_id']} ({doc['_object_key']}) are "
+                f"unreadable: {type(exc).__name__}: {exc}"
+            ) from exc
+        parts.append(
+            rows.assign(
+                ticker=doc["ticker"],
+                source=doc["_source"],
+                fetch_id=doc["_fetch_id"],
+                fetched_at=doc["_fetched_at"],
+                raw_object=doc["_object_key"],
+            )
+        )
+    columns = BRONZE_FINANCIAL_STATEMENTS.column_names
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    rows = pd.concat(parts, ignore_index=True)
+    rows["period_end"] = pd.to_datetime(rows["period_end"])
+    rows["reported_at"] = pd.to_datetime(rows["reported_at"])
+    rows["value"] = rows["value"].astype(float)
+    rows["fetched_at"] = pd.to_datetime(rows["fetched_at"], utc=True)
+    return rows[rows["value"].notna()][columns].reset_index(drop=True)
+
+
+def _yahoo_rows(record: dict) -> pd.DataFrame:
+    """yfinance's tables ({period_end: {item: value}}) stacked; each period gets the first
+    earnings release after its end (within RELEASE_WINDOW_DAYS) as `reported_at`."""
+    frames = []
+    for statement in ("income", "balance", "cashflow"):
+        for period_type in ("annual", "quarterly"):
+            table = pd.DataFrame(record.get(statement, {}).get(period_type, {}))
+            if table.empty:
+                continue
+            long = table.rename_axis("line_item").reset_index()
+            long = long.melt(id_vars="line_item", var_name="period_end", value_name="value")
+            frames.append(long.assign(statement=statement, period_type=period_type))
+    rows = pd.concat(frames, ignore_index=True) if frames else _empty_long()
+    rows = rows.dropna(subset=["value"])
+    rows["period_end"] = pd.to_datetime(rows["period_end"]).astype("datetime64[ns]")
+    releases = pd.to_datetime(pd.Series(record.get("earnings_dates", []), dtype=object), utc=True)
+    release_days = (
+        releases.dt.tz_convert(EXCHANGE_TZ)
+        .dt.tz_localize(None)
+        .dt.normalize()
+        .astype("datetime64[ns]")
+    )
+    calendar = pd.DataFrame({"reported_at": release_days.sort_values().unique()})
+    calendar["release"] = calendar["reported_at"]
+    rows = pd.merge_asof(
+        rows.sort_values("period_end"),
+        calendar,
+        left_on="period_end",
+        right_on="release",
+        direction="forward",
+        allow_exact_matches=False,
+        tolerance=pd.Timedelta(days=RELEASE_WINDOW_DAYS),
+    )
+    return rows.assign(
+        currency=record.get("currency"),
+        reported_via=np.where(rows["reported_at"].notna(), "earnings_date", None),
+        form=None,
+        accession=None,
+    ).drop(columns="release")
+
+
+def _edgar_rows(record: dict) -> pd.DataFrame:
+    """companyfacts -> rows of the mapped us-gaap tags: quarters and fiscal years of duration
+    facts (year-to-date spans are left out), every instant fact; one row per filing."""
+    facts = record["facts"].get("us-gaap", {})
+    frames = []
+    for priority, (tag, (statement, item, sign)) in enumerate(EDGAR_TAGS.items()):
+        if tag not in facts:
+            continue
+        for unit, values in facts[tag]["units"].items():
+            frame = pd.DataFrame(values)
+            frames.append(
+                frame.assign(
+                    statement=statement,
+                    line_item=item,
+                    value=frame["val"] * sign,
+                    currency=unit if unit != "shares" else None,
+                    priority=priority,
+                )
+            )
+    if not frames:
+        return _empty_long()
+    rows = pd.concat(frames, ignore_index=True)
+    if "start" not in rows:
+        rows["start"] = None
+    end = pd.to_datetime(rows["end"])
+    days = (end - pd.to_datetime(rows["start"])).dt.days
+    duration = rows["start"].notna()
+    rows["period_type"] = np.select(
+        [
+            duration & days.between(*QUARTER_DAYS),
+            duration & days.between(*YEAR_DAYS),
+            ~duration & (rows["fp"] == "FY"),
+            ~duration,
+        ],
+        ["quarterly", "annual", "annual", "quarterly"],
+        default="",
+    )
+    rows = rows[rows["period_type"] != ""].assign(
+        period_end=end,
+        reported_at=pd.to_datetime(rows["filed"]),
+        reported_via="sec_filed",
+        form=rows["form"],
+        accession=rows["accn"],
+    )
+    # One value per item, period and filing: the highest-priority tag.
+    rows = rows.sort_values("priority", kind="stable").drop_duplicates(
+        ["statement", "period_type", "period_end", "line_item", "accession"]
+    )
+    return rows[[*_LONG_OUT]]
+
+
+def _long_rows(record: dict) -> pd.DataFrame:
+    rows = pd.DataFrame(record["rows"])
+    missing = [c for c in LONG_COLUMNS if c not in rows and c not in ("currency", "reported_at")]
+    if missing:
+        raise StatementFormatError(f"rows lack column(s) {missing}")
+    rows = rows.reindex(columns=list(LONG_COLUMNS))
+    bad = ~rows["statement"].isin(["income", "balance", "cashflow"]) | ~rows["period_type"].isin(
+        ["annual", "quarterly"]
+    )
+    if bad.any():
+        first = rows[bad].iloc[0]
+        raise StatementFormatError(
+            f"row {int(np.flatnonzero(bad)[0]) + 1}: statement {first['statement']!r} / "
+            f"period_type {first['period_type']!r} is not income|balance|cashflow / "
+            "annual|quarterly"
+        )
+    rows["value"] = pd.to_numeric(rows["value"], errors="raise")
+    rows["period_end"] = pd.to_datetime(rows["period_end"], format="%Y-%m-%d")
+    rows["reported_at"] = pd.to_datetime(rows["reported_at"], format="%Y-%m-%d")
+    rows["currency"] = rows["currency"].where(rows["currency"].notna(), None)
+    return rows.assign(
+        reported_via=np.where(rows["reported_at"].notna(), "reported", None),
+        form=None,
+        accession=None,
+    )
+
+
+_LONG_OUT = (
+    "statement",
+    "period_type",
+    "period_end",
+    "line_item",
+    "value",
+    "currency",
+    "reported_at",
+    "reported_via",
+    "form",
+    "accession",
+)
+
+
+def _empty_long() -> pd.DataFrame:
+    return pd.DataFrame(columns=[*_LONG_OUT])
+
+
+# -- silver --------------------------------------------------------------------------------
+_FACT = "ticker, statement, period_type, period_end, line_item"
+# Observations of a fact in version order: by the report's own date where the source dates
+# every report (EDGAR filings, CSV rows), then by fetch.
+_ORDER = "own_date NULLS FIRST, fetched_at, fetch_id, accession NULLS FIRST"
+
+SILVER_FACTS_SQL = f"""
+WITH obs AS (
+    SELECT *,
+        CASE WHEN reported_via IN ('sec_filed', 'reported') THEN reported_at END AS own_date
+    FROM bronze.financial_statements
+),
+flagged AS (
+    SELECT *,
+        CASE WHEN value IS DISTINCT FROM lag(value) OVER (PARTITION BY {_FACT} ORDER BY {_ORDER})
+            THEN 1 ELSE 0 END AS changed
+    FROM obs
+),
+numbered AS (
+    SELECT *,
+        sum(changed) OVER (PARTITION BY {_FACT} ORDER BY {_ORDER}
+            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)::INTEGER AS version,
+    FROM flagged
+),
+versions AS (
+    SELECT *,
+        min(fetched_at) OVER (PARTITION BY {_FACT}, version) AS first_seen
+    FROM numbered
+    QUALIFY row_number() OVER (PARTITION BY {_FACT}, version ORDER BY {_ORDER}) = 1
+),
+dated AS (
+    SELECT *,
+        CASE
+            WHEN version > 1 AND own_date IS NULL THEN 'first_seen'
+            WHEN reported_via = 'earnings_date' THEN 'earnings_date+{REPORT_LAG_DAYS}d'
+            WHEN reported_via = 'sec_filed' THEN 'sec_filed+{REPORT_LAG_DAYS}d'
+            WHEN reported_via = 'reported' THEN 'reported+{REPORT_LAG_DAYS}d'
+            WHEN period_type = 'quarterly' THEN 'period_end+{PERIOD_END_LAG_DAYS["quarterly"]}d'
+            ELSE 'period_end+{PERIOD_END_LAG_DAYS["annual"]}d'
+        END AS known_at_rule
+    FROM versions
+)
+SELECT ticker, statement, period_type, period_end, line_item, value, currency, version,
+    CASE
+        WHEN known_at_rule = 'first_seen' THEN (timezone('{EXCHANGE_TZ.key}', first_seen))::DATE
+        WHEN reported_at IS NOT NULL THEN reported_at + INTERVAL {REPORT_LAG_DAYS} DAY
+        WHEN period_type = 'quarterly'
+            THEN period_end + INTERVAL {PERIOD_END_LAG_DAYS["quarterly"]} DAY
+        ELSE period_end + INTERVAL {PERIOD_END_LAG_DAYS["annual"]} DAY
+    END::DATE AS known_at,
+    known_at_rule,
+    first_seen AS first_seen_at,
+    lead(first_seen) OVER (PARTITION BY {_FACT} ORDER BY version) AS superseded_at,
+    form, source, fetch_id
+FROM dated
+"""
+
+# -- gold --------------------------------------------------------------------------------------
+FLOW_ITEMS = (
+    "TotalRevenue",
+    "GrossProfit",
+    "OperatingIncome",
+    "NetIncome",
+    "EBITDA",
+    "ReconciledDepreciation",
+    "OperatingCashFlow",
+    "CapitalExpenditure",
+)
+BALANCE_ITEMS = (
+    "StockholdersEquity",
+    "TotalAssets",
+    "TotalDebt",
+    "CashAndCashEquivalents",
+    "CurrentAssets",
+    "CurrentLiabilities",
+    "OrdinarySharesNumber",
+)
+# A fact's version as of day E is only needed for periods that can still enter a ratio: the
+# last four quarters, the last fiscal year and the balance a year before the latest.
+STATE_WINDOW_DAYS = 800
+_ITEMS = ", ".join(f"'{i}'" for i in (*FLOW_ITEMS, *BALANCE_ITEMS))
+
+
+def _pivot(items: tuple[str, ...], column: str, suffix: str = "") -> str:
+    return ",\n        ".join(
+        f"max(CASE WHEN line_item = '{i}' THEN {column} END) AS \"{i}{suffix}\"" for i in items
+    )
+
+
+def _positive(x: str) -> str:
+    return f"CASE WHEN {x} > 0 THEN {x} END"
+
+
+# Per ticker, the facts known change only on `known_at` days ("events"). The inputs of every
+# ratio are computed once per event, as of that day; each session takes the inputs of its
+# latest event (ASOF JOIN). A run over [start, end] needs the events in that range plus the last
+# one before it, so a one-session run costs one session whatever the history holds.
+GOLD_FUNDAMENTALS_SQL = f"""
+WITH facts AS (
+    SELECT ticker, statement, period_type, period_end, line_item, value, version, known_at
+    FROM silver.financial_facts
+    WHERE known_at <= $end AND line_item IN ({_ITEMS})
+        AND ($tickers IS NULL OR list_contains($tickers, ticker))
+),
+events AS (
+    SELECT DISTINCT ticker, known_at AS as_of FROM facts WHERE known_at > $start
+    UNION
+    SELECT ticker, max(known_at) FROM facts WHERE known_at <= $start GROUP BY ticker
+),
+state AS (  -- per event: each fact's version with the latest known_at on or before it
+    SELECT e.as_of, f.*
+    FROM events e JOIN facts f
+        ON f.ticker = e.ticker AND f.known_at <= e.as_of
+        AND f.period_end > e.as_of - INTERVAL {STATE_WINDOW_DAYS} DAY
+    QUALIFY row_number() OVER (
+        PARTITION BY f.ticker, e.as_of, f.statement, f.period_type, f.period_end, f.line_item
+        ORDER BY f.known_at DESC, f.version DESC) = 1
+),
+quarters AS (
+    SELECT ticker, as_of, line_item, period_end, value FROM state
+    WHERE period_type = 'quarterly' AND statement <> 'balance'
+),
+years AS (
+    SELECT ticker, as_of, line_item, period_end, value FROM state
+    WHERE period_type = 'annual' AND statement <> 'balance'
+),
+derived_q4 AS (  -- fiscal Q4 = the year's figure - its three other quarters, where not reported
+    SELECT y.ticker, y.as_of, y.line_item, y.period_end, any_value(y.value) - sum(q.value) AS value
+    FROM years y JOIN quarters q
+        ON q.ticker = y.ticker AND q.as_of = y.as_of AND q.line_item = y.line_item
+        AND q.period_end > y.period_end - INTERVAL 350 DAY
+        AND q.period_end < y.period_end - INTERVAL 20 DAY
+    WHERE NOT EXISTS (
+        SELECT 1 FROM quarters r WHERE r.ticker = y.ticker AND r.as_of = y.as_of
+            AND r.line_item = y.line_item AND r.period_end = y.period_end)
+    GROUP BY y.ticker, y.as_of, y.line_item, y.period_end
+    HAVING count(*) = 3
+),
+last4 AS (
+    SELECT ticker, as_of, line_item, sum(value) AS ttm, max(period_end) AS last_end,
+        min(period_end) AS first_end, count(*) AS n
+    FROM (
+        SELECT * FROM (SELECT * FROM quarters UNION ALL SELECT * FROM derived_q4)
+        QUALIFY row_number() OVER (
+            PARTITION BY ticker, as_of, line_item ORDER BY period_end DESC) <= 4
+    )
+    GROUP BY ALL
+),
+last_year AS (
+    SELECT ticker, as_of, line_item, period_end, value FROM years
+    QUALIFY row_number() OVER (PARTITION BY ticker, as_of, line_item ORDER BY period_end DESC) = 1
+),
+ttm AS (  -- four consecutive quarters (ends 250-300 days apart), unless a later fiscal year
+    SELECT coalesce(l.ticker, y.ticker) AS ticker, coalesce(l.as_of, y.as_of) AS as_of,
+        coalesce(l.line_item, y.line_item) AS line_item,
+        CASE
+            WHEN l.n = 4 AND date_diff('day', l.first_end, l.last_end) BETWEEN 250 AND 300
+                AND l.last_end >= coalesce(y.period_end, l.last_end) THEN l.ttm
+            ELSE y.value
+        END AS value
+    FROM last4 l FULL JOIN last_year y
+        ON l.ticker = y.ticker AND l.as_of = y.as_of AND l.line_item = y.line_item
+),
+flows AS (
+    SELECT ticker, as_of,
+        {_pivot(FLOW_ITEMS, "value")}
+    FROM ttm GROUP BY ticker, as_of
+),
+balances AS (  -- one balance per period end: the quarterly one where both exist
+    SELECT ticker, as_of, line_item, period_end, value FROM state
+    WHERE statement = 'balance'
+    QUALIFY row_number() OVER (
+        PARTITION BY ticker, as_of, line_item, period_end ORDER BY period_type = 'quarterly' DESC
+    ) = 1
+),
+latest_end AS (
+    SELECT ticker, as_of, max(period_end) AS balance_end FROM balances GROUP BY ticker, as_of
+),
+latest_balance AS (
+    SELECT b.ticker, b.as_of, any_value(e.balance_end) AS balance_end,
+        {_pivot(BALANCE_ITEMS, "b.value")}
+    FROM balances b JOIN latest_end e
+        ON b.ticker = e.ticker AND b.as_of = e.as_of AND b.period_end = e.balance_end
+    GROUP BY b.ticker, b.as_of
+),
+year_ago AS (  -- the balance closest to a year before the latest one
+    SELECT ticker, as_of, {_pivot(("StockholdersEquity", "TotalAssets"), "value", "_prior")}
+    FROM (
+        SELECT b.* FROM balances b JOIN latest_end e ON b.ticker = e.ticker AND b.as_of = e.as_of
+        WHERE b.period_end BETWEEN e.balance_end - INTERVAL 400 DAY
+            AND e.balance_end - INTERVAL 330 DAY
+        QUALIFY dense_rank() OVER (PARTITION BY b.ticker, b.as_of
+            ORDER BY abs(date_diff('day', b.period_end, e.balance_end) - 365), b.period_end) = 1
+    )
+    GROUP BY ticker, as_of
+),
+span AS (
+    SELECT ticker, as_of, max(period_end) AS latest_period_end, max(known_at) AS latest_known_at
+    FROM state GROUP BY ticker, as_of
+),
+inputs AS (
+    SELECT s.*, f.* EXCLUDE (ticker, as_of), b.* EXCLUDE (ticker, as_of),
+        y.* EXCLUDE (ticker, as_of)
+    FROM span s
+    LEFT JOIN flows f USING (ticker, as_of)
+    LEFT JOIN latest_balance b USING (ticker, as_of)
+    LEFT JOIN year_ago y USING (ticker, as_of)
+),
+actions AS (  -- cumulative split factor per ticker after each action (exp of summed logs)
+    SELECT ticker, ex_date, dividend,
+        exp(sum(ln(split_ratio)) OVER (PARTITION BY ticker ORDER BY ex_date
+            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)) AS splits_through
+    FROM silver.corporate_actions
+    WHERE $tickers IS NULL OR list_contains($tickers, ticker)
+),
+bars AS (
+    SELECT ticker, session_date, close FROM silver.daily_bars
+    WHERE session_date BETWEEN $start AND $end
+        AND ($tickers IS NULL OR list_contains($tickers, ticker))
+),
+priced AS (
+    SELECT bars.*, i.*  EXCLUDE (ticker), coalesce(a.splits_through, 1.0) AS splits_now
+    FROM bars
+    ASOF JOIN inputs i ON bars.ticker = i.ticker AND bars.session_date >= i.as_of
+    ASOF LEFT JOIN actions a ON bars.ticker = a.ticker AND bars.session_date >= a.ex_date
+),
+adjusted AS (
+    SELECT p.*,
+        "OrdinarySharesNumber" * p.splits_now / coalesce(a.splits_through, 1.0) AS shares,
+    FROM priced p
+    ASOF LEFT JOIN actions a ON p.ticker = a.ticker AND p.balance_end >= a.ex_date
+),
+dividends AS (
+    SELECT b.ticker, b.session_date,
+        sum(a.dividend * a.splits_through) / any_value(b.splits_now) AS dividends_ttm
+    FROM adjusted b JOIN actions a
+        ON a.ticker = b.ticker AND a.dividend > 0
+        AND a.ex_date > b.session_date - INTERVAL 365 DAY AND a.ex_date <= b.session_date
+    GROUP BY b.ticker, b.session_date
+),
+measured AS (
+    SELECT a.*, a.close * a.shares AS mcap,
+        coalesce("EBITDA", "OperatingIncome" + "ReconciledDepreciation") AS ebitda_or_proxy,
+        ("StockholdersEquity" + "StockholdersEquity_prior") / 2 AS avg_equity,
+        ("TotalAssets" + "TotalAssets_prior") / 2 AS avg_assets,
+        coalesce(d.dividends_ttm, 0) AS dividends_ttm
+    FROM adjusted a LEFT JOIN dividends d USING (ticker, session_date)
+)
+SELECT ticker, session_date,
+    shares AS shares_outstanding,
+    mcap AS market_cap,
+    mcap / {_positive('"NetIncome"')} AS pe_ttm,
+    mcap / {_positive('"StockholdersEquity"')} AS pb,
+    mcap / {_positive('"TotalRevenue"')} AS ps_ttm,
+    (mcap + "TotalDebt" - "CashAndCashEquivalents") / {_positive("ebitda_or_proxy")} AS ev_ebitda_ttm,
+    "NetIncome" / {_positive("avg_equity")} AS roe_ttm,
+    "NetIncome" / {_positive("avg_assets")} AS roa_ttm,
+    "GrossProfit" / {_positive('"TotalRevenue"')} AS gross_margin_ttm,
+    "OperatingIncome" / {_positive('"TotalRevenue"')} AS operating_margin_ttm,
+    "NetIncome" / {_positive('"TotalRevenue"')} AS net_margin_ttm,
+    "TotalDebt" / {_positive('"StockholdersEquity"')} AS debt_to_equity,
+    "CurrentAssets" / {_positive('"CurrentLiabilities"')} AS current_ratio,
+    "OperatingCashFlow" + "CapitalExpenditure" AS fcf_ttm,
+    ("OperatingCashFlow" + "CapitalExpenditure") / {_positive("mcap")} AS fcf_yield,
+    dividends_ttm / close AS dividend_yield_ttm,
+    latest_period_end, latest_known_at
+FROM measured
+"""
