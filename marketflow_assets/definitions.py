@@ -9,6 +9,7 @@ from __future__ import annotations
 import dagster as dg
 
 from marketflow_assets.assets import bronze, dbt, gold, gold_intraday, raw, reports, silver
+from marketflow_assets.assets.serving import build_snapshot_asset, served_asset_keys
 from marketflow_assets.automation import build_automation
 from marketflow_assets.checks import build_asset_checks
 from marketflow_assets.resources import build_resources
@@ -19,6 +20,8 @@ ASSET_MODULES = (raw, bronze, silver, gold, gold_intraday, dbt, reports)
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     assets = dg.load_assets_from_modules(ASSET_MODULES)
+    # Downstream of everything it serves, whatever the other modules define (fundamentals, marts).
+    assets = [*assets, build_snapshot_asset(served_asset_keys(assets))]
     schedules, sensors = build_automation(settings)
     return dg.Definitions(
         assets=assets,
