@@ -46,6 +46,9 @@ class Settings:
     smtp_tls: str = "starttls"
     slack_webhook_configured: bool = False
     smtp_login_configured: bool = False
+    # The HTTP API (`make serve`); its keys (MARKETFLOW_API_KEYS) are read by the API, not here.
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
 
     @property
     def lake_root(self) -> Path:
@@ -103,6 +106,8 @@ class Settings:
                 "MARKETFLOW_FRESHNESS_DELAY_MINUTES", get("MARKETFLOW_FRESHNESS_DELAY_MINUTES"), 180
             ),
             **_automation_settings(get),
+            api_host=get("MARKETFLOW_API_HOST") or "127.0.0.1",
+            api_port=_parse_int("MARKETFLOW_API_PORT", get("MARKETFLOW_API_PORT"), 8000),
         )
 
 
