@@ -23,7 +23,7 @@ PARQUET = "parquet"
 PARQUET_MANIFEST = "_manifest.json"
 SUFFIX = ".duckdb"
 PARTIAL_PREFIX = ".partial-"
-_SNAPSHOT_ID = re.compile(r"^\d{8}T\d{6}\d{6}Z-[0-9a-f]{8}$")
+_SNAPSHOT_ID = re.compile(r"^\d{8}T\d{12}Z-[0-9A-Za-z]{1,8}$")
 
 
 def serving_dir(settings: Settings) -> Path:
@@ -38,7 +38,8 @@ def current_snapshot_path(settings: Settings) -> Path:
 def new_snapshot_id(now: dt.datetime, run_id: str) -> str:
     """Sortable by creation time (microseconds), unique per run: `20240607T220000123456Z-1a2b3c4d`."""
     stamp = now.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    return f"{stamp}-{(run_id.replace('-', '') or uuid.uuid4().hex)[:8]}"
+    tag = re.sub(r"[^0-9A-Za-z]", "", run_id) or uuid.uuid4().hex
+    return f"{stamp}-{tag[:8]}"
 
 
 def is_snapshot_id(value: str) -> bool:
