@@ -8,6 +8,7 @@ id. Nothing here can reach the warehouse.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Annotated, Literal
 
 from fastapi import FastAPI, Path, Query, Request
@@ -98,6 +99,13 @@ def create_app(
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_middleware(AccessLogMiddleware, api_keys=api_keys, open_paths=("/v1/health",))
     data = {"responses": ERROR_RESPONSES}
+    # Bars and features also come as CSV or Parquet (`format`).
+    tabular = {
+        "responses": {
+            **ERROR_RESPONSES,
+            200: {"content": {MEDIA["csv"].split(";")[0]: {}, MEDIA["parquet"]: {}}},
+        }
+    }
 
     def snapshot() -> OpenSnapshot:
         try:
@@ -129,8 +137,6 @@ def create_app(
         return None
 
     def envelope(snap: OpenSnapshot, data: bytes, next_cursor: str | None, **extra) -> bytes:
-        import json
-
         head = {"snapshot": snap.id, "next_cursor": next_cursor, **extra}
         return (
             b'{"data":'
@@ -271,7 +277,10 @@ def create_app(
         return page(snap, request, q, "json")
 
     @app.get(
-        "/v1/symbols/{ticker}", response_model=models.SymbolResponse, tags=["reference"], **data
+        "/v1/symbols/{ticker:path}",
+        response_model=models.SymbolResponse,
+        tags=["reference"],
+        **data,
     )
     def symbol(request: Request, ticker: TickerPath) -> Response:
         """One symbol's reference data."""
@@ -312,7 +321,9 @@ def create_app(
             q.params.append(wanted)
         return page(snap, request, q, "json")
 
-    @app.get("/v1/bars/{ticker}", response_model=models.BarsResponse, tags=["prices"], **data)
+    @app.get(
+        "/v1/bars/{ticker:path}", response_model=models.BarsResponse, tags=["prices"], **tabular
+    )
     def bars(
         request: Request,
         ticker: TickerPath,
@@ -393,7 +404,10 @@ def create_app(
         return page(snap, request, q, "json")
 
     @app.get(
-        "/v1/features/{ticker}", response_model=models.FeaturesResponse, tags=["features"], **data
+        "/v1/features/{ticker:path}",
+        response_model=models.FeaturesResponse,
+        tags=["features"],
+        **tabular,
     )
     def features(
         request: Request,
@@ -427,7 +441,7 @@ def create_app(
         return page(snap, request, q, format)
 
     @app.get(
-        "/v1/fundamentals/{ticker}",
+        "/v1/fundamentals/{ticker:path}",
         response_model=models.FundamentalsResponse,
         tags=["fundamentals"],
         **data,
@@ -529,7 +543,7 @@ def create_app(
         return page(snap, request, q, "json")
 
     @app.get(
-        "/v1/corporate-actions/{ticker}",
+        "/v1/corporate-actions/{ticker:path}",
         response_model=models.CorporateActionsResponse,
         tags=["reference"],
         **data,
