@@ -164,9 +164,10 @@ class FinancialFact(BaseModel):
     line_item: str
     value: float | None = None
     currency: str | None = None
-    known_at: dt.datetime | None = None
-    first_seen_at: dt.datetime | None = None
-    superseded_at: dt.datetime | None = None
+    # Dates or timestamps, as the fundamentals tables store them.
+    known_at: dt.datetime | dt.date | None = None
+    first_seen_at: dt.datetime | dt.date | None = None
+    superseded_at: dt.datetime | dt.date | None = None
 
 
 class FundamentalRatios(BaseModel):
@@ -191,7 +192,7 @@ class FundamentalRatios(BaseModel):
     fcf_yield: float | None = None
     dividend_yield_ttm: float | None = None
     latest_period_end: dt.date | None = None
-    latest_known_at: dt.datetime | None = None
+    latest_known_at: dt.datetime | dt.date | None = None
 
 
 class FundamentalsResponse(BaseModel):
