@@ -164,7 +164,7 @@ def test_parquet_copy_is_date_partitioned_and_equals_the_snapshot(warehouse, tmp
     root = tmp_path / "serving"
     result = publish(warehouse, root)
     folder = root / "parquet"
-    assert (folder / "silver/daily_bars/session_year=2024/data.parquet").is_file()
+    assert (folder / "silver/daily_bars/session_month=2024-03/data.parquet").is_file()
     assert (folder / "silver/symbols/data.parquet").is_file()
     manifest = json.loads((folder / "_manifest.json").read_text())
     assert manifest["snapshot_id"] == result.snapshot_id
@@ -173,7 +173,7 @@ def test_parquet_copy_is_date_partitioned_and_equals_the_snapshot(warehouse, tmp
     served = table(result.path, "silver.daily_bars")
     assert len(bars) == len(served)
     pd.testing.assert_frame_equal(
-        bars.drop(columns="session_year")
+        bars.drop(columns="session_month")
         .sort_values(["ticker", "session_date"])
         .reset_index(drop=True),
         served.sort_values(["ticker", "session_date"]).reset_index(drop=True),
@@ -201,7 +201,7 @@ def test_parquet_copy_goes_to_s3_when_the_lake_is_there(warehouse, tmp_path, mon
         con.close()
         keys = store.list("serving/parquet/")
         assert "serving/parquet/_manifest.json" in keys
-        assert "serving/parquet/silver/daily_bars/session_year=2024/data.parquet" in keys
+        assert "serving/parquet/silver/daily_bars/session_month=2024-03/data.parquet" in keys
         manifest = json.loads(store.get("serving/parquet/_manifest.json"))
         assert manifest["snapshot_id"] == result.snapshot_id
     finally:

@@ -130,8 +130,8 @@ def _run(settings, *, partition_range=None, partition=None):
         took = time.perf_counter() - started
     publish = None
     for event in result.get_asset_materialization_events():
-        mat = event.asset_materialization
-        if mat is not None and tuple(mat.asset_key.path) == SNAPSHOT_KEY:
+        mat = event.event_specific_data.materialization
+        if tuple(mat.asset_key.path) == SNAPSHOT_KEY:
             publish = mat.metadata["seconds"].value
     return result.success, took, publish
 

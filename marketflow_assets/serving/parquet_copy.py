@@ -1,12 +1,14 @@
 """The served tables as Hive-partitioned Parquet, for readers without MarketFlow or DuckDB files
 (Spark, Trino, Athena, pandas, polars), locally and, when the lake is on S3, in the bucket too.
 
-    parquet/silver/daily_bars/session_year=2024/data.parquet
+    parquet/silver/daily_bars/session_month=2024-06/data.parquet
     parquet/silver/intraday_bars_1m/session_date=2024-06-07/data.parquet
     parquet/silver/symbols/data.parquet
     parquet/_manifest.json      snapshot id, and per table: rows, latest session, files
 
-Only the partitions a publish changed are rewritten (each file atomically: a temporary file,
+Monthly partitions, so a one-session increment rewrites one file per table (a re-adjusted
+ticker: every month, as its whole history changed). Only the partitions a publish changed are
+rewritten (each file atomically: a temporary file,
 then a rename; an S3 PUT is atomic by itself). `_manifest.json` is written last: a reader who
 wants a consistent set reads the files it lists; the snapshot DuckDB file is always consistent.
 """
@@ -78,15 +80,16 @@ class ParquetCopy:
         }
         if parts is None:  # rebuilt: every partition, and none of the old ones
             targets = present | {p.name.split("=", 1)[1] for p in folder.glob(f"{key}=*")}
-        elif key == "session_year":
-            targets = {str(part.year) for _, part in parts}
+        elif key == "session_month":
+            targets = {part.strftime("%Y-%m") for _, part in parts}
         else:
             targets = {part.isoformat() for _, part in parts}
         written = 0
         for value in sorted(targets):
             path = folder / f"{key}={value}" / DATA_FILE
             if value in present:
-                literal = f"DATE '{value}'" if key == "session_date" else str(int(value))
+                # `value` comes from the snapshot's own dates (YYYY-MM or YYYY-MM-DD), not a user.
+                literal = f"DATE '{value}'" if key == "session_date" else f"'{value}'"
                 self._copy(
                     con,
                     f"SELECT * FROM {source} WHERE {expr} = {literal} ORDER BY {table.order_by()}",

@@ -80,7 +80,7 @@ class ServedTable:
             return None
         if self.intraday:
             return "session_date", "session_date"
-        return "session_year", "year(session_date)"
+        return "session_month", "strftime(session_date, '%Y-%m')"
 
 
 def served_tables(con: duckdb.DuckDBPyConnection, catalog: str | None = None) -> list[ServedTable]:
