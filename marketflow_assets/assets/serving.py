@@ -43,6 +43,7 @@ def build_snapshot_asset(upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
         group_name="serving",
         kinds={"duckdb", "parquet"},
         tags=cadence.DAILY,
+        backfill_policy=dg.BackfillPolicy.single_run(),
         pool=WAREHOUSE_POOL,
         retry_policy=WAREHOUSE_RETRY_POLICY,
     )
