@@ -19,16 +19,16 @@ import httpx
 import pandas as pd
 import pytest
 import schemathesis
+import uvicorn
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
-import uvicorn
-from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given
-from hypothesis import settings as hypothesis_settings
 
 from marketflow_assets import cadence
 from marketflow_assets.api import create_app
