@@ -93,6 +93,8 @@ def test_first_publish_serves_every_table_with_a_manifest(warehouse, tmp_path):
     assert "bronze" not in " ".join(r[0] for r in con.execute("SHOW ALL TABLES").fetchall())
     con.close()
     row = manifest.set_index("table_name").loc["silver.daily_bars"]
+    # Written in a storage format every DuckDB >= 1.0 reads (not the newer default).
+    assert result.path.read_bytes()[8:16] == b"DUCK" + (64).to_bytes(4, "little")
     assert row["row_count"] == 360 and row["snapshot_id"] == result.snapshot_id
     assert row["latest_session"].date() == dt.date(2024, 3, 25)
     # Intraday tables keep only the latest sessions.

@@ -33,6 +33,10 @@ RETENTION = 3
 even after removal (POSIX keeps an open file alive); keeping a few also lets a reader that
 resolved `current.duckdb` just before a switch still open the file it resolved."""
 REBUILD_FRACTION = 0.5
+STORAGE_VERSION = "v1.0.0"
+"""The DuckDB storage format snapshots are written in: readable by any DuckDB >= 1.0 (Superset's
+duckdb-engine, a notebook's duckdb), whatever newer DuckDB writes them (DuckDB 2 defaults to a
+format older versions cannot open). Copies of a snapshot keep its format."""
 SNAP = "snap"
 
 FINGERPRINTS_DDL = """
@@ -118,14 +122,16 @@ def publish_snapshot(
     if previous is not None and not previous.exists():
         previous = None
     partial = snapshots / f"{layout.PARTIAL_PREFIX}{snapshot_id}{layout.SUFFIX}"
-    if previous is not None and not full_rebuild:
+    copied = previous is not None and not full_rebuild
+    if copied:
         shutil.copyfile(previous, partial)
     result = PublishResult(snapshot_id, snapshots / f"{snapshot_id}{layout.SUFFIX}", None)
     result.previous_id = previous.stem if previous is not None else None
     timer.lap("copy_previous")
 
     try:
-        warehouse.execute(f"ATTACH '{_sql_path(partial)}' AS {SNAP}")
+        options = "" if copied else f" (STORAGE_VERSION '{STORAGE_VERSION}')"
+        warehouse.execute(f"ATTACH '{_sql_path(partial)}' AS {SNAP}{options}")
         try:
             warehouse.execute("CREATE SCHEMA IF NOT EXISTS snap.serving")
             warehouse.execute(FINGERPRINTS_DDL)
