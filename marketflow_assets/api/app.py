@@ -7,8 +7,11 @@ id. Nothing here can reach the warehouse.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Literal
 
 from fastapi import FastAPI, Path, Query, Request
@@ -84,7 +87,17 @@ def create_app(
     freshness by (default: the simulator clock when set, else real time)."""
     reader = SnapshotReader(serving_dir(settings))
     clock = now or (settings.simulator_now if settings.source == "simulator" else None)
+
+    @asynccontextmanager
+    async def warm_up(_: FastAPI) -> AsyncIterator[None]:
+        """Load the exchange calendar and open the snapshot before the first request."""
+        xnys()
+        with contextlib.suppress(NoSnapshotError):
+            reader.get()
+        yield
+
     app = FastAPI(
+        lifespan=warm_up,
         title="MarketFlow API",
         version="1.0.0",
         description=(
