@@ -18,11 +18,12 @@ export DAGSTER_DISABLE_TELEMETRY := true
 # a failed run show as missing rather than failed. See README, Performance.
 export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS ?= 1
 
-.PHONY: help install install-dev lock demo dev test lint format bench docs clean repair-report
+.PHONY: help install install-dev lock demo dev serve test lint format bench docs clean repair-report
 
 help:
 	@echo "make demo    - install, then a year of history raw -> gold, every mart and chart (simulator)"
 	@echo "make dev     - start the Dagster UI (dagster dev) on workspace.yaml"
+	@echo "make serve   - start the read-only HTTP API on the current snapshot (127.0.0.1:8000)"
 	@echo "make test    - install with dev extras and run the test suite"
 	@echo "make lint    - ruff check + format check"
 	@echo "make bench   - run the market-scale benchmark (results in bench_results/)"
@@ -62,6 +63,11 @@ demo: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 
 dev: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
+
+# The API on MARKETFLOW_API_HOST:MARKETFLOW_API_PORT (default 127.0.0.1:8000); new snapshots are
+# picked up without a restart.
+serve: $(VENV)/.installed
+	$(BIN)/python -m marketflow_assets.api
 
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -18,6 +18,7 @@ from marketflow_assets.assets import (
     reports,
     silver,
 )
+from marketflow_assets.assets.serving import build_snapshot_asset, served_asset_keys
 from marketflow_assets.automation import build_automation
 from marketflow_assets.checks import build_asset_checks
 from marketflow_assets.partitions import bind_sessions_partitions, sessions_partitions_def_for
@@ -31,7 +32,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     """Everything built from `settings` alone: partitions (`sessions_partitions_def_for`),
     resources and automation; nothing here or below reads the environment."""
     partitions_def = sessions_partitions_def_for(settings)
-    assets = bind_sessions_partitions(dg.load_assets_from_modules(ASSET_MODULES), partitions_def)
+    assets = dg.load_assets_from_modules(ASSET_MODULES)
+    # Downstream of everything it serves, whatever the other modules define (fundamentals, marts).
+    assets = [*assets, build_snapshot_asset(served_asset_keys(assets))]
+    assets = bind_sessions_partitions(assets, partitions_def)
     asset_checks = bind_sessions_partitions(build_asset_checks(assets), partitions_def)
     schedules, sensors = build_automation(settings)
     resources = build_resources(settings)

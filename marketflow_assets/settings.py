@@ -55,6 +55,9 @@ class Settings:
     # Financial statements (marketflow_assets/sources/fundamentals*.py): None = MARKETFLOW_SOURCE.
     fundamentals_source: str | None = None
     edgar_user_agent: str | None = None
+    # The HTTP API (`make serve`); its keys (MARKETFLOW_API_KEYS) are read by the API, not here.
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
 
     @property
     def lake_root(self) -> Path:
@@ -128,6 +131,8 @@ class Settings:
                 600.0,
             ),
             **_fundamentals_settings(get),
+            api_host=get("MARKETFLOW_API_HOST") or "127.0.0.1",
+            api_port=_parse_int("MARKETFLOW_API_PORT", get("MARKETFLOW_API_PORT"), 8000),
         )
 
 

@@ -17,7 +17,7 @@ from marketflow_tests.helpers import FRIDAY_EVENING, make_settings
 
 REPO = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
-LAYERS = ("raw", "bronze", "silver", "gold")
+LAYERS = ("raw", "bronze", "silver", "gold", "serving")
 
 
 def cli_env(home: Path) -> dict[str, str]:
@@ -81,6 +81,7 @@ def test_design_asset_keys_exist(defs):
         "silver/corporate_actions",
         "silver/symbols",
         "silver/rejected_bars",
+        "serving/snapshot",
     ):
         assert expected in keys
 

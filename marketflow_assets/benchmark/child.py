@@ -167,7 +167,12 @@ def main(argv: list[str]) -> int:
     spec = RunSpec.from_dict(json.loads(Path(spec_path).read_text()))
     gc.collect()
     try:
-        result = run_dagster(spec) if spec.kind == "dagster" else run_kernel(spec)
+        if spec.kind == "serving":
+            from marketflow_assets.benchmark import serving
+
+            result = serving.measure(spec)
+        else:
+            result = run_dagster(spec) if spec.kind == "dagster" else run_kernel(spec)
     except Exception:
         result = {"ok": False, "error": traceback.format_exc()}
     result["pid"] = os.getpid()

@@ -10,6 +10,7 @@ import shutil
 from importlib import metadata
 from pathlib import Path
 
+from marketflow_assets.benchmark import serving
 from marketflow_assets.benchmark.scenarios import FLAT_MEMORY_RATIO, GIB, Sizes, Target
 
 PACKAGES = ("dagster", "dagster-dbt", "dbt-core", "dbt-duckdb", "duckdb", "pandas", "numpy")
@@ -116,6 +117,7 @@ def targets(measurements: list[dict], sizes: Sizes) -> tuple[list[Target], dict]
         k = by["kernel"].get("kernel") if _ok(by["kernel"]) else None
         derived["kernel_over_talib"] = k["ratio"] if k else None
         out.append(Target("kernel", "kernel / TA-Lib time", k["ratio"] if k else None, 2, "x"))
+    out += serving.targets(by)
     return out, derived
 
 

@@ -26,6 +26,7 @@ from marketflow_assets.benchmark.scenarios import (
     symbols,
     window,
 )
+from marketflow_assets.benchmark.serving import scenario as serving_scenario
 
 REPO_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
 LOG_TAIL_LINES = 40
@@ -267,4 +268,5 @@ RUNNERS = {
     "daily_increment": daily_increment,
     "intraday": intraday,
     "kernel": kernel,
+    "serving": serving_scenario,
 }

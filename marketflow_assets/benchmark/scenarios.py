@@ -20,7 +20,7 @@ from marketflow_assets.sources.base import INTRADAY_LOOKBACK_DAYS
 # simulator's one-minute window (30 days) holds 21 sessions (2024-05-09..2024-06-07).
 FIXED_CLOCK = dt.datetime(2024, 6, 7, 22, 0, tzinfo=dt.UTC)
 AFTER_CLOSE = dt.timedelta(hours=2)  # the clock of an increment: its session's close + 2 h
-SCENARIOS = ("daily_history", "daily_increment", "intraday", "kernel")
+SCENARIOS = ("daily_history", "daily_increment", "intraday", "kernel", "serving")
 GIB = 1024.0  # in MiB
 
 

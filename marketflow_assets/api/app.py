@@ -1,0 +1,602 @@
+"""The read-only HTTP API over the current snapshot (DESIGN.md, "Serving").
+
+Handlers are plain `def`s (FastAPI runs them in its thread pool); each request takes the
+current snapshot once, so all its queries read one snapshot, and its ETag is that snapshot's
+id. Nothing here can reach the warehouse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Literal
+
+from fastapi import FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+
+from marketflow_assets.api import models
+from marketflow_assets.api.errors import (
+    ERROR_RESPONSES,
+    ApiError,
+    api_error_handler,
+    validation_error_handler,
+)
+from marketflow_assets.api.middleware import AccessLogMiddleware
+from marketflow_assets.api.queries import (
+    PageQuery,
+    fetch_arrow,
+    fetch_json,
+    fetch_one_json,
+    to_csv,
+    to_parquet,
+)
+from marketflow_assets.api.snapshots import NoSnapshotError, OpenSnapshot, SnapshotReader
+from marketflow_assets.calendar import xnys
+from marketflow_assets.serving.layout import serving_dir
+from marketflow_assets.settings import Settings
+from marketflow_assets.tickers import InvalidTickerError, validate_ticker, validate_tickers
+
+MAX_LIMIT = 20_000
+"""The page-size cap: `limit` above it is a 400. 10 years of daily bars (2,520) fit a page."""
+DEFAULT_LIMIT = 5_000
+MAX_TICKERS = 1_000
+MAX_FUNDAMENTAL_PERIODS = 40
+CACHE_CONTROL = "public, max-age=60"
+MEDIA = {
+    "json": "application/json",
+    "csv": "text/csv; charset=utf-8",
+    "parquet": "application/vnd.apache.parquet",
+}
+FEATURES = tuple(
+    name for name in models.FeatureRow.model_fields if name not in ("ticker", "session_date")
+)
+
+TickerPath = Annotated[str, Path(description="Yahoo symbol, e.g. AAPL, BRK-B, ^GSPC")]
+Start = Annotated[dt.date | None, Query(description="First session (inclusive)")]
+End = Annotated[dt.date | None, Query(description="Last session (inclusive)")]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Rows per page, at most {MAX_LIMIT}")]
+Cursor = Annotated[
+    str | None, Query(max_length=512, description="`next_cursor` of the previous page")
+]
+Format = Annotated[Literal["json", "csv", "parquet"], Query(description="Response format")]
+TickerList = Annotated[
+    str | None,
+    Query(
+        max_length=20_000,
+        description=f"Comma-separated symbols (default: all; at most {MAX_TICKERS})",
+    ),
+]
+Fields = Annotated[
+    str | None,
+    Query(max_length=2_000, description="Comma-separated feature columns (default: all)"),
+]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    api_keys: frozenset[str] = frozenset(),
+    now: dt.datetime | None = None,
+) -> FastAPI:
+    """The API for `settings.home`'s snapshots. `api_keys`: when non-empty, every endpoint but
+    /v1/health needs one of them in `X-API-Key`. `now` pins the clock /v1/health judges
+    freshness by (default: the simulator clock when set, else real time)."""
+    reader = SnapshotReader(serving_dir(settings))
+    clock = now or (settings.simulator_now if settings.source == "simulator" else None)
+
+    @asynccontextmanager
+    async def warm_up(_: FastAPI) -> AsyncIterator[None]:
+        """Load the exchange calendar and open the snapshot before the first request."""
+        xnys()
+        with contextlib.suppress(NoSnapshotError):
+            reader.get()
+        yield
+
+    app = FastAPI(
+        lifespan=warm_up,
+        title="MarketFlow API",
+        version="1.0.0",
+        description=(
+            "Read-only market data from the current MarketFlow snapshot: prices, bars, "
+            "features, fundamentals. List responses are `{data, snapshot, next_cursor}`; "
+            f"pages hold at most {MAX_LIMIT} rows (`limit`), follow `next_cursor` for more. "
+            "ETag = snapshot id (send If-None-Match for 304)."
+        ),
+        responses={k: v for k, v in ERROR_RESPONSES.items() if k in (400, 401)},
+    )
+    app.add_exception_handler(ApiError, api_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_middleware(AccessLogMiddleware, api_keys=api_keys, open_paths=("/v1/health",))
+    data = {"responses": ERROR_RESPONSES}
+    # Bars and features also come as CSV or Parquet (`format`).
+    tabular = {
+        "responses": {
+            **ERROR_RESPONSES,
+            200: {"content": {MEDIA["csv"].split(";")[0]: {}, MEDIA["parquet"]: {}}},
+        }
+    }
+
+    def snapshot() -> OpenSnapshot:
+        try:
+            return reader.get()
+        except NoSnapshotError as exc:
+            raise ApiError(503, None, f"{exc}: run the pipeline (make demo) first") from exc
+
+    def respond(
+        snap: OpenSnapshot,
+        request: Request,
+        body: bytes,
+        media: str,
+        next_cursor: str | None = None,
+    ) -> Response:
+        headers = {"ETag": f'"{snap.id}"', "Cache-Control": CACHE_CONTROL, "X-Snapshot-Id": snap.id}
+        if next_cursor:
+            headers["X-Next-Cursor"] = next_cursor
+        return Response(body, media_type=media, headers=headers)
+
+    def not_modified(snap: OpenSnapshot, request: Request) -> Response | None:
+        tags = request.headers.get("if-none-match")
+        if tags and (
+            tags.strip() == "*"
+            or f'"{snap.id}"' in [t.strip().removeprefix("W/") for t in tags.split(",")]
+        ):
+            return Response(
+                status_code=304, headers={"ETag": f'"{snap.id}"', "Cache-Control": CACHE_CONTROL}
+            )
+        return None
+
+    def envelope(snap: OpenSnapshot, data: bytes, next_cursor: str | None, **extra) -> bytes:
+        head = {"snapshot": snap.id, "next_cursor": next_cursor, **extra}
+        return (
+            b'{"data":'
+            + data
+            + b","
+            + json.dumps(head, default=str, separators=(",", ":"))[1:].encode()
+        )
+
+    def ticker_of(raw: str, snap: OpenSnapshot) -> str:
+        try:
+            ticker = validate_ticker(raw, origin="ticker")
+        except InvalidTickerError as exc:
+            raise ApiError(400, "ticker", str(exc)) from exc
+        if ticker not in snap.tickers:
+            raise ApiError(404, "ticker", f"unknown ticker {ticker!r}: not in snapshot {snap.id}")
+        return ticker
+
+    def tickers_of(raw: str | None, snap: OpenSnapshot) -> list[str] | None:
+        if raw is None:
+            return None
+        try:
+            tickers = validate_tickers([p for p in raw.split(",") if p.strip()], origin="tickers")
+        except InvalidTickerError as exc:
+            raise ApiError(400, "tickers", str(exc)) from exc
+        if not tickers:
+            raise ApiError(
+                400, "tickers", "tickers is empty: give comma-separated symbols or omit it"
+            )
+        if len(tickers) > MAX_TICKERS:
+            raise ApiError(
+                400, "tickers", f"at most {MAX_TICKERS} tickers per request, got {len(tickers)}"
+            )
+        unknown = [t for t in tickers if t not in snap.tickers]
+        if unknown:
+            raise ApiError(
+                404,
+                "tickers",
+                f"unknown ticker(s) {', '.join(unknown[:10])}: not in snapshot {snap.id}",
+            )
+        return tickers
+
+    def check_range(start: dt.date | None, end: dt.date | None) -> None:
+        if start and end and start > end:
+            raise ApiError(400, "start", f"start {start} is after end {end}")
+
+    def need(snap: OpenSnapshot, table: str, what: str) -> None:
+        if not snap.has(table):
+            raise ApiError(404, None, f"{what} not published: snapshot {snap.id} has no {table}")
+
+    def range_filter(q: PageQuery, column: str, start: dt.date | None, end: dt.date | None) -> None:
+        if start:
+            q.where.append(f'"{column}" >= ?')
+            q.params.append(start)
+        if end:
+            q.where.append(f'"{column}" <= ?')
+            q.params.append(end)
+
+    def page(snap: OpenSnapshot, request: Request, q: PageQuery, fmt: str, **extra) -> Response:
+        with snap.cursor() as cur:
+            if fmt == "json":
+                result = fetch_json(cur, q, snap.columns)
+                return respond(
+                    snap,
+                    request,
+                    envelope(snap, result.body, result.next_cursor, **extra),
+                    MEDIA["json"],
+                    result.next_cursor,
+                )
+            table, next_cursor = fetch_arrow(cur, q, snap.columns)
+        body = to_csv(table) if fmt == "csv" else to_parquet(table)
+        return respond(snap, request, body, MEDIA[fmt], next_cursor)
+
+    # -- endpoints --------------------------------------------------------------------------
+    @app.get("/v1/health", response_model=models.HealthResponse, tags=["meta"])
+    def health() -> Response:
+        """Status, the current snapshot, and how stale it is against the exchange calendar."""
+        checked = now or clock or dt.datetime.now(dt.UTC)
+        try:
+            snap = reader.get()
+        except NoSnapshotError:
+            body = models.HealthResponse(
+                status="no_snapshot", checked_at=checked, snapshot=None, freshness=None
+            )
+            return Response(
+                body.model_dump_json(),
+                status_code=503,
+                media_type=MEDIA["json"],
+                headers={"Cache-Control": "no-store"},
+            )
+        cal = xnys()
+        closed = cal.latest_closed_session(checked)
+        mine = snap.latest_session
+        behind = None
+        if closed is not None and mine is not None:
+            behind = max(len(cal.sessions_in_range(mine, closed)) - 1, 0) if closed > mine else 0
+        info = models.SnapshotInfo(
+            id=snap.id,
+            created_at=snap.created_at,
+            run_id=snap.run_id,
+            latest_session=mine,
+            tables=[models.TableInfo(table=k, **v) for k, v in sorted(snap.tables.items())],
+        )
+        body = models.HealthResponse(
+            status="ok" if behind == 0 else "stale",
+            checked_at=checked,
+            snapshot=info,
+            freshness=models.Freshness(
+                latest_closed_session=closed,
+                snapshot_session=mine,
+                sessions_behind=behind,
+                snapshot_age_seconds=(checked - snap.created_at).total_seconds()
+                if snap.created_at
+                else None,
+            ),
+        )
+        return Response(
+            body.model_dump_json(),
+            media_type=MEDIA["json"],
+            headers={"Cache-Control": "no-store", "X-Snapshot-Id": snap.id},
+        )
+
+    @app.get("/v1/symbols", response_model=models.SymbolsResponse, tags=["reference"], **data)
+    def symbols(
+        request: Request,
+        sector: Annotated[str | None, Query(max_length=200)] = None,
+        exchange: Annotated[str | None, Query(max_length=50)] = None,
+    ) -> Response:
+        """Symbols with name, exchange, currency, sector, industry."""
+        snap = snapshot()
+        if (hit := not_modified(snap, request)) is not None:
+            return hit
+        need(snap, "silver.symbols", "symbols")
+        q = _symbols_query(snap)
+        for column, value in (("sector", sector), ("exchange", exchange)):
+            if value is not None:
+                q.where.append(f"{column} = ?")
+                q.params.append(value)
+        return page(snap, request, q, "json")
+
+    @app.get(
+        "/v1/symbols/{ticker:path}",
+        response_model=models.SymbolResponse,
+        tags=["reference"],
+        **data,
+    )
+    def symbol(request: Request, ticker: TickerPath) -> Response:
+        """One symbol's reference data."""
+        snap = snapshot()
+        symbol_ = ticker_of(ticker, snap)
+        if (hit := not_modified(snap, request)) is not None:
+            return hit
+        need(snap, "silver.symbols", "symbols")
+        q = _symbols_query(snap)
+        with snap.cursor() as cur:
+            row = fetch_one_json(
+                cur, q.table, snap.columns, [c for c, _ in q.columns], "ticker = ?", [symbol_]
+            )
+        if row is None:
+            raise ApiError(404, "ticker", f"no reference data for {symbol_} in snapshot {snap.id}")
+        body = b'{"data":' + row.encode() + f',"snapshot":"{snap.id}"}}'.encode()
+        return respond(snap, request, body, MEDIA["json"])
+
+    @app.get(
+        "/v1/prices/latest", response_model=models.LatestPricesResponse, tags=["prices"], **data
+    )
+    def prices_latest(request: Request, tickers: TickerList = None) -> Response:
+        """Each ticker's latest session: as-traded OHLCV, adjusted close, one-day return."""
+        snap = snapshot()
+        wanted = tickers_of(tickers, snap)
+        if (hit := not_modified(snap, request)) is not None:
+            return hit
+        need(snap, "serving.latest_prices", "prices")
+        q = PageQuery(
+            "serving.latest_prices",
+            [(f, f) for f in models.LatestPrice.model_fields],
+            ["ticker"],
+            ["str"],
+            "prices_latest",
+        )
+        if wanted is not None:
+            q.where.append("list_contains(?, ticker)")
+            q.params.append(wanted)
+        return page(snap, request, q, "json")
+
+    @app.get(
+        "/v1/bars/{ticker:path}", response_model=models.BarsResponse, tags=["prices"], **tabular
+    )
+    def bars(
+        request: Request,
+        ticker: TickerPath,
+        start: Start = None,
+        end: End = None,
+        interval: Annotated[
+            Literal["1d", "1m"],
+            Query(description="1d: daily bars; 1m: one-minute bars of the recent sessions served"),
+        ] = "1d",
+        adjusted: Annotated[
+            bool | None,
+            Query(
+                description="Daily: back-adjusted for splits and dividends (default true). One-minute bars are as traded only."
+            ),
+        ] = None,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
+        format: Format = "json",
+    ) -> Response:
+        """Bars in time order; `next_cursor` when more remain. CSV and Parquet put the next
+        cursor in the `X-Next-Cursor` header."""
+        snap = snapshot()
+        symbol_ = ticker_of(ticker, snap)
+        check_range(start, end)
+        if interval == "1m" and adjusted:
+            raise ApiError(
+                400,
+                "adjusted",
+                "one-minute bars are served as traded: use adjusted=false or omit it",
+            )
+        if (hit := not_modified(snap, request)) is not None:
+            return hit
+        if interval == "1d":
+            adjust = True if adjusted is None else adjusted
+            need(snap, "silver.daily_bars", "daily bars")
+            prefix = "adj_" if adjust else ""
+            columns = [("ticker", "ticker"), ("session_date", "session_date")]
+            columns += [(c, prefix + c) for c in ("open", "high", "low", "close", "volume")]
+            columns += [("dividend", "dividend"), ("split_ratio", "split_ratio")]
+            q = PageQuery("silver.daily_bars", columns, ["session_date"], ["date"], "bars_1d")
+        else:
+            adjust = False
+            need(snap, "silver.intraday_bars_1m", "one-minute bars")
+            columns = [
+                (c, c)
+                for c in ("ticker", "session_date", "ts", "open", "high", "low", "close", "volume")
+            ]
+            q = PageQuery("silver.intraday_bars_1m", columns, ["ts"], ["ts"], "bars_1m")
+        q.where.append("ticker = ?")
+        q.params.append(symbol_)
+        range_filter(q, "session_date", start, end)
+        q.limit, q.cursor = limit, cursor
+        return page(snap, request, q, format, ticker=symbol_, interval=interval, adjusted=adjust)
+
+    @app.get(
+        "/v1/features/latest", response_model=models.FeaturesResponse, tags=["features"], **data
+    )
+    def features_latest(
+        request: Request, tickers: TickerList = None, fields: Fields = None
+    ) -> Response:
+        """Latest features per ticker, for screening."""
+        snap = snapshot()
+        wanted = tickers_of(tickers, snap)
+        chosen = _fields(fields)
+        if (hit := not_modified(snap, request)) is not None:
+            return hit
+        need(snap, "serving.latest_features", "features")
+        q = PageQuery(
+            "serving.latest_features",
+            [(c, c) for c in ("ticker", "session_date", *chosen)],
+            ["ticker"],
+            ["str"],
+            "features_latest",
+        )
+        if wanted is not None:
+            q.where.append("list_contains(?, ticker)")
+            q.params.append(wanted)
+        return page(snap, request, q, "json")
+
+    @app.get(
+        "/v1/features/{ticker:path}",
+        response_model=models.FeaturesResponse,
+        tags=["features"],
+        **tabular,
+    )
+    def features(
+        request: Request,
+        ticker: TickerPath,
+        start: Start = None,
+        end: End = None,
+        fields: Fields = None,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
+        format: Format = "json",
+    ) -> Response:
+        """gold.daily_features rows (TA-Lib indicators on adjusted prices) in time order."""
+        snap = snapshot()
+        symbol_ = ticker_of(ticker, snap)
+        check_range(start, end)
+        chosen = _fields(fields)
+        if (hit := not_modified(snap, request)) is not None:
+            return hit
+        need(snap, "gold.daily_features", "features")
+        q = PageQuery(
+            "gold.daily_features",
+            [(c, c) for c in ("ticker", "session_date", *chosen)],
+            ["session_date"],
+            ["date"],
+            "features",
+        )
+        q.where.append("ticker = ?")
+        q.params.append(symbol_)
+        range_filter(q, "session_date", start, end)
+        q.limit, q.cursor = limit, cursor
+        return page(snap, request, q, format)
+
+    @app.get(
+        "/v1/fundamentals/{ticker:path}",
+        response_model=models.FundamentalsResponse,
+        tags=["fundamentals"],
+        **data,
+    )
+    def fundamentals(
+        request: Request,
+        ticker: TickerPath,
+        as_of: Annotated[
+            dt.date | None,
+            Query(description="Point in time (default: the snapshot's latest session)"),
+        ] = None,
+        period_type: Annotated[Literal["annual", "quarterly"] | None, Query()] = None,
+        limit: Annotated[
+            int,
+            Query(
+                ge=1,
+                le=MAX_FUNDAMENTAL_PERIODS,
+                description=f"Latest periods, at most {MAX_FUNDAMENTAL_PERIODS}",
+            ),
+        ] = 8,
+    ) -> Response:
+        """Point-in-time statements and ratios: only what was known on `as_of`."""
+        snap = snapshot()
+        symbol_ = ticker_of(ticker, snap)
+        if not snap.has("silver.financial_facts") or not snap.has("gold.fundamentals_daily"):
+            raise ApiError(
+                404,
+                None,
+                f"fundamentals are not published yet: snapshot {snap.id} has no silver.financial_facts / gold.fundamentals_daily (materialize the fundamentals assets, then the snapshot)",
+            )
+        if (hit := not_modified(snap, request)) is not None:
+            return hit
+        day = as_of or snap.latest_session or dt.datetime.now(dt.UTC).date()
+        facts = PageQuery(
+            "silver.financial_facts",
+            [
+                (c, c)
+                for c in models.FinancialFact.model_fields
+                if c in dict(snap.columns["silver.financial_facts"])
+            ],
+            ["period_end", "statement", "line_item"],
+            ["date", "str", "str"],
+            "fundamentals",
+        )
+        facts.where += [
+            "ticker = ?",
+            "CAST(known_at AS DATE) <= ?",
+            "(superseded_at IS NULL OR CAST(superseded_at AS DATE) > ?)",
+            "period_end IN (SELECT DISTINCT period_end FROM silver.financial_facts WHERE ticker = ? AND CAST(known_at AS DATE) <= ? AND (? IS NULL OR period_type = ?) ORDER BY period_end DESC LIMIT ?)",
+        ]
+        facts.params += [symbol_, day, day, symbol_, day, period_type, period_type, limit]
+        if period_type:
+            facts.where.append("period_type = ?")
+            facts.params.append(period_type)
+        ratio_cols = [
+            c
+            for c in models.FundamentalRatios.model_fields
+            if c in dict(snap.columns["gold.fundamentals_daily"])
+        ]
+        with snap.cursor() as cur:
+            result = fetch_json(cur, facts, snap.columns)
+            ratios = fetch_one_json(
+                cur,
+                "gold.fundamentals_daily",
+                snap.columns,
+                ratio_cols,
+                "ticker = ? AND session_date <= ?",
+                [symbol_, day],
+                " ORDER BY session_date DESC",
+            )
+        body = envelope(snap, result.body, None, as_of=day.isoformat())
+        body = body[:-1] + b',"ratios":' + (ratios.encode() if ratios else b"null") + b"}"
+        return respond(snap, request, body, MEDIA["json"])
+
+    @app.get("/v1/sectors/daily", response_model=models.SectorsResponse, tags=["features"], **data)
+    def sectors_daily(
+        request: Request,
+        start: Start = None,
+        end: End = None,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
+    ) -> Response:
+        """Sector comparison rows (gold.sector_daily) by session and sector."""
+        snap = snapshot()
+        check_range(start, end)
+        if (hit := not_modified(snap, request)) is not None:
+            return hit
+        need(snap, "gold.sector_daily", "sector rows")
+        present = dict(snap.columns["gold.sector_daily"])
+        q = PageQuery(
+            "gold.sector_daily",
+            [(c, c) for c in models.SectorDay.model_fields if c in present],
+            ["session_date", "sector"],
+            ["date", "str"],
+            "sectors",
+        )
+        range_filter(q, "session_date", start, end)
+        q.limit, q.cursor = limit, cursor
+        return page(snap, request, q, "json")
+
+    @app.get(
+        "/v1/corporate-actions/{ticker:path}",
+        response_model=models.CorporateActionsResponse,
+        tags=["reference"],
+        **data,
+    )
+    def corporate_actions(request: Request, ticker: TickerPath) -> Response:
+        """Splits and dividends by ex-date."""
+        snap = snapshot()
+        symbol_ = ticker_of(ticker, snap)
+        if (hit := not_modified(snap, request)) is not None:
+            return hit
+        need(snap, "silver.corporate_actions", "corporate actions")
+        present = dict(snap.columns["silver.corporate_actions"])
+        q = PageQuery(
+            "silver.corporate_actions",
+            [(c, c) for c in models.CorporateAction.model_fields if c in present],
+            ["ex_date"],
+            ["date"],
+            "actions",
+        )
+        q.where.append("ticker = ?")
+        q.params.append(symbol_)
+        return page(snap, request, q, "json")
+
+    return app
+
+
+def _symbols_query(snap: OpenSnapshot) -> PageQuery:
+    present = dict(snap.columns["silver.symbols"])
+    columns = [(c, c) for c in models.Symbol.model_fields if c in present]
+    return PageQuery("silver.symbols", columns, ["ticker"], ["str"], "symbols")
+
+
+def _fields(raw: str | None) -> tuple[str, ...]:
+    if raw is None:
+        return FEATURES
+    chosen = [f.strip().lower() for f in raw.split(",") if f.strip()]
+    unknown = [f for f in chosen if f not in FEATURES]
+    if unknown or not chosen:
+        shown = ", ".join(repr(f[:40]) for f in unknown[:5]) or "none"
+        raise ApiError(
+            400, "fields", f"unknown field(s) {shown}; choose from {', '.join(FEATURES)}"
+        )
+    return tuple(dict.fromkeys(chosen))

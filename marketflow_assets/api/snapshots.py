@@ -1,0 +1,98 @@
+"""The API's view of the current snapshot: one read-only DuckDB connection per snapshot file,
+switched when `current.duckdb` points somewhere new (checked on every request: one readlink),
+so a new snapshot is served without a restart and a request never mixes two snapshots."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from marketflow_assets.serving import layout
+
+OPEN_ATTEMPTS = 3
+
+
+class NoSnapshotError(RuntimeError):
+    """Nothing has been published yet."""
+
+
+@dataclass
+class OpenSnapshot:
+    id: str
+    path: Path
+    con: duckdb.DuckDBPyConnection
+    run_id: str | None = None
+    created_at: dt.datetime | None = None
+    tables: dict[str, dict] = field(default_factory=dict)  # name -> {latest_session, row_count}
+    columns: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    tickers: frozenset[str] = frozenset()
+
+    @contextmanager
+    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection of its own for one request (DuckDB connections are not shared between
+        threads); all of them read this snapshot's file."""
+        cur = self.con.cursor()
+        try:
+            yield cur
+        finally:
+            cur.close()
+
+    def has(self, table: str) -> bool:
+        return table in self.columns
+
+    @property
+    def latest_session(self) -> dt.date | None:
+        return (self.tables.get("silver.daily_bars") or {}).get("latest_session")
+
+
+class SnapshotReader:
+    def __init__(self, root: Path):
+        self.root = root
+        self._lock = threading.Lock()
+        self._current: OpenSnapshot | None = None
+
+    def get(self) -> OpenSnapshot:
+        for _ in range(OPEN_ATTEMPTS):
+            target = layout.current_target(self.root)
+            if target is None:
+                raise NoSnapshotError(f"no snapshot published under {self.root} yet")
+            current = self._current
+            if current is not None and current.path == target:
+                return current
+            with self._lock:
+                if self._current is not None and self._current.path == target:
+                    return self._current
+                try:
+                    self._current = _open(target)
+                except (duckdb.IOException, FileNotFoundError):
+                    continue  # removed by retention between readlink and open: look again
+                return self._current
+        raise NoSnapshotError(f"the current snapshot under {self.root} could not be opened")
+
+
+def _open(path: Path) -> OpenSnapshot:
+    con = duckdb.connect(str(path), read_only=True)
+    con.execute("SET TimeZone = 'UTC'")
+    snapshot = OpenSnapshot(id=path.stem, path=path, con=con)
+    for row in con.execute(
+        "SELECT run_id, created_at, table_name, latest_session, row_count FROM serving.manifest"
+    ).fetchall():
+        snapshot.run_id, snapshot.created_at = row[0], row[1]
+        snapshot.tables[row[2]] = {"latest_session": row[3], "row_count": row[4]}
+    for schema, table, column, kind in con.execute(
+        "SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns "
+        "ORDER BY table_schema, table_name, ordinal_position"
+    ).fetchall():
+        snapshot.columns.setdefault(f"{schema}.{table}", []).append((column, kind))
+    known = []
+    for table in ("silver.symbols", "serving.latest_prices"):
+        if snapshot.has(table):
+            known += [r[0] for r in con.execute(f"SELECT DISTINCT ticker FROM {table}").fetchall()]
+    snapshot.tickers = frozenset(known)
+    return snapshot

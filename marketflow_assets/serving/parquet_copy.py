@@ -1,0 +1,161 @@
+"""The served tables as Hive-partitioned Parquet, for readers without MarketFlow or DuckDB files
+(Spark, Trino, Athena, pandas, polars), locally and, when the lake is on S3, in the bucket too.
+
+    parquet/silver/daily_bars/session_month=2024-06/data.parquet
+    parquet/silver/intraday_bars_1m/session_date=2024-06-07/data.parquet
+    parquet/silver/symbols/data.parquet
+    parquet/_manifest.json      snapshot id, and per table: rows, latest session, files
+
+Monthly partitions, so a one-session increment rewrites one file per table (a re-adjusted
+ticker: every month, as its whole history changed). Only the partitions a publish changed are
+rewritten (each file atomically: a temporary file,
+then a rename; an S3 PUT is atomic by itself). `_manifest.json` is written last: a reader who
+wants a consistent set reads the files it lists; the snapshot DuckDB file is always consistent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import duckdb
+
+from marketflow_assets.serving import layout
+from marketflow_assets.serving.tables import ServedTable
+from marketflow_assets.storage.object_store import ObjectStore
+
+if TYPE_CHECKING:
+    from marketflow_assets.serving.publish import PublishResult
+
+DATA_FILE = "data.parquet"
+S3_PREFIX = "serving/parquet"
+
+
+class ParquetCopy:
+    def __init__(self, root: Path, store: ObjectStore | None = None):
+        self.root = root / layout.PARQUET
+        self.store = store  # the S3 lake, when there is one
+
+    def write(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        catalog: str,
+        changes: dict[str, tuple[ServedTable, list | None]],
+        result: PublishResult,
+    ) -> int:
+        """Rewrite the partitions of `changes` from the snapshot attached as `catalog`; returns
+        the number of files written."""
+        written = 0
+        for table, parts in changes.values():
+            folder = self.root / table.schema / table.name
+            if f"{table.schema}.{table.name}" not in result.tables or (
+                result.tables[f"{table.schema}.{table.name}"].mode == "dropped"
+            ):
+                self._remove_tree(folder)
+                continue
+            written += self._write_table(con, catalog, table, parts, folder)
+        self._write_manifest(result)
+        return written
+
+    def _write_table(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        catalog: str,
+        table: ServedTable,
+        parts: list | None,
+        folder: Path,
+    ) -> int:
+        source = f"{catalog}.{table.qualified}"
+        partition = table.parquet_partition()
+        if partition is None:
+            self._copy(con, f"SELECT * FROM {source}", folder / DATA_FILE)
+            return 1
+        key, expr = partition
+        present = {
+            str(v) for (v,) in con.execute(f"SELECT DISTINCT {expr} FROM {source}").fetchall()
+        }
+        if parts is None:  # rebuilt: every partition, and none of the old ones
+            targets = present | {p.name.split("=", 1)[1] for p in folder.glob(f"{key}=*")}
+        elif key == "session_month":
+            targets = {part.strftime("%Y-%m") for _, part in parts}
+        else:
+            targets = {part.isoformat() for _, part in parts}
+        written = 0
+        for value in sorted(targets):
+            path = folder / f"{key}={value}" / DATA_FILE
+            if value in present:
+                # `value` comes from the snapshot's own dates (YYYY-MM or YYYY-MM-DD), not a user.
+                literal = f"DATE '{value}'" if key == "session_date" else f"'{value}'"
+                self._copy(
+                    con,
+                    f"SELECT * FROM {source} WHERE {expr} = {literal} ORDER BY {table.order_by()}",
+                    path,
+                )
+                written += 1
+            else:
+                self._remove_tree(path.parent)
+        return written
+
+    def _copy(self, con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".tmp-{uuid.uuid4().hex}.parquet")
+        escaped = str(tmp).replace("'", "''")
+        try:
+            con.execute(f"COPY ({query}) TO '{escaped}' (FORMAT parquet, COMPRESSION zstd)")
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        if self.store is not None:
+            self.store.put(self._key(path), path.read_bytes())
+
+    def _remove_tree(self, folder: Path) -> None:
+        if not folder.exists():
+            return
+        if self.store is not None:
+            for file in folder.rglob("*.parquet"):
+                self.store.delete(self._key(file))
+        shutil.rmtree(folder, ignore_errors=True)
+
+    def _key(self, path: Path) -> str:
+        return f"{S3_PREFIX}/{path.relative_to(self.root).as_posix()}"
+
+    def _write_manifest(self, result: PublishResult) -> None:
+        tables = {}
+        for name, publish in sorted(result.tables.items()):
+            if publish.mode == "dropped":
+                continue
+            schema, table = name.split(".", 1)
+            folder = self.root / schema / table
+            tables[name] = {
+                "rows": publish.rows,
+                "latest_session": _iso(publish.latest_session),
+                "files": sorted(
+                    p.relative_to(self.root).as_posix()
+                    for p in folder.rglob(DATA_FILE)
+                    if p.is_file()
+                ),
+            }
+        body = json.dumps(
+            {
+                "snapshot_id": result.snapshot_id,
+                "created_at": dt.datetime.now(dt.UTC).isoformat(),
+                "tables": tables,
+            },
+            indent=1,
+        ).encode()
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / layout.PARQUET_MANIFEST
+        tmp = path.with_name(f".tmp-{uuid.uuid4().hex}.json")
+        tmp.write_bytes(body)
+        tmp.replace(path)
+        if self.store is not None:
+            self.store.put(self._key(path), body)
+
+
+def _iso(value: dt.date | None) -> str | None:
+    return value.isoformat() if value is not None else None

@@ -1,0 +1,210 @@
+"""serving/snapshot publishing on a small synthetic warehouse: incremental = full rebuild,
+atomic switch, retention that never pulls a file from under a reader, the Parquet copy (local
+and on S3 through moto's real HTTP endpoint)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import boto3
+import duckdb
+import pandas as pd
+import pytest
+from moto.server import ThreadedMotoServer
+
+from marketflow_assets.serving import current_snapshot_path, layout
+from marketflow_assets.serving.parquet_copy import ParquetCopy
+from marketflow_assets.serving.publish import RETENTION, publish_snapshot
+from marketflow_assets.storage.object_store import S3ObjectStore
+from marketflow_tests.helpers import make_settings
+
+TICKERS = ("AAA", "BBB", "CCC", "DDD", "EEE", "FFF")
+SERVED = ("silver.daily_bars", "gold.daily_features", "silver.symbols", "silver.intraday_bars_1m")
+
+
+def build_warehouse(path: Path, sessions: int = 60) -> None:
+    days = pd.bdate_range("2024-01-02", periods=sessions)
+    con = duckdb.connect(str(path))
+    con.execute("CREATE SCHEMA silver; CREATE SCHEMA gold; CREATE SCHEMA bronze")
+    con.execute(
+        "CREATE TABLE silver.daily_bars AS SELECT t.ticker, CAST(d AS DATE) AS session_date, "
+        "10.0 + i AS open, 11.0 + i AS high, 9.0 + i AS low, 10.5 + i AS close, "
+        "CAST(1000 + i AS BIGINT) AS volume, 9.0 + i AS adj_close "
+        "FROM (SELECT unnest(?) AS d, generate_subscripts(?, 1) AS i) "
+        "CROSS JOIN (SELECT unnest(?) AS ticker) t",
+        [list(days), list(days), list(TICKERS)],
+    )
+    con.execute(
+        "CREATE TABLE gold.daily_features AS SELECT ticker, session_date, adj_close, "
+        "adj_close / 9.0 - 1 AS return_1d FROM silver.daily_bars"
+    )
+    con.execute(
+        "CREATE TABLE silver.symbols AS SELECT * FROM (VALUES ('AAA', 'Tech'), ('BBB', 'Energy'), "
+        "('CCC', 'Tech')) v(ticker, sector)"
+    )
+    con.execute(
+        "CREATE TABLE silver.intraday_bars_1m AS SELECT ticker, session_date, "
+        "CAST(session_date AS TIMESTAMPTZ) + INTERVAL 14 HOUR AS ts, close FROM silver.daily_bars"
+    )
+    con.execute("CREATE TABLE bronze.daily_bars AS SELECT * FROM silver.daily_bars")  # not served
+    con.close()
+
+
+def table(path: Path, name: str) -> pd.DataFrame:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute(f"SELECT * FROM {name} ORDER BY ALL").df()
+    finally:
+        con.close()
+
+
+def publish(warehouse: Path, root: Path, **kwargs):
+    con = duckdb.connect(str(warehouse))
+    try:
+        return publish_snapshot(
+            con, root, run_id="run-1234abcd", parquet=ParquetCopy(root), **kwargs
+        )
+    finally:
+        con.close()
+
+
+@pytest.fixture
+def warehouse(tmp_path):
+    path = tmp_path / "warehouse.duckdb"
+    build_warehouse(path)
+    return path
+
+
+def test_first_publish_serves_every_table_with_a_manifest(warehouse, tmp_path):
+    settings = make_settings(tmp_path / "home")
+    root = layout.serving_dir(settings)
+    result = publish(warehouse, root)
+    current = current_snapshot_path(settings)
+    assert current == root / "current.duckdb" and current.is_symlink()
+    assert current.resolve() == result.path
+    for name in SERVED[:-1]:  # intraday: below
+        pd.testing.assert_frame_equal(table(current, name), table(warehouse, name))
+    con = duckdb.connect(str(current), read_only=True)
+    manifest = con.execute(
+        "SELECT table_name, latest_session, row_count, snapshot_id, run_id FROM serving.manifest"
+    ).df()
+    assert "bronze" not in " ".join(r[0] for r in con.execute("SHOW ALL TABLES").fetchall())
+    con.close()
+    row = manifest.set_index("table_name").loc["silver.daily_bars"]
+    # Written in a storage format every DuckDB >= 1.0 reads (not the newer default).
+    assert result.path.read_bytes()[8:16] == b"DUCK" + (64).to_bytes(4, "little")
+    assert row["row_count"] == 360 and row["snapshot_id"] == result.snapshot_id
+    assert row["latest_session"].date() == dt.date(2024, 3, 25)
+    # Intraday tables keep only the latest sessions.
+    intraday = table(current, "silver.intraday_bars_1m")
+    assert intraday["session_date"].nunique() == 5
+
+
+def test_increment_rewrites_only_changed_parts_and_equals_a_full_rebuild(warehouse, tmp_path):
+    root = tmp_path / "serving"
+    publish(warehouse, root)
+    con = duckdb.connect(str(warehouse))
+    # One new session for every ticker, and a restated (re-adjusted) history for one ticker.
+    con.execute(
+        "INSERT INTO silver.daily_bars SELECT ticker, DATE '2024-03-26', 99, 99, 99, 99, 5, 98 "
+        "FROM (SELECT unnest(?) AS ticker)",
+        [list(TICKERS)],
+    )
+    con.execute("UPDATE silver.daily_bars SET adj_close = adj_close * 0.5 WHERE ticker = 'BBB'")
+    con.close()
+    increment = publish(warehouse, root)
+    bars = increment.tables["silver.daily_bars"]
+    assert bars.mode == "incremental"
+    # Others: only March (17 sessions + the new one) is rewritten; BBB: all its 61 rows.
+    assert bars.rows_written == 5 * 18 + 61
+    assert increment.tables["silver.symbols"].mode == "unchanged"
+    full = publish(warehouse, tmp_path / "full", full_rebuild=True)
+    for name in SERVED:
+        pd.testing.assert_frame_equal(table(increment.path, name), table(full.path, name))
+    pd.testing.assert_frame_equal(
+        table(increment.path, "silver.daily_bars"), table(warehouse, "silver.daily_bars")
+    )
+    latest = table(increment.path, "serving.latest_prices")
+    assert set(latest["session_date"].dt.date) == {dt.date(2024, 3, 26)}
+
+
+def test_retention_keeps_the_newest_and_readers_keep_their_file(warehouse, tmp_path):
+    root = tmp_path / "serving"
+    first = publish(warehouse, root)
+    reader = duckdb.connect(str(root / "current.duckdb"), read_only=True)
+    for _ in range(RETENTION + 1):
+        last = publish(warehouse, root)
+    kept = layout.snapshot_files(root)
+    assert [p.stem for p in kept][-1] == last.snapshot_id and len(kept) == RETENTION
+    assert not first.path.exists()
+    # The reader opened the first snapshot before it was removed: it still reads it whole.
+    assert reader.execute("SELECT count(*) FROM silver.daily_bars").fetchone()[0] == 360
+    assert reader.execute("SELECT DISTINCT snapshot_id FROM serving.manifest").fetchone()[0] == (
+        first.snapshot_id
+    )
+    reader.close()
+    assert not list((root / layout.SNAPSHOTS).glob(".partial-*"))
+
+
+def test_a_failed_publish_leaves_the_current_snapshot_in_place(warehouse, tmp_path, monkeypatch):
+    root = tmp_path / "serving"
+    good = publish(warehouse, root)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("marketflow_assets.serving.publish._publish_derived", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        publish(warehouse, root)
+    assert layout.current_target(root) == good.path
+    assert not list((root / layout.SNAPSHOTS).glob(".partial-*"))
+
+
+def test_parquet_copy_is_date_partitioned_and_equals_the_snapshot(warehouse, tmp_path):
+    root = tmp_path / "serving"
+    result = publish(warehouse, root)
+    folder = root / "parquet"
+    assert (folder / "silver/daily_bars/session_month=2024-03/data.parquet").is_file()
+    assert (folder / "silver/symbols/data.parquet").is_file()
+    manifest = json.loads((folder / "_manifest.json").read_text())
+    assert manifest["snapshot_id"] == result.snapshot_id
+    bars = pd.read_parquet(folder / "silver" / "daily_bars")  # pyarrow: Hive partitions
+    bars["session_date"] = pd.to_datetime(bars["session_date"])
+    served = table(result.path, "silver.daily_bars")
+    assert len(bars) == len(served)
+    pd.testing.assert_frame_equal(
+        bars.drop(columns="session_month")
+        .sort_values(["ticker", "session_date"])
+        .reset_index(drop=True),
+        served.sort_values(["ticker", "session_date"]).reset_index(drop=True),
+        check_dtype=False,
+    )
+
+
+def test_parquet_copy_goes_to_s3_when_the_lake_is_there(warehouse, tmp_path, monkeypatch):
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        for key, value in {
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }.items():
+            monkeypatch.setenv(key, value)
+        client = boto3.client("s3", endpoint_url=f"http://{host}:{port}")
+        client.create_bucket(Bucket="lake")
+        store = S3ObjectStore(client, "lake", "mf")
+        root = tmp_path / "serving"
+        con = duckdb.connect(str(warehouse))
+        result = publish_snapshot(con, root, run_id="r", parquet=ParquetCopy(root, store))
+        con.close()
+        keys = store.list("serving/parquet/")
+        assert "serving/parquet/_manifest.json" in keys
+        assert "serving/parquet/silver/daily_bars/session_month=2024-03/data.parquet" in keys
+        manifest = json.loads(store.get("serving/parquet/_manifest.json"))
+        assert manifest["snapshot_id"] == result.snapshot_id
+    finally:
+        server.stop()
