@@ -103,7 +103,8 @@ def _view(context, asset: str) -> dict:
 
 
 @pytest.fixture
-def repo_instance(isolated_dagster_home):
+def repo_instance(isolated_dagster_home, monkeypatch):
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "5000")  # as the Makefile exports it
     shutil.copy(REPO / "dagster.yaml", Path(isolated_dagster_home) / "dagster.yaml")
     with dg.DagsterInstance.get() as instance:
         yield instance

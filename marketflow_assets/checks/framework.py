@@ -446,9 +446,10 @@ def evaluate_suite(
             context.log.exception(f"{suite.name}: appending to ops.check_results failed")
     if suite.partitions_def is not None and scope.partitioned and not context.has_partition_key:
         # A range run: each session gets the verdict that covers it (see per_session.py).
-        from marketflow_assets.checks.per_session import session_evaluations
+        from marketflow_assets.checks.per_session import report_session_evaluations
 
-        yield from session_evaluations(context, suite, scope, items)
+        reported = report_session_evaluations(context, suite, scope, items)
+        context.log.info(f"{suite.name}: recorded {reported} per-session verdicts")
     for item in items:
         yield to_result(suite, item)
 

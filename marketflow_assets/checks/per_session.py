@@ -4,7 +4,7 @@ A single-run range backfill evaluates each check once over the whole range (one 
 `framework.py`). Dagster plans a partitioned check of such a run once per session ("planned"
 rows) but attributes an `AssetCheckResult` of a range run to no partition, so the sessions stay
 planned (shown as skipped) and the verdict sits in a row no session shows. Instead of that one
-result, the suite first yields one `AssetCheckEvaluation` per check *and session*, which
+result, the suite first records one `AssetCheckEvaluation` per check *and session*, which
 resolves that session's planned row with the verdict that covers it:
 
 - a session with failing rows fails, with its own failing rows (count and sample);
@@ -13,23 +13,30 @@ resolves that session's planned row with the verdict that covers it:
   raised, a whole-range finding) fails or passes every session of the range, with its summary.
 
 Each evaluation targets the session's latest materialization (what the UI compares with to
-call a verdict current) and carries `range` in its metadata. The range verdict itself follows as
+call a verdict current) and carries `range` in its metadata. They are written to the run's event
+log as one batch through the instance (`report_dagster_event` with batch metadata, as Dagster
+writes planned events), not yielded one by one: Dagster's per-event path costs milliseconds an
+event, and a 10-year range has ~2,500 sessions per check. The range verdict itself follows as
 the usual `AssetCheckResult` (the check's output, which gates downstream steps of blocking
-checks, its failing sessions listed, and the one evaluation alerts read).
+checks, its failing sessions listed, and the one evaluation the step reports and alerts read).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import logging
+import os
+from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
 
-# Not re-exported at the top level; the record the UI uses to tell whether a partition's verdict
-# is current (its materialization storage id). dagster-io/dagster#19829 tracks batched events.
+# Not re-exported at the top level: the record the UI uses to tell whether a partition's verdict
+# is current (its materialization storage id), and the batch marker Dagster itself uses for
+# planned events and range materializations (dagster-io/dagster#19829, PR #19862).
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
+from dagster._core.events import DagsterEventBatchMetadata, generate_event_batch_id
 
 from marketflow_assets.checks.framework import Evaluated, Scope, Suite, sample_markdown
 
@@ -92,19 +99,30 @@ def _session_verdict(item: Evaluated, session: str) -> tuple[bool, str]:
     return False, f"{rows} failing row(s) on {session} (range: {outcome.summary})"
 
 
-def session_evaluations(
+def report_session_evaluations(
     context: dg.AssetCheckExecutionContext,
     suite: Suite,
     scope: Scope,
     items: Sequence[Evaluated],
-) -> Iterator[dg.AssetCheckEvaluation]:
-    """One evaluation per check and session of the scope."""
+) -> int:
+    """Record one evaluation per check and session of the scope in the run's event log, as one
+    event batch (written in one transaction by MarketFlow's storages when
+    DAGSTER_EVENT_BATCH_SIZE > 0, one event at a time otherwise). Returns how many."""
     sessions = [s.isoformat() for s in scope.sessions]
-    targets = latest_materializations(context.instance, suite.asset_key, sessions)
+    if not sessions or not items:
+        return 0
+    instance = context.instance
+    targets = latest_materializations(instance, suite.asset_key, sessions)
+    run_id = context.run.run_id
+    job_name = context.run.job_name
+    step_key = context.op_execution_context.get_step_execution_context().step.key
+    batch_id = generate_event_batch_id()
+    total = len(items) * len(sessions)
+    n = 0
     for item in items:
         for session in sessions:
             passed, description = _session_verdict(item, session)
-            yield dg.AssetCheckEvaluation(
+            evaluation = dg.AssetCheckEvaluation(
                 asset_key=suite.asset_key,
                 check_name=item.check.name,
                 passed=passed,
@@ -115,3 +133,22 @@ def session_evaluations(
                 blocking=item.check.blocking,
                 partition=session,
             )
+            event = dg.DagsterEvent(
+                event_type_value=dg.DagsterEventType.ASSET_CHECK_EVALUATION.value,
+                job_name=job_name,
+                step_key=step_key,
+                event_specific_data=evaluation,
+                message=(
+                    f"{item.check.name} on {suite.asset_key.to_user_string()} "
+                    f"{'passed' if passed else 'failed'} for session {session}"
+                ),
+                pid=os.getpid(),
+            )
+            n += 1
+            instance.report_dagster_event(
+                event,
+                run_id,
+                logging.DEBUG,
+                batch_metadata=DagsterEventBatchMetadata(batch_id, n == total),
+            )
+    return n
