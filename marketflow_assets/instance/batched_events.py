@@ -135,7 +135,7 @@ class BatchedEventWrites:
         self._store_asset_event_tags(conn, [e for e, _ in pairs], [i for _, i in pairs])  # type: ignore[attr-defined]
         latest: dict[tuple[str, str], tuple[EventLogEntry, int]] = {}
         for event, event_id in pairs:
-            key = (event.dagster_event.asset_key.to_string(), event.dagster_event_type_value)  # type: ignore[union-attr]
+            key = (event.dagster_event.asset_key.to_string(), event.dagster_event.event_type_value)  # type: ignore[union-attr]
             latest[key] = (event, event_id)
         for event, event_id in latest.values():
             self._store_asset_event(conn, event, event_id)  # type: ignore[attr-defined]
