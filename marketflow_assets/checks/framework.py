@@ -448,8 +448,12 @@ def evaluate_suite(
         # A range run: each session gets the verdict that covers it (see per_session.py).
         from marketflow_assets.checks.per_session import report_session_evaluations
 
+        started = time.perf_counter()
         reported = report_session_evaluations(context, suite, scope, items)
-        context.log.info(f"{suite.name}: recorded {reported} per-session verdicts")
+        context.log.info(
+            f"{suite.name}: recorded {reported} per-session verdicts in "
+            f"{time.perf_counter() - started:.2f} s"
+        )
     for item in items:
         yield to_result(suite, item)
 
