@@ -87,46 +87,41 @@ class BatchedEventWrites:
             super().store_event_batch(events)  # type: ignore[misc]
             return
         events = list(events)
-        ids = self._insert_event_rows(events)
-        asset_events = [
-            (e, i) for e, i in zip(events, ids, strict=True) if e.dagster_event_type in ASSET_TYPES
-        ]
-        check_events = [
-            (e, i) for e, i in zip(events, ids, strict=True) if e.dagster_event_type in CHECK_TYPES
-        ]
+        rows = [self._event_to_row(e) for e in events]  # type: ignore[attr-defined]
+        if self.mirrors_to_index_shard:  # SQLite: the run's own shard holds every event
+            with self.run_connection(events[0].run_id) as conn:  # type: ignore[attr-defined]
+                conn.execute(SqlEventLogStorageTable.insert(), rows)
+        # One transaction for the event rows and everything indexed from them: if any part
+        # fails, none of it is kept and Dagster falls back to storing the events one by one.
         with self.index_transaction() as conn:  # type: ignore[attr-defined]
+            ids = self._insert_event_rows(conn, rows)
+            pairs = list(zip(events, ids, strict=True))
+            asset_events = [(e, i) for e, i in pairs if e.dagster_event_type in ASSET_TYPES]
             if asset_events:
                 self._store_asset_events(conn, asset_events)
             planned = [
-                (e, i)
-                for e, i in check_events
-                if e.dagster_event_type in CHECK_TYPES - {T.ASSET_CHECK_EVALUATION}
+                (e, i) for e, i in pairs if e.dagster_event_type == T.ASSET_CHECK_EVALUATION_PLANNED
             ]
             if planned:
                 self._store_planned_checks(conn, planned)
             evaluations = [
-                (e, i) for e, i in check_events if e.dagster_event_type == T.ASSET_CHECK_EVALUATION
+                (e, i) for e, i in pairs if e.dagster_event_type == T.ASSET_CHECK_EVALUATION
             ]
             if evaluations:
                 self._store_check_evaluations(conn, evaluations)
 
     # -- event rows ---------------------------------------------------------------------------
-    def _insert_event_rows(self, events: list[EventLogEntry]) -> list[int]:
-        rows = [self._event_to_row(e) for e in events]  # type: ignore[attr-defined]
-        if self.mirrors_to_index_shard:
-            with self.run_connection(events[0].run_id) as conn:  # type: ignore[attr-defined]
-                conn.execute(SqlEventLogStorageTable.insert(), rows)
-        with self.index_transaction() as conn:  # type: ignore[attr-defined]
-            # executemany + RETURNING: SQLAlchemy's "insertmanyvalues" sends multi-row INSERTs
-            # and returns the ids in the order of the rows.
-            result = conn.execute(
-                SqlEventLogStorageTable.insert().returning(
-                    SqlEventLogStorageTable.c.id, sort_by_parameter_order=True
-                ),
-                rows,
-            )
-            ids = [int(r[0]) for r in result.fetchall()]
-        if len(ids) != len(events):
+    def _insert_event_rows(self, conn, rows: list[dict[str, Any]]) -> list[int]:
+        # executemany + RETURNING: SQLAlchemy's "insertmanyvalues" sends multi-row INSERTs and
+        # returns the ids in the order of the rows.
+        result = conn.execute(
+            SqlEventLogStorageTable.insert().returning(
+                SqlEventLogStorageTable.c.id, sort_by_parameter_order=True
+            ),
+            rows,
+        )
+        ids = [int(r[0]) for r in result.fetchall()]
+        if len(ids) != len(rows):
             raise dg.DagsterInvariantViolationError("batched event insert returned no ids")
         return ids
 
