@@ -17,6 +17,9 @@ export DAGSTER_DISABLE_TELEMETRY := true
 # backfill otherwise writes 2,520 per asset before it starts). Dagster's trade-off: partitions of
 # a failed run show as missing rather than failed. See README, Performance.
 export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS ?= 1
+# Hand range runs' per-session events (materializations, planned and evaluated checks) to the
+# event log storage in batches of up to this many, each written in one transaction.
+export DAGSTER_EVENT_BATCH_SIZE ?= 5000
 
 .PHONY: help install install-dev lock demo dev serve test lint format bench docs clean repair-report
 

@@ -87,6 +87,7 @@ def test_smoke_benchmark_end_to_end(tmp_path, capsys):
     code = main(
         [
             "--smoke",
+            *("--scenario", "floor"),
             *("--scenario", "daily_history", "--scenario", "daily_increment"),
             *("--scenario", "kernel"),
             *("--out", str(out), "--work", str(tmp_path / "work")),
@@ -98,7 +99,14 @@ def test_smoke_benchmark_end_to_end(tmp_path, capsys):
     assert code == 0, textwrap.shorten(str(failures), 3000)
     assert [p.name for p in out.glob("2*.json")] == [f"{doc['stamp']}.json"]
 
-    history, increment, kernel = doc["measurements"]
+    floor, history, increment, kernel = doc["measurements"]
+    # The floor: the same data work by hand on the same input, the ratios' denominator.
+    assert floor["name"] == "floor" and floor["rows"]["main"] == 100
+    assert set(floor["floor"]["steps_s"]) >= {"fetch", "raw", "silver", "gold", "marts"}
+    assert doc["derived"]["history_over_floor"] > 0
+    # Every check execution of the range run is resolved (per session), none left PLANNED.
+    assert "PLANNED" not in history["check_executions"]
+    assert history["check_executions"]["SUCCEEDED"] > 0
     assert (history["name"], increment["name"], kernel["name"]) == (
         "daily_history",
         "daily_increment/on_20",
@@ -123,6 +131,7 @@ def test_smoke_benchmark_end_to_end(tmp_path, capsys):
     assert kernel["kernel"]["rows"] == 100 and kernel["kernel"]["talib_best_s"] > 0
 
     assert doc["config"]["emit_partition_subset_in_planned_events"] is True
+    assert doc["config"]["event_batch_size"] > 0
     assert doc["machine"]["cpu_count"] >= 1 and doc["machine"]["versions"]["dagster"]
     assert {t["scenario"] for t in doc["targets"]} == {"daily_history", "daily_increment", "kernel"}
     assert "daily_history" in printed and "kernel / TA-Lib" in printed

@@ -303,8 +303,8 @@ def failed_check_alerts(context: dg.SensorEvaluationContext, run_id: str) -> lis
         run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
     ):
         evaluation = entry.dagster_event.event_specific_data
-        if evaluation.passed:
-            continue
+        if evaluation.passed or (evaluation.partition and "range" in evaluation.metadata):
+            continue  # a session's share of a range verdict: the range verdict alerts once
         blocking = _blocking(context, evaluation)
         if blocking or evaluation.severity == dg.AssetCheckSeverity.ERROR:
             alerts.append(check_failure_alert(evaluation, run_id, blocking))

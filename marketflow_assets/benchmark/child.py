@@ -102,9 +102,12 @@ def run_dagster(spec: RunSpec) -> dict:
     )
     keys = selection.resolve(defs.resolve_asset_graph())
     job = defs.resolve_implicit_global_asset_job_def()
-    instance = (
-        dg.DagsterInstance.ephemeral() if spec.instance == "memory" else dg.DagsterInstance.get()
-    )
+    if spec.instance == "memory":
+        from marketflow_assets.instance.batched_events import batched_ephemeral_instance
+
+        instance = batched_ephemeral_instance()
+    else:
+        instance = dg.DagsterInstance.get()
     t2 = time.time()
 
     tags = {"marketflow/benchmark": spec.name}
@@ -150,10 +153,25 @@ def run_dagster(spec: RunSpec) -> dict:
             "lake": _mib(settings.lake_root),
             "dagster_home": _mib(settings.dagster_home),  # the sqlite instance's storage
         },
+        "check_executions": _check_execution_statuses(instance),
     }
     if spec.instance != "memory":
         instance.dispose()
     return out
+
+
+def _check_execution_statuses(instance) -> dict:
+    """{status: rows} of the instance's asset check executions (PLANNED must be 0 after a run)."""
+    from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
+    from sqlalchemy import func, select
+
+    storage = instance.event_log_storage
+    table = AssetCheckExecutionsTable
+    with storage.index_connection() as conn:
+        rows = conn.execute(
+            select(table.c.execution_status, func.count()).group_by(table.c.execution_status)
+        ).fetchall()
+    return {str(status): int(n) for status, n in rows}
 
 
 def run_kernel(spec: RunSpec) -> dict:
@@ -167,12 +185,18 @@ def main(argv: list[str]) -> int:
     spec = RunSpec.from_dict(json.loads(Path(spec_path).read_text()))
     gc.collect()
     try:
-        if spec.kind == "serving":
+        if spec.kind == "dagster":
+            result = run_dagster(spec)
+        elif spec.kind == "floor":
+            from marketflow_assets.benchmark import floor
+
+            result = floor.measure(spec)
+        elif spec.kind == "serving":
             from marketflow_assets.benchmark import serving
 
             result = serving.measure(spec)
         else:
-            result = run_dagster(spec) if spec.kind == "dagster" else run_kernel(spec)
+            result = run_kernel(spec)
     except Exception:
         result = {"ok": False, "error": traceback.format_exc()}
     result["pid"] = os.getpid()

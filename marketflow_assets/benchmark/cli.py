@@ -33,10 +33,11 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--instance",
-        choices=("memory", "sqlite"),
+        choices=("memory", "sqlite", "postgres"),
         default="memory",
-        help="Dagster instance: in-memory (ephemeral) or sqlite in a temporary DAGSTER_HOME "
-        "with the repository's dagster.yaml (on-disk event log)",
+        help="Dagster instance: in-memory (ephemeral, MarketFlow's batched in-memory event log), "
+        "sqlite in a temporary DAGSTER_HOME with the repository's dagster.yaml (on-disk event "
+        "log), or postgres with instance/dagster.postgres.yaml (set DAGSTER_POSTGRES_*)",
     )
     p.add_argument("--out", type=Path, default=Path("bench_results"), help="results folder")
     p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the harness only")
@@ -52,6 +53,13 @@ def parser() -> argparse.ArgumentParser:
         action="store_false",
         help="do not set DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=1 (default: set, one "
         "planned-materialization event per asset of a single-run backfill)",
+    )
+    p.add_argument(
+        "--event-batch-size",
+        type=int,
+        default=5000,
+        help="DAGSTER_EVENT_BATCH_SIZE of the runs (default 5000, as the Makefile; 0: Dagster "
+        "writes events one at a time)",
     )
     p.add_argument(
         "--profile",
@@ -76,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         sizes=sizes,
         instance=args.instance,
         emit_partition_subset=args.emit_partition_subset,
+        event_batch_size=args.event_batch_size,
         profile=args.profile,
     )
     started = dt.datetime.now(dt.UTC)
@@ -94,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (args.keep_work or args.work):
             shutil.rmtree(work, ignore_errors=True)
 
-    items, derived = report.targets(measurements, sizes)
+    items, derived = report.targets(measurements, sizes, args.instance)
     document = {
         "schema_version": 1,
         "stamp": stamp,
@@ -107,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             "sizes": sizes.as_dict(),
             "instance": args.instance,
             "emit_partition_subset_in_planned_events": args.emit_partition_subset,
+            "event_batch_size": args.event_batch_size,
             "simulator_clock": FIXED_CLOCK.isoformat(),
             "simulator_seed": 0,
             "profiled": args.profile,

@@ -11,7 +11,14 @@ from importlib import metadata
 from pathlib import Path
 
 from marketflow_assets.benchmark import serving
-from marketflow_assets.benchmark.scenarios import FLAT_MEMORY_RATIO, GIB, Sizes, Target
+from marketflow_assets.benchmark.scenarios import (
+    FLAT_MEMORY_RATIO,
+    FLOOR_RATIO_LIMITS,
+    GIB,
+    INCREMENT_FLOOR_RATIO,
+    Sizes,
+    Target,
+)
 
 PACKAGES = ("dagster", "dagster-dbt", "dbt-core", "dbt-duckdb", "duckdb", "pandas", "numpy")
 TOP_STEPS = 8
@@ -61,7 +68,9 @@ def rows_per_second(m: dict) -> float | None:
     return rows / wall if rows and wall else None
 
 
-def targets(measurements: list[dict], sizes: Sizes) -> tuple[list[Target], dict]:
+def targets(
+    measurements: list[dict], sizes: Sizes, instance: str = "memory"
+) -> tuple[list[Target], dict]:
     """The issue's targets, for the measurements present (a failed run measures None)."""
     by = _by_name(measurements)
     out: list[Target] = []
@@ -78,6 +87,33 @@ def targets(measurements: list[dict], sizes: Sizes) -> tuple[list[Target], dict]
             Target("daily_history", "wall", wall("daily_history"), 60, "s"),
             Target("daily_history", "peak RSS", peak("daily_history"), 2 * GIB, "MiB"),
         ]
+    floor = wall("floor")
+    if floor:
+        derived["floor_s"] = floor
+        if wall("daily_history") is not None:
+            ratio = round(wall("daily_history") / floor, 2)
+            derived["history_over_floor"] = ratio
+            out.append(
+                Target(
+                    "daily_history",
+                    f"wall / floor ({instance} instance)",
+                    ratio,
+                    FLOOR_RATIO_LIMITS[instance],
+                    "x",
+                )
+            )
+        increment = wall(f"daily_increment/on_{sizes.sessions}")
+        if increment is not None:
+            derived["increment_over_floor"] = round(increment / floor, 2)
+            out.append(
+                Target(
+                    "daily_increment",
+                    "wall / history floor",
+                    derived["increment_over_floor"],
+                    INCREMENT_FLOOR_RATIO,
+                    "x",
+                )
+            )
     full, base = f"daily_increment/on_{sizes.sessions}", f"daily_increment/on_{sizes.base_sessions}"
     if full in by:
         ratio = None

@@ -29,6 +29,14 @@ from marketflow_assets.benchmark.scenarios import (
 from marketflow_assets.benchmark.serving import scenario as serving_scenario
 
 REPO_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
+POSTGRES_DAGSTER_YAML = Path(__file__).resolve().parents[1] / "instance" / "dagster.postgres.yaml"
+POSTGRES_ENV = (
+    "DAGSTER_POSTGRES_HOST",
+    "DAGSTER_POSTGRES_PORT",
+    "DAGSTER_POSTGRES_USER",
+    "DAGSTER_POSTGRES_PASSWORD",
+    "DAGSTER_POSTGRES_DB",
+)
 LOG_TAIL_LINES = 40
 DAILY_SELECTION = ("daily", "reference")
 INTRADAY_SELECTION = ("intraday",)
@@ -42,6 +50,7 @@ class Context:
     sizes: Sizes
     instance: str = "memory"
     emit_partition_subset: bool = True
+    event_batch_size: int = 5000  # DAGSTER_EVENT_BATCH_SIZE of the runs (0: one event at a time)
     profile: bool = False
     echo: Callable[[str], None] = print
     homes: dict[str, Path] = field(default_factory=dict)  # state one scenario leaves to another
@@ -76,6 +85,10 @@ def child_env(ctx: Context, spec: RunSpec) -> dict[str, str]:
         env["MARKETFLOW_START_DATE"] = spec.start_date
     if ctx.emit_partition_subset:
         env["DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"] = "1"
+    if ctx.event_batch_size > 0:
+        env["DAGSTER_EVENT_BATCH_SIZE"] = str(ctx.event_batch_size)
+    if spec.instance == "postgres":  # the server the caller points DAGSTER_POSTGRES_* at
+        env.update({k: os.environ[k] for k in POSTGRES_ENV if k in os.environ})
     return env
 
 
@@ -95,6 +108,11 @@ def launch(ctx: Context, spec: RunSpec) -> dict:
     (home / "dagster").mkdir(parents=True, exist_ok=True)
     if spec.instance == "sqlite" and REPO_DAGSTER_YAML.exists():
         shutil.copy(REPO_DAGSTER_YAML, home / "dagster" / "dagster.yaml")
+    if spec.instance == "postgres":
+        missing = [k for k in POSTGRES_ENV if k not in os.environ]
+        if missing:
+            raise SystemExit(f"--instance postgres needs {', '.join(missing)} set")
+        shutil.copy(POSTGRES_DAGSTER_YAML, home / "dagster" / "dagster.yaml")
     if ctx.profile and spec.role == "measured":
         profiles = ctx.out / "profiles" / ctx.stamp
         profiles.mkdir(parents=True, exist_ok=True)
@@ -161,6 +179,21 @@ def launch(ctx: Context, spec: RunSpec) -> dict:
 
 
 # -- scenarios --------------------------------------------------------------------------------
+def floor(ctx: Context) -> list[dict]:
+    """Scenario 0: the daily history's data work by hand (DuckDB + TA-Lib), the floor the
+    Dagster runs are compared with."""
+    first, last = window(ctx.sizes.sessions, last_session())
+    spec = RunSpec(
+        name="floor",
+        kind="floor",
+        home=str(fresh(ctx.work / "floor")),
+        clock=FIXED_CLOCK.isoformat(),
+        tickers=ctx.sizes.tickers,
+        window=(first.isoformat(), last.isoformat()),
+    )
+    return [launch(ctx, spec)]
+
+
 def daily_history(ctx: Context) -> list[dict]:
     """Scenario 1: the whole daily + reference graph over `sessions` sessions as one run."""
     first, last = window(ctx.sizes.sessions, last_session())
@@ -264,6 +297,7 @@ def kernel(ctx: Context) -> list[dict]:
 
 
 RUNNERS = {
+    "floor": floor,
     "daily_history": daily_history,
     "daily_increment": daily_increment,
     "intraday": intraday,

@@ -20,7 +20,7 @@ from marketflow_assets.sources.base import INTRADAY_LOOKBACK_DAYS
 # simulator's one-minute window (30 days) holds 21 sessions (2024-05-09..2024-06-07).
 FIXED_CLOCK = dt.datetime(2024, 6, 7, 22, 0, tzinfo=dt.UTC)
 AFTER_CLOSE = dt.timedelta(hours=2)  # the clock of an increment: its session's close + 2 h
-SCENARIOS = ("daily_history", "daily_increment", "intraday", "kernel", "serving")
+SCENARIOS = ("floor", "daily_history", "daily_increment", "intraday", "kernel", "serving")
 GIB = 1024.0  # in MiB
 
 
@@ -102,7 +102,7 @@ class RunSpec:
     """One child process: a Dagster run of a cadence selection, or the kernel comparison."""
 
     name: str  # unique within a benchmark, e.g. "daily_increment/10y"
-    kind: str  # "dagster" | "kernel"
+    kind: str  # "dagster" | "kernel" | "floor"
     home: str
     clock: str  # ISO timestamp: MARKETFLOW_SIMULATOR_NOW
     role: str = "measured"  # or "setup": builds state a measured run starts from
@@ -186,6 +186,10 @@ class Target:
     def as_dict(self) -> dict:
         return {**dataclasses.asdict(self), "passed": self.passed}
 
+
+# daily_history wall / floor wall (the hand-written DuckDB + TA-Lib data work on the same input)
+FLOOR_RATIO_LIMITS = {"memory": 3.0, "sqlite": 4.5, "postgres": 4.5}
+INCREMENT_FLOOR_RATIO = 1.0  # the one-session increment's wall / the 10-year floor's wall
 
 FLAT_MEMORY_RATIO = 1.25
 """'Flat memory as sessions grow': peak(20 sessions) <= 1.25 x peak(5 sessions), while the

@@ -119,6 +119,8 @@ class Outcome:
     sample: pd.DataFrame | None = None
     severity: dg.AssetCheckSeverity | None = None  # None: the check's default severity
     metadata: dict[str, Any] = field(default_factory=dict)
+    # session -> its first failing rows (range runs: reported per session, see per_session.py)
+    session_samples: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -225,6 +227,11 @@ class CheckRun:
         )
         order_by = order or ", ".join(c for c in (session, ticker) if c in columns) or "1"
         sample = self.df(f"SELECT * FROM _failures ORDER BY {order_by} LIMIT {SAMPLE_ROWS}")
+        session_samples = (
+            self._session_samples(session, order_by)
+            if sessions and self.scope.start != self.scope.end
+            else {}
+        )
         return Outcome(
             False,
             # Only these placeholders: names in the text (columns, tickers) may hold braces.
@@ -238,7 +245,21 @@ class CheckRun:
             sample,
             severity,
             extra,
+            session_samples,
         )
+
+    def _session_samples(self, session: str, order_by: str) -> dict[str, pd.DataFrame]:
+        """The first failing rows of each failing session, in one query."""
+        frame = self.df(
+            f"SELECT strftime({session}::DATE, '%Y-%m-%d') AS _key, * EXCLUDE (_n) FROM ("
+            f"SELECT *, row_number() OVER (PARTITION BY {session}::DATE ORDER BY {order_by}) "
+            f"AS _n FROM _failures WHERE {session} IS NOT NULL) WHERE _n <= {SAMPLE_ROWS} "
+            f"ORDER BY {order_by}"
+        )
+        return {
+            key: rows.drop(columns="_key").reset_index(drop=True)
+            for key, rows in frame.groupby("_key", sort=False)
+        }
 
 
 # -- results ---------------------------------------------------------------------------------
@@ -423,6 +444,16 @@ def evaluate_suite(
             record(con, suite, scope, items, context.run.run_id, evaluated_at)
         except Exception:  # the verdicts matter more than their history: report them anyway
             context.log.exception(f"{suite.name}: appending to ops.check_results failed")
+    if suite.partitions_def is not None and scope.partitioned and not context.has_partition_key:
+        # A range run: each session gets the verdict that covers it (see per_session.py).
+        from marketflow_assets.checks.per_session import report_session_evaluations
+
+        started = time.perf_counter()
+        reported = report_session_evaluations(context, suite, scope, items)
+        context.log.info(
+            f"{suite.name}: recorded {reported} per-session verdicts in "
+            f"{time.perf_counter() - started:.2f} s"
+        )
     for item in items:
         yield to_result(suite, item)
 

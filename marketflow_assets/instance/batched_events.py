@@ -1,0 +1,351 @@
+"""Event log storages whose `store_event_batch` writes a batch in one transaction per table.
+
+Why: a single-run backfill of 10 years records one materialization per asset and session and,
+for every partitioned check, one planned row and one verdict per session: tens of thousands of
+events. Dagster hands such events to `EventLogStorage.store_event_batch` when
+`DAGSTER_EVENT_BATCH_SIZE` > 0 (dagster-io/dagster#19829, PR #19862), but in Dagster 1.13 only
+dagster-postgres implements it, and only for materializations and observations; SQLite and the
+in-memory storage store the batch one event at a time (several connections and commits each,
+an fsync per commit on SQLite). Planned check rows are also written once per partition with the
+whole serialized event, partition subset included (~19 KB each with the session calendar).
+
+`BatchedEventWrites.store_event_batch` handles batches of one run made of materializations,
+observations, planned materializations, planned checks and check evaluations:
+
+- the event rows go in with one multi-row INSERT (on SQLite: into the run's shard, and the
+  asset and check events mirrored into the index shard, as `store_event` does);
+- asset events: their tags in one INSERT, the asset's row updated once per asset and event
+  type with the latest event (as dagster-postgres does);
+- planned checks: one row per partition, each holding a planned event *without* the partition
+  subset (the row's own partition says which);
+- check evaluations: the run's planned rows for those partitions updated to the verdict in one
+  executemany; evaluations without a planned row are inserted; a verdict without partition also
+  resolves the run's planned rows of that check still open (an unpartitioned check of a range
+  run, which Dagster 1.13 plans once per partition of the run but evaluates once).
+
+`store_event` routes a run's single check events through the same path.
+
+Anything else falls back to Dagster's own per-event path. The batch writer uses the storage's
+SQLAlchemy tables and helpers (`_event_to_row`, `_store_asset_event_tags`, `_store_asset_event`)
+as dagster-postgres' own `store_event_batch` does; `marketflow_tests/test_instance_storage.py`
+checks that what it writes reads back through Dagster's public API like per-event writes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import sqlalchemy as db
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluation,
+    AssetCheckEvaluationPlanned,
+)
+from dagster._core.events.log import EventLogEntry
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.storage.event_log import SqliteEventLogStorage
+from dagster._core.storage.event_log.in_memory import InMemoryEventLogStorage
+from dagster._core.storage.event_log.schema import (
+    AssetCheckExecutionsTable,
+    SqlEventLogStorageTable,
+)
+from dagster._serdes import serialize_value
+from dagster._serdes.config_class import ConfigurableClassData
+from dagster_postgres import PostgresEventLogStorage
+from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
+
+T = dg.DagsterEventType
+ASSET_TYPES = {T.ASSET_MATERIALIZATION, T.ASSET_OBSERVATION, T.ASSET_MATERIALIZATION_PLANNED}
+CHECK_TYPES = {T.ASSET_CHECK_EVALUATION, T.ASSET_CHECK_EVALUATION_PLANNED}
+BATCHED_TYPES = ASSET_TYPES | CHECK_TYPES
+
+
+class BatchedEventWrites:
+    """Mixin for `SqlEventLogStorage` subclasses (see the module docstring)."""
+
+    mirrors_to_index_shard = False  # SQLite: events live in a per-run shard plus the index
+
+    def store_event(self, event: EventLogEntry) -> None:
+        # Check events of a run take the batch path too, so every verdict resolves planned rows
+        # the same way (see `_store_check_evaluations`).
+        if event.dagster_event_type in CHECK_TYPES and event.run_id:
+            self.store_event_batch([event])
+        else:
+            super().store_event(event)  # type: ignore[misc]
+
+    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        types = {e.dagster_event_type for e in events}
+        if (
+            not events
+            or not types <= BATCHED_TYPES
+            or len({e.run_id for e in events}) != 1
+            or not events[0].run_id
+        ):
+            super().store_event_batch(events)  # type: ignore[misc]
+            return
+        events = list(events)
+        rows = [self._event_to_row(e) for e in events]  # type: ignore[attr-defined]
+        if self.mirrors_to_index_shard:  # SQLite: the run's own shard holds every event
+            with self.run_connection(events[0].run_id) as conn:  # type: ignore[attr-defined]
+                conn.execute(SqlEventLogStorageTable.insert(), rows)
+        # One transaction for the event rows and everything indexed from them: if any part
+        # fails, none of it is kept and Dagster falls back to storing the events one by one.
+        with self.index_transaction() as conn:  # type: ignore[attr-defined]
+            ids = self._insert_event_rows(conn, rows)
+            pairs = list(zip(events, ids, strict=True))
+            asset_events = [(e, i) for e, i in pairs if e.dagster_event_type in ASSET_TYPES]
+            if asset_events:
+                self._store_asset_events(conn, asset_events)
+            planned = [
+                (e, i) for e, i in pairs if e.dagster_event_type == T.ASSET_CHECK_EVALUATION_PLANNED
+            ]
+            if planned:
+                self._store_planned_checks(conn, planned)
+            evaluations = [
+                (e, i) for e, i in pairs if e.dagster_event_type == T.ASSET_CHECK_EVALUATION
+            ]
+            if evaluations:
+                self._store_check_evaluations(conn, evaluations)
+
+    # -- event rows ---------------------------------------------------------------------------
+    def _insert_event_rows(self, conn, rows: list[dict[str, Any]]) -> list[int]:
+        # executemany + RETURNING: SQLAlchemy's "insertmanyvalues" sends multi-row INSERTs and
+        # returns the ids in the order of the rows.
+        result = conn.execute(
+            SqlEventLogStorageTable.insert().returning(
+                SqlEventLogStorageTable.c.id, sort_by_parameter_order=True
+            ),
+            rows,
+        )
+        ids = [int(r[0]) for r in result.fetchall()]
+        if len(ids) != len(rows):
+            raise dg.DagsterInvariantViolationError("batched event insert returned no ids")
+        return ids
+
+    # -- assets -------------------------------------------------------------------------------
+    def _store_asset_events(self, conn, pairs: list[tuple[EventLogEntry, int]]) -> None:
+        self._store_asset_event_tags(conn, [e for e, _ in pairs], [i for _, i in pairs])  # type: ignore[attr-defined]
+        latest: dict[tuple[str, str], tuple[EventLogEntry, int]] = {}
+        for event, event_id in pairs:
+            key = (event.dagster_event.asset_key.to_string(), event.dagster_event.event_type_value)  # type: ignore[union-attr]
+            latest[key] = (event, event_id)
+        for event, event_id in latest.values():
+            self._store_asset_event(conn, event, event_id)  # type: ignore[attr-defined]
+
+    # -- checks -------------------------------------------------------------------------------
+    def _store_planned_checks(self, conn, pairs: list[tuple[EventLogEntry, int]]) -> None:
+        rows = []
+        for event, event_id in pairs:
+            planned: AssetCheckEvaluationPlanned = event.dagster_event.event_specific_data  # type: ignore[union-attr,assignment]
+            if planned.partitions_subset is None:
+                keys: list[str | None] = [None]
+                compact = event
+            else:
+                keys = list(planned.partitions_subset.get_partition_keys())
+                compact = _without_subset(event, planned)
+            serialized = serialize_value(compact)
+            timestamp = self._event_insert_timestamp(event)  # type: ignore[attr-defined]
+            rows += [
+                {
+                    "asset_key": planned.asset_key.to_string(),
+                    "check_name": planned.check_name,
+                    "partition": key,
+                    "run_id": event.run_id,
+                    "execution_status": AssetCheckExecutionRecordStatus.PLANNED.value,
+                    "evaluation_event": serialized,
+                    "evaluation_event_timestamp": timestamp,
+                    "evaluation_event_storage_id": event_id,
+                }
+                for key in keys
+            ]
+        if rows:
+            conn.execute(AssetCheckExecutionsTable.insert(), rows)
+
+    def _store_check_evaluations(self, conn, pairs: list[tuple[EventLogEntry, int]]) -> None:
+        table = AssetCheckExecutionsTable
+        run_id = pairs[0][0].run_id
+        by_check: dict[tuple[str, str], list[tuple[EventLogEntry, int]]] = {}
+        for event, event_id in pairs:
+            evaluation: AssetCheckEvaluation = event.dagster_event.event_specific_data  # type: ignore[union-attr,assignment]
+            by_check.setdefault(
+                (evaluation.asset_key.to_string(), evaluation.check_name), []
+            ).append((event, event_id))
+        for (asset_key, check_name), items in by_check.items():
+            planned = {
+                r[0]
+                for r in conn.execute(
+                    db.select(table.c.partition).where(
+                        table.c.asset_key == asset_key,
+                        table.c.check_name == check_name,
+                        table.c.run_id == run_id,
+                    )
+                ).fetchall()
+            }
+            updates, inserts, unplanned_verdict = [], [], None
+            for event, event_id in items:
+                evaluation = event.dagster_event.event_specific_data  # type: ignore[union-attr]
+                values = {
+                    "execution_status": (
+                        AssetCheckExecutionRecordStatus.SUCCEEDED.value
+                        if evaluation.passed
+                        else AssetCheckExecutionRecordStatus.FAILED.value
+                    ),
+                    "evaluation_event": serialize_value(event),
+                    "evaluation_event_timestamp": self._event_insert_timestamp(event),  # type: ignore[attr-defined]
+                    "evaluation_event_storage_id": event_id,
+                    "materialization_event_storage_id": (
+                        evaluation.target_materialization_data.storage_id
+                        if evaluation.target_materialization_data
+                        else None
+                    ),
+                }
+                if evaluation.partition in planned:
+                    updates.append({"b_partition": evaluation.partition, **values})
+                else:
+                    if evaluation.partition is None:
+                        unplanned_verdict = values
+                    inserts.append(
+                        {
+                            "asset_key": asset_key,
+                            "check_name": check_name,
+                            "run_id": run_id,
+                            "partition": evaluation.partition,
+                            **values,
+                        }
+                    )
+            if updates:
+                keyed = [u for u in updates if u["b_partition"] is not None]
+                unkeyed = [u for u in updates if u["b_partition"] is None]
+                base = table.update().where(
+                    table.c.asset_key == asset_key,
+                    table.c.check_name == check_name,
+                    table.c.run_id == run_id,
+                )
+                columns = {c: db.bindparam(f"v_{c}") for c in _VALUE_COLUMNS}
+                for group, condition in (
+                    (keyed, table.c.partition == db.bindparam("b_partition")),
+                    (unkeyed, table.c.partition.is_(None)),
+                ):
+                    if group:
+                        conn.execute(
+                            base.where(condition).values(**columns),
+                            [_bind(u) for u in group],
+                        )
+            if inserts:
+                conn.execute(table.insert(), inserts)
+            if unplanned_verdict is not None:
+                # An unpartitioned check in a range run: Dagster plans it once per partition of
+                # the run (the run's partition subset) but reports one verdict without partition,
+                # which would leave those rows PLANNED forever. That verdict covers them all.
+                conn.execute(
+                    table.update()
+                    .where(
+                        table.c.asset_key == asset_key,
+                        table.c.check_name == check_name,
+                        table.c.run_id == run_id,
+                        table.c.execution_status == AssetCheckExecutionRecordStatus.PLANNED.value,
+                    )
+                    .values(**unplanned_verdict)
+                )
+
+
+_VALUE_COLUMNS = (
+    "execution_status",
+    "evaluation_event",
+    "evaluation_event_timestamp",
+    "evaluation_event_storage_id",
+    "materialization_event_storage_id",
+)
+
+
+def _bind(update: dict[str, Any]) -> dict[str, Any]:
+    out = {f"v_{c}": update[c] for c in _VALUE_COLUMNS}
+    if update["b_partition"] is not None:
+        out["b_partition"] = update["b_partition"]
+    return out
+
+
+def _without_subset(event: EventLogEntry, planned: AssetCheckEvaluationPlanned) -> EventLogEntry:
+    dagster_event = event.get_dagster_event()
+    slim = dagster_event._replace(  # DagsterEvent is a NamedTuple
+        event_specific_data=AssetCheckEvaluationPlanned(
+            asset_key=planned.asset_key, check_name=planned.check_name
+        )
+    )
+    return event._replace(dagster_event=slim)  # EventLogEntry is a NamedTuple too
+
+
+# -- storages ----------------------------------------------------------------------------------
+def default_event_log_dir() -> str:
+    """Where Dagster's default SQLite event log lives: $DAGSTER_HOME/history/runs."""
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        raise dg.DagsterInvariantViolationError(
+            "BatchedSqliteEventLogStorage needs `base_dir` in its config or DAGSTER_HOME set"
+        )
+    return str(Path(home) / "history" / "runs")
+
+
+class BatchedSqliteEventLogStorage(BatchedEventWrites, SqliteEventLogStorage):
+    """Dagster's SQLite event log (run shards + index shard) with batched writes.
+
+    Config: `base_dir` (optional; default `$DAGSTER_HOME/history/runs`, Dagster's own default,
+    so switching between this class and Dagster's keeps the history).
+    """
+
+    mirrors_to_index_shard = True
+
+    @classmethod
+    def config_type(cls):
+        return {"base_dir": dg.Field(dg.StringSource, is_required=False)}
+
+    @classmethod
+    def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value):  # type: ignore[override]
+        return cls(
+            base_dir=config_value.get("base_dir") or default_event_log_dir(), inst_data=inst_data
+        )
+
+
+class BatchedInMemoryEventLogStorage(BatchedEventWrites, InMemoryEventLogStorage):
+    """Dagster's in-memory event log (ephemeral instances) with batched writes."""
+
+    @classmethod
+    def from_config_value(cls, inst_data, config_value):
+        return cls(inst_data)
+
+
+class BatchedPostgresEventLogStorage(BatchedEventWrites, PostgresEventLogStorage):
+    """dagster-postgres' event log, with check events batched too (it batches materializations
+    and observations itself). Same config as `PostgresEventLogStorage`."""
+
+    @classmethod
+    def from_config_value(cls, inst_data, config_value):
+        return cls(
+            inst_data=inst_data,
+            postgres_url=pg_url_from_config(config_value),
+            should_autocreate_tables=config_value.get("should_autocreate_tables", True),
+            token_provider=get_token_provider_from_config(config_value),
+        )
+
+
+def batched_ephemeral_instance() -> dg.DagsterInstance:
+    """`DagsterInstance.ephemeral()` with `BatchedInMemoryEventLogStorage` (benchmarks, tests)."""
+    from dagster._core.instance import InstanceType
+    from dagster._core.launcher.sync_in_memory_run_launcher import SyncInMemoryRunLauncher
+    from dagster._core.run_coordinator import DefaultRunCoordinator
+    from dagster._core.storage.noop_compute_log_manager import NoOpComputeLogManager
+    from dagster._core.storage.root import TemporaryLocalArtifactStorage
+    from dagster._core.storage.runs import InMemoryRunStorage
+
+    return dg.DagsterInstance(
+        instance_type=InstanceType.EPHEMERAL,
+        local_artifact_storage=TemporaryLocalArtifactStorage(),
+        run_storage=InMemoryRunStorage(),
+        event_storage=BatchedInMemoryEventLogStorage(),
+        compute_log_manager=NoOpComputeLogManager(),
+        run_coordinator=DefaultRunCoordinator(),
+        run_launcher=SyncInMemoryRunLauncher(),
+    )

@@ -1,0 +1,99 @@
+"""MarketFlow's batched event log storages (`marketflow_assets/instance/batched_events.py`) record
+a single-run range backfill as Dagster's own per-event writes would, read back through Dagster's
+API: every partition materialized, per-partition check verdicts, the asset's latest
+materialization, and no check execution left PLANNED (also for an unpartitioned check, which
+Dagster plans once per partition of a range run but evaluates once)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+from marketflow_assets.instance.batched_events import (
+    BatchedSqliteEventLogStorage,
+    batched_ephemeral_instance,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+DAYS = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_date="2024-03-01")
+KEYS = DAYS.get_partition_keys()[:40]
+BAD = {KEYS[3], KEYS[17]}
+A = dg.AssetKey("a")
+
+
+@dg.asset(partitions_def=DAYS, backfill_policy=dg.BackfillPolicy.single_run())
+def a(context) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"partitions": len(context.partition_keys)})
+
+
+@dg.multi_asset_check(
+    specs=[
+        dg.AssetCheckSpec("per_day", asset=A, partitions_def=DAYS),
+        dg.AssetCheckSpec("whole", asset=A),
+    ],
+    can_subset=True,
+)
+def a_checks(context):
+    for key in context.partition_keys:
+        yield dg.AssetCheckEvaluation(
+            asset_key=A, check_name="per_day", passed=key not in BAD, partition=key
+        )
+    yield dg.AssetCheckResult(asset_key=A, check_name="per_day", passed=not BAD)
+    yield dg.AssetCheckResult(asset_key=A, check_name="whole", passed=True)
+
+
+def _run(instance: dg.DagsterInstance) -> None:
+    defs = dg.Definitions(assets=[a], asset_checks=[a_checks], executor=dg.in_process_executor)
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": KEYS[0],
+            "dagster/asset_partition_range_end": KEYS[-1],
+        },
+    )
+    assert result.success
+
+
+def _assert_recorded(instance: dg.DagsterInstance) -> None:
+    assert instance.get_materialized_partitions(A) == set(KEYS)
+    storage = instance.event_log_storage
+    per_day = storage.get_asset_check_execution_history(dg.AssetCheckKey(A, "per_day"), limit=200)
+    statuses = {r.partition: r.status for r in per_day if r.partition}
+    S = AssetCheckExecutionRecordStatus
+    assert statuses == {k: S.FAILED if k in BAD else S.SUCCEEDED for k in KEYS}
+    latest = storage.get_latest_storage_id_by_partition(
+        A, dg.DagsterEventType.ASSET_MATERIALIZATION
+    )
+    assert set(latest) == set(KEYS)
+    for name in ("per_day", "whole"):
+        history = storage.get_asset_check_execution_history(dg.AssetCheckKey(A, name), limit=200)
+        assert history and all(r.status != S.PLANNED for r in history), name
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def batched_instance(request, isolated_dagster_home, monkeypatch):
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "5000")
+    if request.param == "memory":
+        yield batched_ephemeral_instance()
+        return
+    shutil.copy(REPO / "dagster.yaml", Path(isolated_dagster_home) / "dagster.yaml")
+    with dg.DagsterInstance.get() as instance:
+        assert isinstance(instance.event_log_storage, BatchedSqliteEventLogStorage)
+        yield instance
+
+
+def test_batched_storage_records_a_range_run_per_partition(batched_instance):
+    _run(batched_instance)
+    _assert_recorded(batched_instance)
+
+
+def test_without_batches_the_same_storage_records_the_same(isolated_dagster_home, monkeypatch):
+    monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE", raising=False)
+    shutil.copy(REPO / "dagster.yaml", Path(isolated_dagster_home) / "dagster.yaml")
+    with dg.DagsterInstance.get() as instance:
+        _run(instance)
+        _assert_recorded(instance)
