@@ -12,7 +12,7 @@ export DAGSTER_DISABLE_TELEMETRY := true
 # a failed run show as missing rather than failed. See README, Performance.
 export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS ?= 1
 
-.PHONY: help install install-dev demo dev test lint format bench docs clean
+.PHONY: help install install-dev demo dev test lint format bench docs clean bi bi-install
 
 help:
 	@echo "make demo    - install, then build raw -> gold for the default universe (simulator, 60 sessions)"
@@ -20,6 +20,7 @@ help:
 	@echo "make test    - install with dev extras and run the test suite"
 	@echo "make lint    - ruff check + format check"
 	@echo "make bench   - run the market-scale benchmark (results in bench_results/)"
+	@echo "make bi      - set up and serve the Superset dashboards on the serving snapshot (port 8088)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +66,22 @@ bench: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 
 clean:
 	rm -rf $(VENV) .marketflow dbt/target dbt/logs .pytest_cache .ruff_cache
+
+# Superset has its own environment (its pins conflict with ours), pinned by bi/constraints.txt and
+# rebuilt only when that file changes. MARKETFLOW_BI_VENV moves it (e.g. to a CI cache).
+export MARKETFLOW_BI_VENV ?= $(CURDIR)/.venv-superset
+SUPERSET_PACKAGES := apache-superset duckdb-engine duckdb rich cachetools flask-caching
+
+$(MARKETFLOW_BI_VENV)/.installed: bi/constraints.txt
+	$(PYTHON) -m venv $(MARKETFLOW_BI_VENV)
+	$(MARKETFLOW_BI_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MARKETFLOW_BI_VENV)/bin/python -m pip install --quiet -c bi/constraints.txt $(SUPERSET_PACKAGES)
+	touch $@
+
+bi-install: $(MARKETFLOW_BI_VENV)/.installed
+
+bi: $(VENV)/.installed bi-install
+	$(BIN)/python -m marketflow_assets.bi
 
 docs: $(VENV)/.installed
 	$(BIN)/python -m marketflow_assets.contracts.docs README.md

@@ -1,0 +1,286 @@
+"""`make bi` end to end: Superset installed in its own venv, set up in a temporary home on a
+snapshot of a warehouse built by the real graph, served for real, then checked through its REST
+API (dashboards, every chart's data, SQL Lab on every served table, a newly published snapshot
+seen without a restart) and in headless Chromium (every dashboard renders charts, no error
+panels; screenshots kept under $MARKETFLOW_TEST_ARTIFACTS, default `test_artifacts/bi`).
+
+Superset's venv (`.venv-superset`, ~2 min to build) is made once by `make bi-install` and reused.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+import requests
+
+from marketflow_assets.bi.bundle import DATABASE_NAME, load_bundle
+from marketflow_assets.bi.served import SERVED_TABLES
+from marketflow_assets.bi.superset import REPO
+from marketflow_tests.serving_stand_in import build_bi_warehouse, publish_test_snapshot
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("bi_superset")]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(os.environ.get("MARKETFLOW_TEST_ARTIFACTS", REPO / "test_artifacts")) / "bi"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _bi(env: dict[str, str], command: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "marketflow_assets.bi", command],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def superset_venv() -> Path:
+    """`make bi-install`: a no-op once `.venv-superset` matches bi/constraints.txt."""
+    subprocess.run(["make", "-s", "bi-install"], cwd=REPO, check=True, timeout=1200)
+    return REPO / ".venv-superset"
+
+
+@pytest.fixture(scope="module")
+def bi_home(tmp_path_factory, superset_venv):
+    """A home with a published snapshot, set up twice by `python -m marketflow_assets.bi setup`
+    (the second run must change nothing: same password, no duplicate objects)."""
+    home = tmp_path_factory.mktemp("bi") / "home"
+    settings = build_bi_warehouse(home)
+    publish_test_snapshot(settings)
+    env = dict(os.environ, MARKETFLOW_HOME=str(home), MARKETFLOW_BI_VENV=str(superset_venv))
+    env.pop("MARKETFLOW_BI_ADMIN_PASSWORD", None)
+    first = _bi(env, "setup")
+    assert first.returncode == 0, first.stderr + first.stdout
+    password = (home / "bi" / "admin_password").read_text().strip()
+    assert password in first.stdout  # generated once and printed
+    second = _bi(env, "setup")
+    assert second.returncode == 0, second.stderr + second.stdout
+    assert password not in second.stdout  # not generated again
+    assert (home / "bi" / "admin_password").read_text().strip() == password
+    return settings, env, password
+
+
+@pytest.fixture(scope="module")
+def superset(bi_home):
+    settings, env, password = bi_home
+    port = _free_port()
+    log = (settings.home / "bi" / "server.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "marketflow_assets.bi", "serve"],
+        env=env | {"MARKETFLOW_BI_PORT": str(port)},
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            if requests.get(f"{base}/health", timeout=5).status_code == 200:
+                break
+        except requests.ConnectionError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            log.close()
+            pytest.fail(
+                "Superset did not start:\n" + (settings.home / "bi" / "server.log").read_text()
+            )
+        time.sleep(1)
+    try:
+        yield base, settings, password
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def api(superset):
+    """A logged-in REST session (JWT for reads, session cookie + CSRF token for SQL Lab)."""
+    base, _, password = superset
+    session = requests.Session()
+    login = session.post(
+        f"{base}/api/v1/security/login",
+        json={"username": "admin", "password": password, "provider": "db", "refresh": False},
+        timeout=30,
+    )
+    assert login.status_code == 200, login.text
+    session.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
+    csrf = session.get(f"{base}/api/v1/security/csrf_token/", timeout=30)
+    session.headers["X-CSRFToken"] = csrf.json()["result"]
+    session.headers["Referer"] = base
+    return base, session
+
+
+def _get(api, path: str, **params) -> dict:
+    base, session = api
+    response = session.get(f"{base}{path}", params=params, timeout=120)
+    assert response.status_code == 200, f"GET {path}: {response.status_code} {response.text}"
+    return response.json()
+
+
+def _sql(api, database_id: int, sql: str) -> list[dict]:
+    base, session = api
+    response = session.post(
+        f"{base}/api/v1/sqllab/execute/",
+        json={"database_id": database_id, "sql": sql, "runAsync": False, "json": True},
+        timeout=120,
+    )
+    assert response.status_code == 200, f"SQL Lab {sql!r}: {response.text}"
+    body = response.json()
+    assert body["status"] == "success", body
+    return body["data"]
+
+
+def _database_id(api) -> int:
+    dbs = _get(api, "/api/v1/database/")["result"]
+    return next(d["id"] for d in dbs if d["database_name"] == DATABASE_NAME)
+
+
+def test_every_dashboard_and_chart_of_the_bundle_exists_once(api):
+    bundle = load_bundle()
+    dashboards = _get(api, "/api/v1/dashboard/", q="(page_size:100)")["result"]
+    assert sorted(d["slug"] for d in dashboards) == sorted(d.slug for d in bundle.dashboards)
+    charts = _get(api, "/api/v1/chart/", q="(page_size:100)")["result"]
+    # Set up twice: every chart once, none duplicated.
+    assert sorted(c["slice_name"] for c in charts) == sorted(c.title for c in bundle.charts)
+    datasets = _get(api, "/api/v1/dataset/", q="(page_size:100)")["result"]
+    assert sorted(d["table_name"] for d in datasets) == sorted(bundle.datasets)
+
+
+def test_dataset_columns_carry_the_contract_descriptions(api):
+    datasets = _get(api, "/api/v1/dataset/", q="(page_size:100)")["result"]
+    features = next(d for d in datasets if d["table_name"] == "daily_features")
+    columns = _get(api, f"/api/v1/dataset/{features['id']}")["result"]["columns"]
+    rsi = next(c for c in columns if c["column_name"] == "rsi_14")
+    from marketflow_assets.contracts import CONTRACTS
+
+    expected = " ".join(CONTRACTS["gold.daily_features"].column("rsi_14").description.split())
+    assert rsi["description"] == expected
+
+
+def test_every_chart_query_returns_rows_without_error(api):
+    failures = []
+    for dashboard in load_bundle().dashboards:
+        charts = _get(api, f"/api/v1/dashboard/{dashboard.slug}/charts")["result"]
+        assert len(charts) == len(dashboard.charts), dashboard.slug
+        for chart in charts:
+            base, session = api
+            response = session.get(f"{base}/api/v1/chart/{chart['id']}/data/", timeout=120)
+            name = f"{dashboard.title} / {chart['slice_name']}"
+            if response.status_code != 200:
+                failures.append(f"{name}: HTTP {response.status_code} {response.text[:300]}")
+                continue
+            result = response.json()["result"][0]
+            if result.get("error") or not result.get("rowcount"):
+                failures.append(f"{name}: error={result.get('error')} rows={result['rowcount']}")
+    assert not failures, "\n".join(failures)
+
+
+def test_sql_lab_queries_every_served_table(api):
+    database_id = _database_id(api)
+    for table in SERVED_TABLES:
+        rows = _sql(api, database_id, f"SELECT count(*) AS n FROM {table}")
+        assert rows[0]["n"] > 0, f"{table} is empty in the snapshot"
+
+
+def test_a_newly_published_snapshot_shows_without_restarting(api, superset):
+    """The serving database is opened per query (NullPool, read-only): after an atomic replace of
+    the snapshot file, the next query sees the new one."""
+    _, settings, _ = superset
+    database_id = _database_id(api)
+    query = "SELECT count(DISTINCT ticker) AS n FROM silver.daily_bars"
+    before = _sql(api, database_id, query)[0]["n"]
+    snapshot = settings.home / "serving" / "current.duckdb"
+    staging = snapshot.with_name("next.duckdb")
+    shutil.copyfile(snapshot, staging)
+    con = duckdb.connect(str(staging))
+    con.execute("DELETE FROM silver.daily_bars WHERE ticker = 'TSLA'")
+    con.close()
+    os.replace(staging, snapshot)
+    try:
+        assert _sql(api, database_id, query)[0]["n"] == before - 1
+    finally:
+        publish_test_snapshot(settings)  # the browser test reads the full snapshot
+    assert _sql(api, database_id, query)[0]["n"] == before
+
+
+def test_dashboards_render_in_headless_chromium(superset):
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is not installed (Debian package `chromium`; .ci/run installs it)")
+    from playwright.sync_api import sync_playwright
+
+    base, _, password = superset
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    problems = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1200})
+        page.goto(f"{base}/login/")
+        page.fill("input[name=username], #username", "admin")
+        page.fill("input[name=password], #password", password)
+        page.keyboard.press("Enter")
+        page.wait_for_url(lambda url: "/login" not in url, timeout=60_000)
+        for dashboard in load_bundle().dashboards:
+            page.goto(f"{base}/superset/dashboard/{dashboard.slug}/")
+            charts = page.locator(".dashboard-chart, [data-test='chart-container']")
+            page.wait_for_function(
+                "n => document.querySelectorAll('.chart-container').length >= n",
+                arg=len(dashboard.charts),
+                timeout=120_000,
+            )
+            # Every chart done loading: no spinner left.
+            page.wait_for_function(
+                "() => document.querySelectorAll('.chart-container .loading, "
+                "[data-test=\"loading-indicator\"]').length === 0",
+                timeout=120_000,
+            )
+            page.wait_for_timeout(1500)  # let ECharts finish drawing before the screenshot
+            page.screenshot(path=str(ARTIFACTS / f"{dashboard.slug}.png"), full_page=True)
+            errors = page.locator(
+                ".chart-container [role='alert'], .chart-container .ant-alert-error, "
+                "[data-test='error-message'], .chart-container .alert-danger"
+            )
+            if errors.count():
+                problems.append(f"{dashboard.slug}: {errors.first.inner_text()[:300]}")
+            rendered = page.locator(".chart-container canvas, .chart-container table")
+            if rendered.count() < len(dashboard.charts) - _big_numbers(dashboard):
+                problems.append(
+                    f"{dashboard.slug}: {rendered.count()} charts drawn of "
+                    f"{len(dashboard.charts)} ({charts.count()} containers)"
+                )
+        browser.close()
+    assert not problems, "\n".join(problems)
+
+
+def _big_numbers(dashboard) -> int:
+    return sum(c.viz == "big_number" for c in dashboard.charts)
