@@ -26,6 +26,7 @@ FEATURE_FLAGS = {
 # Local, single-user by default: served on 127.0.0.1 only, nothing reaches the internet.
 SESSION_COOKIE_SECURE = False
 TALISMAN_ENABLED = False
+CONTENT_SECURITY_POLICY_WARNING = False
 WTF_CSRF_ENABLED = True
 SQLLAB_TIMEOUT = 120
 SUPERSET_WEBSERVER_TIMEOUT = 120

@@ -8,7 +8,6 @@ is the serving contract, not something this helper invents.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
@@ -64,9 +63,5 @@ def publish_test_snapshot(settings: Settings, target: Path | None = None) -> Pat
         con.execute("DETACH wh")
     finally:
         con.close()
-    os.replace(staging, target)
+    staging.replace(target)
     return target
-
-
-def with_home(settings: Settings, home: Path) -> Settings:
-    return dataclasses.replace(settings, home=home)

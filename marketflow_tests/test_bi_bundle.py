@@ -176,3 +176,15 @@ def test_a_virtual_dataset_column_without_a_contract_is_rejected(tmp_path):
     )
     with pytest.raises(BundleError, match=r"column 'doubled' is defined by none of"):
         load_bundle(bi).validate()
+
+
+def test_a_sub_query_in_chart_sql_is_rejected(tmp_path):
+    """Superset answers such a chart with ADHOC_SUBQUERY_NOT_ALLOWED_ERROR."""
+    bi = _write_bi(
+        tmp_path,
+        "datasets:\n  - {name: daily_features, table: gold.daily_features, time_column: session_date}\n",
+        "title: Latest\nviz: table\ndataset: daily_features\ncolumns: [ticker]\n"
+        "where: session_date = (SELECT max(session_date) FROM gold.daily_features)",
+    )
+    with pytest.raises(BundleError, match="sub-queries"):
+        load_bundle(bi).validate()

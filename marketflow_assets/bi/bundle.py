@@ -475,6 +475,8 @@ class NativeFilter:
                 "searchAllOptions": False,
                 "inverseSelection": False,
             },
+            # Charts wait for the first value instead of loading unfiltered first.
+            "requiredFirst": self.single,
             "sortFilter": self.latest_first,
             "sortAscending": not self.latest_first,
         }
@@ -585,6 +587,12 @@ class Bundle:
                         raise BundleError(
                             f"chart {chart.title!r} ({chart.dashboard}): column {ref!r} is not "
                             f"in dataset {chart.dataset.name}"
+                        )
+                for expression in [*chart.expressions(), chart.where or ""]:
+                    if re.search(r"\bselect\b", str(expression), re.IGNORECASE):
+                        raise BundleError(
+                            f"chart {chart.title!r} ({chart.dashboard}): Superset refuses "
+                            "sub-queries in chart SQL; put them in a virtual dataset"
                         )
                 try:
                     con.execute(f"EXPLAIN {chart.probe_sql()}")
