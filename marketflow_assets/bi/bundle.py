@@ -198,6 +198,7 @@ class Chart:
     row_limit: int = 10_000
     annotations: dict[str, float] = field(default_factory=dict)
     number_format: str | None = None
+    formats: dict[str, str] = field(default_factory=dict)  # table column/metric -> d3 format
     stacked: bool = False
 
     @property
@@ -351,7 +352,8 @@ class Chart:
                 server_pagination=False,
                 include_search=True,
                 show_cell_bars=False,
-                table_timestamp_format="smart_date",
+                table_timestamp_format="%Y-%m-%d",
+                column_config={name: {"d3NumberFormat": fmt} for name, fmt in self.formats.items()},
             )
         elif self.viz == "big_number":
             form.update(metric=metrics[0], header_font_size=0.4, subheader_font_size=0.15)
@@ -447,7 +449,6 @@ class NativeFilter:
     column: str | None = None
     dataset: Dataset | None = None
     single: bool = False
-    latest_first: bool = False
 
     def export(self, dashboard: str) -> dict[str, Any]:
         base = {
@@ -477,8 +478,7 @@ class NativeFilter:
             },
             # Charts wait for the first value instead of loading unfiltered first.
             "requiredFirst": self.single,
-            "sortFilter": self.latest_first,
-            "sortAscending": not self.latest_first,
+            "sortAscending": True,
         }
 
 
@@ -588,6 +588,14 @@ class Bundle:
                             f"chart {chart.title!r} ({chart.dashboard}): column {ref!r} is not "
                             f"in dataset {chart.dataset.name}"
                         )
+                labels = {*chart.metrics, *chart.column_refs()} | {
+                    next(iter(c)) for c in chart.columns if isinstance(c, dict)
+                }
+                if unknown := set(chart.formats) - labels:
+                    raise BundleError(
+                        f"chart {chart.title!r} ({chart.dashboard}): formats for "
+                        f"{sorted(unknown)}, which it does not show"
+                    )
                 for expression in [*chart.expressions(), chart.where or ""]:
                     if re.search(r"\bselect\b", str(expression), re.IGNORECASE):
                         raise BundleError(
@@ -707,7 +715,6 @@ def load_bundle(bi_dir: Path = BI_DIR) -> Bundle:
                 if "dataset" in f
                 else None,
                 single=f.get("single", False),
-                latest_first=f.get("latest_first", False),
             )
             for f in d.get("filters", [])
         )
@@ -730,6 +737,7 @@ def load_bundle(bi_dir: Path = BI_DIR) -> Bundle:
                     row_limit=c.get("row_limit", 10_000),
                     annotations=c.get("annotations", {}),
                     number_format=c.get("number_format"),
+                    formats=c.get("formats", {}),
                     stacked=c.get("stacked", False),
                 )
                 for c in row
