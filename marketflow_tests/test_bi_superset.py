@@ -41,16 +41,20 @@ CHROMIUM_FLAGS = [
 HOLDER = "[data-test='dashboard-component-chart-holder']"
 ERROR = ".ant-alert-error, .missing-chart-container, [data-test='error-tooltip']"
 DRAWN = ".chart-container canvas, .chart-container table, .chart-container .header-line"
+# A filtered chart may legitimately have nothing to show (e.g. no anomalies for one ticker).
+EMPTY = "No results were returned for this query"
 # Per chart holder: "ok" when it shows a chart and no error panel, else what it shows.
 VERDICTS = f"""holder => [...document.querySelectorAll(holder)].map(h => {{
   const title = (h.querySelector('[data-test="editable-title"], .header-title') || h).innerText
     .split('\\n')[0];
   if (h.querySelector("{ERROR}")) return 'error panel in ' + title + ': ' + h.innerText.slice(0, 300);
-  if (!h.querySelector("{DRAWN}")) return 'nothing drawn in ' + title;
+  if (!h.querySelector("{DRAWN}") && !h.innerText.includes("{EMPTY}"))
+    return 'nothing drawn in ' + title;
   return 'ok';
 }})"""
 DONE = f"""holder => [...document.querySelectorAll(holder)].every(
-  h => h.querySelector("{DRAWN}") || h.querySelector("{ERROR}"))"""
+  h => h.querySelector("{DRAWN}") || h.querySelector("{ERROR}")
+    || h.innerText.includes("{EMPTY}"))"""
 TABLE_ROWS = f"""title => {{
   const h = [...document.querySelectorAll("{HOLDER}")].find(h => h.innerText.startsWith(title));
   return h ? h.querySelectorAll('table tbody tr').length : -1;
