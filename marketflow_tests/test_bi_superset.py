@@ -150,7 +150,7 @@ def superset(bi_home):
         try:
             if requests.get(f"{base}/health", timeout=5).status_code == 200:
                 break
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or still starting
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
