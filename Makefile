@@ -21,7 +21,7 @@ export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS ?= 1
 # event log storage in batches of up to this many, each written in one transaction.
 export DAGSTER_EVENT_BATCH_SIZE ?= 5000
 
-.PHONY: help install install-dev lock demo dev serve test lint format bench docs clean repair-report
+.PHONY: help install install-dev lock system-deps demo dev serve bi bi-install test lint format bench docs clean repair-report
 
 help:
 	@echo "make demo    - install, then a year of history raw -> gold, every mart and chart (simulator)"
@@ -32,6 +32,7 @@ help:
 	@echo "make bench   - run the market-scale benchmark (results in bench_results/)"
 	@echo "make lock    - re-pin requirements.lock after a dependency change in pyproject.toml"
 	@echo "make repair-report - yfinance price-repair fixtures through silver vs the maintainers' fixed files"
+	@echo "make bi      - set up and serve the Superset dashboards on the serving snapshot (port 8088)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -72,7 +73,23 @@ dev: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 serve: $(VENV)/.installed
 	$(BIN)/python -m marketflow_assets.api
 
-test: $(VENV)/.installed-dev
+# Debian packages the tests drive for real: PostgreSQL (the deployment-instance test starts its
+# own server) and headless Chromium (the Superset dashboards test). Installed with apt-get when
+# missing; without root the tests that need them skip with the reason.
+APT_PACKAGES := postgresql chromium fonts-liberation
+system-deps:
+	@missing=""; for pkg in $(APT_PACKAGES); do dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+				-o DPkg::Lock::Timeout=600 $$missing; \
+		else \
+			echo "WARNING: missing Debian packages:$$missing (run as root or apt-get install them);" \
+				"the tests that need them will skip"; \
+		fi; \
+	fi
+
+test: system-deps $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -n 2 --dist loadfile
@@ -94,6 +111,22 @@ repair-report: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) .marketflow dbt/target dbt/logs .pytest_cache .ruff_cache
+
+# Superset has its own environment (its pins conflict with ours), pinned by bi/constraints.txt and
+# rebuilt only when that file changes. MARKETFLOW_BI_VENV moves it (e.g. to a CI cache).
+export MARKETFLOW_BI_VENV ?= $(CURDIR)/.venv-superset
+SUPERSET_PACKAGES := apache-superset duckdb-engine duckdb rich cachetools flask-caching
+
+$(MARKETFLOW_BI_VENV)/.installed: bi/constraints.txt
+	$(PYTHON) -m venv $(MARKETFLOW_BI_VENV)
+	$(MARKETFLOW_BI_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MARKETFLOW_BI_VENV)/bin/python -m pip install --quiet -c bi/constraints.txt $(SUPERSET_PACKAGES)
+	touch $@
+
+bi-install: $(MARKETFLOW_BI_VENV)/.installed
+
+bi: $(VENV)/.installed bi-install
+	$(BIN)/python -m marketflow_assets.bi
 
 docs: $(VENV)/.installed
 	$(BIN)/python -m marketflow_assets.contracts.docs README.md
