@@ -77,13 +77,16 @@ class CsvSource(MarketDataSource):
                 f"{problems.iloc[row]}"
             )
         dates = bar_dates(frame["Date"].str.strip())
+        # A daily file has one row per date; several times on one date is an intraday export
+        # (a single timestamped row, e.g. `2024-06-06T15:30:00Z`, is that date's bar).
         times = frame["Date"].str.strip().str.slice(11, 19)
-        intraday = (times != "") & (times != "00:00:00")
+        intraday = times.groupby(dates.to_numpy()).transform("nunique").to_numpy() > 1
         if intraday.any():
-            line = int(intraday.to_numpy().argmax()) + 2
+            line = int(intraday.argmax()) + 2  # header: 1
             raise PayloadFormatError(
                 f"{path}, line {line}, field Date: {frame['Date'].iloc[line - 2]!r} is an intraday "
-                "bar; the csv source serves daily bars (one row per date)"
+                "bar (several times on one date); the csv source serves daily bars (one row per "
+                "date)"
             )
         version = {
             "modified_at": dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).isoformat(),
