@@ -136,6 +136,9 @@ def execute_request(
     defs = build_definitions(settings)
     job = defs.resolve_job_def(target_job_name(settings, name))
     selection = keys if keys is not None else request.asset_selection
+    if selection:  # as the daemon does: silver's daily validation is selected whole
+        selection = dg.AssetSelection.assets(*selection).required_multi_asset_neighbors()
+        selection = selection.resolve(defs.resolve_asset_graph())
     return job.execute_in_process(
         asset_selection=sorted(selection, key=lambda k: k.path) if selection else None,
         partition_key=request.partition_key,
