@@ -203,8 +203,10 @@ def test_an_alert_killed_after_delivery_is_recorded_once_by_the_next_tick(tmp_pa
         # delivered again (at least once) and recorded once, however often it is raised.
         monkeypatch.setenv("MARKETFLOW_SLACK_WEBHOOK_URL", hook.url)
         resources = build_resources(settings)
+        alerting = resources["alerting"].process_config_and_initialize()
+        warehouse = resources["warehouse"].process_config_and_initialize()
         for _ in range(2):
-            raise_alerts([Alert(**alert)], resources["alerting"], resources["warehouse"], _Log())
+            raise_alerts([Alert(**alert)], alerting, warehouse, _Log())
         assert len(hook.received) == 3
     rows = query(settings, "SELECT alert_id, delivered_to FROM ops.alert_history")
     assert len(rows) == 1 and rows["delivered_to"].iloc[0] == "slack"
