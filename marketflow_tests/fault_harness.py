@@ -244,8 +244,11 @@ def _alert(spec: dict) -> int:
     from marketflow_assets.resources import build_resources
 
     resources = build_resources(Settings.from_env())
+    # As a sensor gets them: configured, secrets (dg.EnvVar) resolved.
+    alerting = resources["alerting"].process_config_and_initialize()
+    warehouse = resources["warehouse"].process_config_and_initialize()
     alert = Alert(**spec["alert"])
-    raise_alerts([alert], resources["alerting"], resources["warehouse"], logging.getLogger())
+    raise_alerts([alert], alerting, warehouse, logging.getLogger())
     return 0
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from marketflow_assets.automation.common import daily_work_in_progress, range_tags
+from marketflow_assets.automation.common import active_runs, daily_work_in_progress, range_tags
 from marketflow_assets.faults import fault_point
 from marketflow_assets.storage.object_store import LocalObjectStore
 from marketflow_assets.storage.raw_lake import RawLake
@@ -46,39 +46,58 @@ STARTED = dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])
 
 # (MARKETFLOW_FAULT, whether the dead run holds a duckdb_warehouse slot when it dies). One entry
 # per phase; the serving snapshot's publish step adds its own ("snapshot.publish", True).
+# Batched writes (staged in a scratch file, then swapped in) are the intraday path's.
+INTRADAY = ["raw/intraday_bars_1m", "bronze/intraday_bars_1m", "silver/intraday_bars_1m"]
+
+# (MARKETFLOW_FAULT, whether the dead run holds a duckdb_warehouse slot when it dies, the work).
+# One entry per phase; the serving snapshot's publish step adds its own, e.g.
+# pytest.param("snapshot.publish", True, "daily", id="mid-snapshot-publish").
 RUN_PHASES = [
-    pytest.param("raw.objects_written", False, id="mid-raw-landing"),
-    pytest.param("warehouse.staging", True, id="mid-staging"),
-    pytest.param("warehouse.replace@2", True, id="inside-replace-transaction"),
-    pytest.param("dbt.build", True, id="mid-dbt"),
+    pytest.param("raw.objects_written", False, "daily", id="mid-raw-landing"),
+    pytest.param("warehouse.staging", True, "intraday", id="mid-staging"),
+    pytest.param("warehouse.replace@2", True, "daily", id="inside-replace-transaction"),
+    pytest.param("dbt.build", True, "daily", id="mid-dbt"),
 ]
+WORKS = {"daily": SELECT, "intraday": INTRADAY}
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def build_states(root, select):
     """(settings, dagster home, tables before, tables of the complete build) of a home where
     BEFORE was built; the complete build is WORK on a copy of it, without faults."""
-    root = tmp_path_factory.mktemp("faults")
     settings = make_settings(root / "before" / "home", tickers=TICKERS)
     dagster_home = root / "before" / "dagster"
     write_instance_yaml(dagster_home, free_slots_after_run_end_seconds=1)
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-        materialize(settings, select=SELECT, partition_range=BEFORE, instance=instance)
+        materialize(settings, select=select, partition_range=BEFORE, instance=instance)
     reference, reference_dagster = copy_home(settings, dagster_home, root / "complete")
     with dg.DagsterInstance.from_config(str(reference_dagster)) as instance:
-        materialize(reference, select=SELECT, partition_range=WORK, instance=instance)
+        materialize(reference, select=select, partition_range=WORK, instance=instance)
     before, complete = tables(settings), tables(reference)
     assert differing_tables(before, complete), "the work must change the tables"
     return settings, dagster_home, before, complete
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """Crash-from states per kind of work, built once per module and copied by each test."""
+    states = {}
+
+    def get(work: str):
+        if work not in states:
+            states[work] = build_states(tmp_path_factory.mktemp(f"faults-{work}"), WORKS[work])
+        return states[work]
+
+    return get
 
 
 def assert_lake_whole(settings) -> None:
     """Every committed fetch's objects are present and intact (orphans of a dead fetch are not
     listed by any manifest, so nothing reads them)."""
     lake = RawLake(LocalObjectStore(settings.lake_root))
-    for manifest in lake.manifests("simulator", "daily_bars"):
-        for obj in manifest.objects:
-            assert lake.verify(obj) is None, (obj.key, lake.verify(obj))
+    for dataset in ("daily_bars", "intraday_bars_1m"):
+        for manifest in lake.manifests("simulator", dataset):
+            for obj in manifest.objects:
+                assert lake.verify(obj) is None, (obj.key, lake.verify(obj))
 
 
 def test_fault_points_are_inert_unless_named(monkeypatch):
@@ -90,15 +109,16 @@ def test_fault_points_are_inert_unless_named(monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("phase, holds_pool", RUN_PHASES)
+@pytest.mark.parametrize("phase, holds_pool, work", RUN_PHASES)
 def test_a_run_killed_at_any_phase_loses_nothing_and_leaves_nothing_held(
-    built, tmp_path, phase, holds_pool
+    built, tmp_path, phase, holds_pool, work
 ):
-    source, source_dagster, before, complete = built
+    select = WORKS[work]
+    source, source_dagster, before, complete = built(work)
     settings, dagster_home = copy_home(source, source_dagster, tmp_path)
 
     code, out = run_child(
-        settings, dagster_home, {"select": SELECT, "tags": range_tags(*map(_date, WORK))}, phase
+        settings, dagster_home, {"select": select, "tags": range_tags(*map(_date, WORK))}, phase
     )
     assert killed(code), f"the child was not killed at {phase} (exit {code}):\n{out[-3000:]}"
 
@@ -111,7 +131,10 @@ def test_a_run_killed_at_any_phase_loses_nothing_and_leaves_nothing_held(
 
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         (dead,) = instance.get_runs(filters=STARTED)
-        assert dead.run_id in (daily_work_in_progress(instance) or "")  # sensors wait for it
+        # The sensors wait for it: every in-progress check sees it, the daily ones by name.
+        assert [run.run_id for run in active_runs(instance)] == [dead.run_id]
+        if work == "daily":
+            assert dead.run_id in (daily_work_in_progress(instance) or "")
         if holds_pool:
             assert dead.run_id in {run for run, _ in pool_holders(instance)}
 
@@ -119,10 +142,10 @@ def test_a_run_killed_at_any_phase_loses_nothing_and_leaves_nothing_held(
         monitor_until_clear(instance)
         assert instance.get_run_by_id(dead.run_id).status == dg.DagsterRunStatus.FAILURE
         assert pool_holders(instance) == []
-        assert daily_work_in_progress(instance) is None  # the sensors resume
+        assert active_runs(instance) == [] and daily_work_in_progress(instance) is None
 
         # The same work again reproduces the clean build exactly.
-        result = materialize(settings, select=SELECT, partition_range=WORK, instance=instance)
+        result = materialize(settings, select=select, partition_range=WORK, instance=instance)
         assert result.success
     assert differing_tables(tables(settings), complete) == []
     assert_lake_whole(settings)
@@ -203,8 +226,10 @@ def test_an_alert_killed_after_delivery_is_recorded_once_by_the_next_tick(tmp_pa
         # delivered again (at least once) and recorded once, however often it is raised.
         monkeypatch.setenv("MARKETFLOW_SLACK_WEBHOOK_URL", hook.url)
         resources = build_resources(settings)
+        alerting = resources["alerting"].process_config_and_initialize()
+        warehouse = resources["warehouse"].process_config_and_initialize()
         for _ in range(2):
-            raise_alerts([Alert(**alert)], resources["alerting"], resources["warehouse"], _Log())
+            raise_alerts([Alert(**alert)], alerting, warehouse, _Log())
         assert len(hook.received) == 3
     rows = query(settings, "SELECT alert_id, delivered_to FROM ops.alert_history")
     assert len(rows) == 1 and rows["delivered_to"].iloc[0] == "slack"
