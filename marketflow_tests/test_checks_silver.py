@@ -257,9 +257,11 @@ CSV_SAME_SESSION_TWICE = """Date,Open,High,Low,Close,Adj Close,Volume
 """
 
 
-def test_blocking_silver_failure_stops_gold_for_that_partition(settings, tmp_path):
-    """A CSV with two bars on one session at different times gets past every rejection rule
-    (they are not duplicates of one timestamp) and gives silver two rows for one key."""
+def test_a_daily_csv_with_two_bars_on_one_session_is_refused_naming_the_line(settings, tmp_path):
+    """Two bars at different times on one date is an intraday export, not a daily file: the csv
+    source refuses the ticker's file naming file, line and field, so silver never gets two rows
+    for one key and nothing downstream is built from it. (Blocking checks stopping downstream
+    steps are covered in test_checks_raw and test_range_check_reports.)"""
     folder = tmp_path / "csv"
     folder.mkdir()
     (folder / "DUP.csv").write_text(CSV_SAME_SESSION_TWICE)
@@ -268,21 +270,11 @@ def test_blocking_silver_failure_stops_gold_for_that_partition(settings, tmp_pat
     )
     broken = materialize(csv, select=DAILY_AND_GOLD, partition="2024-06-04", raise_on_error=False)
     assert not broken.success
-    evals = evaluations(broken)
-    keys = evals[(S, "keys")]
-    assert not keys.passed and keys.blocking and keys.partition == "2024-06-04"
-    assert metadata(keys)["failing_sessions"] == {"2024-06-04": 2}
-    assert tickers_of(keys) == {"DUP"}
-    assert evals[("raw/daily_bars", "payload_schema")].passed  # text CSV without action columns
-    assert not materializations(broken, ["gold", "daily_features"])
     failures = [e for e in broken.all_events if e.event_type_value == "STEP_FAILURE"]
-    assert [e.step_key for e in failures] == ["silver__daily_bars_checks"]
-    assert "blocking asset check failed" in str(failures[0].event_specific_data.error)
-
-    clean = materialize(csv, select=DAILY_AND_GOLD, partition="2024-06-03")
-    assert clean.success and materializations(clean, ["gold", "daily_features"])
-    gold = query(csv, "SELECT DISTINCT session_date FROM gold.daily_features")
-    assert [str(d.date()) for d in gold["session_date"]] == ["2024-06-03"]
+    assert [e.step_key for e in failures] == ["raw__daily_bars"]
+    error = str(failures[0].event_specific_data.error)
+    assert "DUP.csv, line 3, field Date" in error and "intraday" in error, error[:600]
+    assert not materializations(broken, ["gold", "daily_features"])
 
 
 def test_table_drifting_from_its_contract_fails_contract(copy):

@@ -295,10 +295,16 @@ def test_health_measures_staleness_against_the_exchange_calendar(served):
     assert stale["freshness"]["latest_closed_session"] == "2024-06-07"
 
 
-def test_fundamentals_say_clearly_that_they_are_not_published(served, http):
-    response = http.get(f"/v1/fundamentals/{TICKER}")
-    assert response.status_code == 404
-    assert "fundamentals are not published" in response.json()["detail"]
+def test_fundamentals_of_the_real_graph_are_served_point_in_time(served, http):
+    """The simulator's statements go through the whole graph into the snapshot; the endpoint
+    serves what was known at `as_of` (the 404 before fundamentals exist, and the point-in-time
+    rules on hand-made facts, are in test_serving_fundamentals)."""
+    body = http.get(f"/v1/fundamentals/{TICKER}").json()
+    assert body["snapshot"] == served.final_snapshot
+    assert body["data"], "the simulator's statements are served"
+    as_of = dt.date.fromisoformat(body["as_of"])
+    assert all(dt.date.fromisoformat(f["known_at"]) <= as_of for f in body["data"])
+    assert http.get("/v1/fundamentals/ZZZZ").status_code == 404
 
 
 def test_api_keys_guard_data_but_not_health_and_are_never_logged(served, caplog):
