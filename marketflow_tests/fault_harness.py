@@ -194,7 +194,7 @@ def copy_home(source: Settings, source_dagster: Path, target_root: Path) -> tupl
     """A copy of a MARKETFLOW_HOME and its Dagster home (a state to crash from)."""
     home = target_root / "home"
     dagster_home = target_root / "dagster"
-    shutil.copytree(source.home, home)
+    shutil.copytree(source.home, home, symlinks=True)  # serving/current.duckdb stays a link
     shutil.copytree(source_dagster, dagster_home)
     return dataclasses.replace(source, home=home), dagster_home
 
@@ -204,7 +204,9 @@ def _materialize(spec: dict) -> int:
     from marketflow_assets.definitions import build_definitions
 
     defs = build_definitions(Settings.from_env())
-    keys = dg.AssetSelection.from_coercible(spec["select"]).resolve(defs.resolve_asset_graph())
+    # As the UI does: a multi-asset that cannot be split is selected whole.
+    selection = dg.AssetSelection.from_coercible(spec["select"]).required_multi_asset_neighbors()
+    keys = selection.resolve(defs.resolve_asset_graph())
     job = defs.resolve_implicit_global_asset_job_def()
     with dg.DagsterInstance.get() as instance:
         result = job.execute_in_process(

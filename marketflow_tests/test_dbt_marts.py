@@ -155,6 +155,8 @@ def test_marts_build_from_a_clean_warehouse_and_every_dbt_test_passes_as_a_check
         "gold/sector_daily": {"gold/daily_features", "silver/symbols"},
         "gold/monthly_returns": {"silver/daily_bars"},
         "gold/hourly_bars": {"silver/intraday_bars_1m"},  # built in test_intraday
+        # test_fundamentals_pipeline builds and checks it
+        "gold/sector_fundamentals_daily": {"gold/fundamentals_daily", "silver/symbols"},
     }
     assert {k.to_user_string() for k in dbt_keys} == set(parents)
     for key, expected_parents in parents.items():

@@ -11,10 +11,12 @@ clean build exactly (every bronze, silver and gold table compared). Kill points 
 from __future__ import annotations
 
 import dagster as dg
+import duckdb
 import pytest
 
 from marketflow_assets.automation.common import active_runs, daily_work_in_progress, range_tags
 from marketflow_assets.faults import fault_point
+from marketflow_assets.serving import current_snapshot_path
 from marketflow_assets.storage.object_store import LocalObjectStore
 from marketflow_assets.storage.raw_lake import RawLake
 from marketflow_tests.fault_harness import (
@@ -44,21 +46,18 @@ SELECT = [
 ]
 STARTED = dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])
 
-# (MARKETFLOW_FAULT, whether the dead run holds a duckdb_warehouse slot when it dies). One entry
-# per phase; the serving snapshot's publish step adds its own ("snapshot.publish", True).
 # Batched writes (staged in a scratch file, then swapped in) are the intraday path's.
 INTRADAY = ["raw/intraday_bars_1m", "bronze/intraday_bars_1m", "silver/intraday_bars_1m"]
 
 # (MARKETFLOW_FAULT, whether the dead run holds a duckdb_warehouse slot when it dies, the work).
-# One entry per phase; the serving snapshot's publish step adds its own, e.g.
-# pytest.param("snapshot.publish", True, "daily", id="mid-snapshot-publish").
 RUN_PHASES = [
     pytest.param("raw.objects_written", False, "daily", id="mid-raw-landing"),
     pytest.param("warehouse.staging", True, "intraday", id="mid-staging"),
     pytest.param("warehouse.replace@2", True, "daily", id="inside-replace-transaction"),
     pytest.param("dbt.build", True, "daily", id="mid-dbt"),
+    pytest.param("snapshot.publish", True, "serving", id="mid-snapshot-publish"),
 ]
-WORKS = {"daily": SELECT, "intraday": INTRADAY}
+WORKS = {"daily": SELECT, "intraday": INTRADAY, "serving": [*SELECT, "serving/snapshot"]}
 
 
 def build_states(root, select):
@@ -116,6 +115,7 @@ def test_a_run_killed_at_any_phase_loses_nothing_and_leaves_nothing_held(
     select = WORKS[work]
     source, source_dagster, before, complete = built(work)
     settings, dagster_home = copy_home(source, source_dagster, tmp_path)
+    snapshot_before = current_snapshot_path(settings).resolve() if work == "serving" else None
 
     code, out = run_child(
         settings, dagster_home, {"select": select, "tags": range_tags(*map(_date, WORK))}, phase
@@ -128,6 +128,10 @@ def test_a_run_killed_at_any_phase_loses_nothing_and_leaves_nothing_held(
         now = after_kill.get(name)
         assert same_table(now, before.get(name)) or same_table(now, complete.get(name)), name
     assert_lake_whole(settings)
+    if snapshot_before is not None:  # readers still get the previous snapshot, whole
+        assert current_snapshot_path(settings).resolve() == snapshot_before
+        with duckdb.connect(str(current_snapshot_path(settings)), read_only=True) as con:
+            assert con.execute("SELECT count(*) FROM serving.manifest").fetchone()[0] > 0
 
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         (dead,) = instance.get_runs(filters=STARTED)
@@ -149,6 +153,8 @@ def test_a_run_killed_at_any_phase_loses_nothing_and_leaves_nothing_held(
         assert result.success
     assert differing_tables(tables(settings), complete) == []
     assert_lake_whole(settings)
+    if snapshot_before is not None:  # the re-run published a new snapshot
+        assert current_snapshot_path(settings).resolve() != snapshot_before
 
 
 def _date(text: str):

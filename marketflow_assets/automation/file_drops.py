@@ -170,9 +170,10 @@ def file_drops_sensor(
         try:
             data = store.get(key)
         except UnsafeObjectError as exc:  # a link or a hard link: never read, never followed
-            target = reject(store, key, str(exc), stamp, name=relative(name))
-            context.log.warning(f"rejected {store.uri(name)} -> {store.uri(target)}: {exc}")
-            notes.append(f"rejected {relative(name)}: {exc}")
+            reason = str(exc).replace(key, name)  # name the file as dropped, not as claimed
+            target = reject(store, key, reason, stamp, name=relative(name), keep=False)
+            context.log.warning(f"rejected {store.uri(name)} -> {store.uri(target)}: {reason}")
+            notes.append(f"rejected {relative(name)}: {reason}")
             return None
         except Exception as exc:  # e.g. deleted meanwhile: next tick
             context.log.warning(f"could not read {store.uri(key)}: {exc}")

@@ -260,15 +260,24 @@ def move(store: ObjectStore, source: str, target: str) -> bool:
     return store.rename(source, target)
 
 
-def reject(store: ObjectStore, key: str, reason: str, stamp: str, name: str | None = None) -> str:
+def reject(
+    store: ObjectStore,
+    key: str,
+    reason: str,
+    stamp: str,
+    name: str | None = None,
+    *,
+    keep: bool = True,
+) -> str:
     """Set `key` aside under rejected/<stamp>/ (as `name`, default its path under landing/) with
-    a `.reason.txt` beside it. A link (or anything that is not a file of its own) is never read:
-    the reason is written and the link itself removed; its target is untouched."""
+    a `.reason.txt` beside it. With `keep=False` (a link, or anything that is not a file of its
+    own) only the reason is written and the name itself removed: its target is never read,
+    moved or deleted."""
     target = f"{REJECTED}{stamp}/{name or relative(key)}"
     store.put(f"{target}.reason.txt", (reason.rstrip() + "\n").encode())
-    try:
+    if keep:
         move(store, key, target)
-    except UnsafeObjectError:
+    else:
         store.delete(key)
     return target
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import duckdb
 
+from marketflow_assets.faults import fault_point
 from marketflow_assets.serving import layout
 from marketflow_assets.serving.parquet_copy import ParquetCopy
 from marketflow_assets.serving.tables import ServedTable, served_tables
@@ -146,6 +147,7 @@ def publish_snapshot(
         finally:
             warehouse.execute(f"DETACH {SNAP}")
         timer.lap("checkpoint")
+        fault_point("snapshot.publish")  # complete but not yet current: a kill must change nothing
         partial.chmod(0o444)
         partial.replace(result.path)
         layout.switch_current(root, result.path)
