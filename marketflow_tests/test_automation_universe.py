@@ -34,6 +34,7 @@ DAILY = [
     "silver/corporate_actions",
     "silver/daily_bars",
     "silver/rejected_bars",
+    "silver/bar_repairs",  # one validation with daily and rejected bars: selected whole
 ]
 
 

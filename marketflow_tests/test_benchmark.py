@@ -117,9 +117,12 @@ def test_smoke_benchmark_end_to_end(tmp_path, capsys):
     assert history["rss"]["peak_mib"] > history["rss"]["peak_root_mib"] > 0
     assert "dbt" in history["rss"]["peak_by_command_mib"]
     steps = {s["step"]: s for s in history["dagster"]["steps"]}
-    assert {"raw__daily_bars", "silver__daily_bars", "gold__daily_features", "dbt_marts"} <= set(
-        steps
-    )
+    assert {
+        "raw__daily_bars",
+        "silver_daily_validation",
+        "gold__daily_features",
+        "dbt_marts",
+    } <= set(steps)
     assert all(s["status"] == "success" for s in steps.values())
     assert steps["raw__daily_bars"]["materializations"] == 20  # one per partition of the range
     assert history["dagster"]["create_to_first_step_s"] > 0

@@ -385,7 +385,12 @@ def test_seeded_violations_fail_their_checks_with_severity(scoped_with_bad_data)
     # failure fails the run (the warning alone would not).
     assert not result.success
     materialized = {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()}
-    assert materialized == {"gold/ma_crossovers", "gold/sector_daily", "gold/monthly_returns"}
+    assert materialized == {
+        "gold/ma_crossovers",
+        "gold/sector_daily",
+        "gold/monthly_returns",
+        "gold/sector_fundamentals_daily",
+    }
 
 
 def test_dbt_writes_only_the_marts_to_the_settings_warehouse(settings, history):

@@ -186,10 +186,18 @@ def test_look_ahead_property_every_sampled_row_equals_the_facts_known_then(built
 def test_a_new_session_alone_equals_the_range_run(built, tmp_path):
     settings, _ = built
     last = F2.date().isoformat()
-    ranged = query(settings, "SELECT * FROM gold.fundamentals_daily WHERE session_date = ?", [last])
+    ranged = query(
+        settings,
+        "SELECT * FROM gold.fundamentals_daily WHERE session_date = ? ORDER BY ticker",
+        [last],
+    )
     result = materialize(settings, select="gold/fundamentals_daily", partition=last)
     assert result.success
-    alone = query(settings, "SELECT * FROM gold.fundamentals_daily WHERE session_date = ?", [last])
+    alone = query(
+        settings,
+        "SELECT * FROM gold.fundamentals_daily WHERE session_date = ? ORDER BY ticker",
+        [last],
+    )
     pd.testing.assert_frame_equal(ranged, alone)
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks["no_look_ahead"] and checks["outliers"]
