@@ -71,7 +71,7 @@ def test_each_fault_is_caught_by_its_check_and_none_blocks_gold(settings):
     evals = evaluations(result)
     assert all(evals[(S, name)].passed for name in BLOCKING_SILVER_CHECKS)
     assert result.success and materializations(result, ["gold", "daily_features"])
-    assert failed(result) == {(S, "completeness"), (S, "price_jump")}
+    assert failed(result) == {(S, "completeness"), (S, "repairs_unit_100x")}
 
     # Reconciliation counts every rejected row: raw = bronze = silver + rejected.
     recon = metadata(evals[(S, "row_reconciliation")])
@@ -100,22 +100,18 @@ def test_each_fault_is_caught_by_its_check_and_none_blocks_gold(settings):
     assert set(md["failing_tickers"]) == set(gaps["ticker"])
     assert "rejected: " in md["sample"] or "no bar from the provider" in md["sample"]
 
-    # 100x prices: the jump and the return to normal, per ticker, land in ops.anomalies.
-    silver = query(faulty, "SELECT ticker, session_date FROM silver.daily_bars ORDER BY 1, 2")
-    silver["session"] = silver["session_date"].dt.strftime("%Y-%m-%d")
-    x100 = set(map(tuple, truth.loc[truth["x100"], ["ticker", "session"]].values))
-    flagged = set()
-    for ticker, bars in silver.groupby("ticker"):
-        marks = [(ticker, s) in x100 for s in bars["session"]]
-        for prev, cur, session in zip(marks, marks[1:], list(bars["session"])[1:], strict=False):
-            if prev != cur:
-                flagged.add((ticker, session))
-    jumps = query(
-        faulty, "SELECT ticker, session_date FROM ops.anomalies WHERE check_name = 'price_jump'"
+    # 100x prices are repaired in silver (unit_100x), with provenance, instead of served: every
+    # planted 100x bar that silver kept is listed in silver.bar_repairs, and price_jump is quiet.
+    x100 = set(
+        map(tuple, truth.loc[truth["x100"] & ~truth["bad_tick"], ["ticker", "session"]].values)
+    )
+    repaired = query(
+        faulty,
+        "SELECT ticker, session_date FROM silver.daily_bars WHERE repair_reason LIKE '%unit_100x%'",
     )
     got = {
         (t, d.strftime("%Y-%m-%d"))
-        for t, d in zip(jumps["ticker"], jumps["session_date"], strict=True)
+        for t, d in zip(repaired["ticker"], repaired["session_date"], strict=True)
     }
-    assert got == flagged and flagged
-    assert metadata(evals[(S, "price_jump")])["failing_rows"] == len(flagged)
+    assert got == x100 and x100
+    assert evals[(S, "price_jump")].passed
