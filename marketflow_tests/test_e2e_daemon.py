@@ -35,6 +35,7 @@ BACKFILL_ASSETS = [
     ["bronze", "daily_bars"],
     ["silver", "daily_bars"],
     ["silver", "rejected_bars"],
+    ["silver", "bar_repairs"],  # one validation with daily and rejected bars (as the UI selects)
     ["gold", "daily_features"],
     ["gold", "ma_crossovers"],
     ["gold", "monthly_returns"],
