@@ -44,7 +44,7 @@ class SessionCalendar:
     def sessions_in_range(self, start: dt.date, end: dt.date) -> list[dt.date]:
         lo = np.searchsorted(self.sessions, np.datetime64(start, "D"), side="left")
         hi = np.searchsorted(self.sessions, np.datetime64(end, "D"), side="right")
-        return [_to_date(s) for s in self.sessions[lo:hi]]
+        return self.sessions[lo:hi].tolist()  # datetime64[D] -> datetime.date, in C
 
     def session_on_or_before(self, day: dt.date) -> dt.date | None:
         i = np.searchsorted(self.sessions, np.datetime64(day, "D"), side="right") - 1
@@ -138,7 +138,7 @@ def xnys() -> SessionCalendar:
 
 
 def _to_date(value: np.datetime64) -> dt.date:
-    return dt.date.fromisoformat(str(value.astype("datetime64[D]")))
+    return value.astype("datetime64[D]").item()
 
 
 def _to_utc(value: np.datetime64) -> dt.datetime:

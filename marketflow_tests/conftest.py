@@ -7,6 +7,10 @@ import pytest
 # Tests never reach a provider or a user's Dagster instance.
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "true")
+# Runs record their events the way `make dev` and `make demo` runs do (the Makefile exports
+# these): one planned event per asset of a range, and per-session events handed over in batches.
+os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")
+os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "5000")
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import duckdb
 import pandas as pd
 
 from marketflow_assets.definitions import build_definitions
+from marketflow_assets.instance.batched_events import batched_ephemeral_instance
 from marketflow_assets.resources import TICKERS_TAG
 from marketflow_assets.settings import Settings
 
@@ -69,7 +70,9 @@ def materialize(
         partition_key=partition,
         tags=run_tags,
         run_config=run_config,
-        instance=instance,
+        # Dagster's ephemeral instance with MarketFlow's batched event writes, as `make demo`
+        # and the benchmark use: a range run's per-session events cost one transaction.
+        instance=instance or batched_ephemeral_instance(),
         raise_on_error=raise_on_error,
     )
 

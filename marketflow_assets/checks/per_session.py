@@ -66,9 +66,9 @@ def latest_materializations(
     }
 
 
-def _session_metadata(item: Evaluated, scope: Scope, session: str) -> dict[str, Any]:
+def _session_metadata(item: Evaluated, scope_label: str, session: str) -> dict[str, Any]:
     outcome = item.outcome
-    metadata: dict[str, Any] = {"scope": session, "range": scope.label}
+    metadata: dict[str, Any] = {"scope": session, "range": scope_label}
     if outcome.passed:
         metadata["failing_rows"] = 0
         return metadata
@@ -118,6 +118,7 @@ def report_session_evaluations(
     step_key = context.op_execution_context.get_step_execution_context().step.key
     batch_id = generate_event_batch_id()
     total = len(items) * len(sessions)
+    label = scope.label
     n = 0
     for item in items:
         for session in sessions:
@@ -126,7 +127,7 @@ def report_session_evaluations(
                 asset_key=suite.asset_key,
                 check_name=item.check.name,
                 passed=passed,
-                metadata=_session_metadata(item, scope, session),
+                metadata=_session_metadata(item, label, session),
                 target_materialization_data=targets.get(session),
                 severity=item.severity,
                 description=description,

@@ -108,7 +108,9 @@ class BatchedEventWrites:
                 (e, i) for e, i in pairs if e.dagster_event_type == T.ASSET_CHECK_EVALUATION
             ]
             if evaluations:
-                self._store_check_evaluations(conn, evaluations)
+                # The verdict rows hold the same serialized event as the event rows: reuse it.
+                serialized = {i: row["event"] for i, row in zip(ids, rows, strict=True)}
+                self._store_check_evaluations(conn, evaluations, serialized)
 
     # -- event rows ---------------------------------------------------------------------------
     def _insert_event_rows(self, conn, rows: list[dict[str, Any]]) -> list[int]:
@@ -164,7 +166,9 @@ class BatchedEventWrites:
         if rows:
             conn.execute(AssetCheckExecutionsTable.insert(), rows)
 
-    def _store_check_evaluations(self, conn, pairs: list[tuple[EventLogEntry, int]]) -> None:
+    def _store_check_evaluations(
+        self, conn, pairs: list[tuple[EventLogEntry, int]], serialized: dict[int, str]
+    ) -> None:
         table = AssetCheckExecutionsTable
         run_id = pairs[0][0].run_id
         by_check: dict[tuple[str, str], list[tuple[EventLogEntry, int]]] = {}
@@ -193,7 +197,7 @@ class BatchedEventWrites:
                         if evaluation.passed
                         else AssetCheckExecutionRecordStatus.FAILED.value
                     ),
-                    "evaluation_event": serialize_value(event),
+                    "evaluation_event": serialized[event_id],
                     "evaluation_event_timestamp": self._event_insert_timestamp(event),  # type: ignore[attr-defined]
                     "evaluation_event_storage_id": event_id,
                     "materialization_event_storage_id": (
