@@ -20,6 +20,7 @@ import pytest
 from marketflow_assets.sources.fundamentals import YAHOO_FORMAT
 from marketflow_assets.sources.fundamentals_yahoo import YFinanceFundamentals
 from marketflow_assets.transforms.fundamentals import statement_rows
+from marketflow_tests.test_fundamentals_edgar import silver
 from marketflow_tests.test_source_yfinance import (  # noqa: F401  (fixtures)
     BACKOFF,
     FIXTURES,
@@ -167,6 +168,27 @@ def test_bronze_rows_take_the_release_after_each_period_end(source) -> None:
     count = rows.loc[("instant", pd.Timestamp("2023-10-20"), "SharesOutstanding")]
     assert (count["statement"], count["value"]) == ("shares", 15_552_752_000)
     assert pd.isna(count["reported_at"])  # known_at: its as-of date + the documented lag
+
+
+def test_silver_dates_each_period_by_release_then_filing_then_lag(source) -> None:
+    payload = source.fetch_statements(("AAPL",))
+
+    facts = silver(statement_rows(documents(payload.records["AAPL"])))
+
+    rules = facts.set_index(["period_type", "period_end", "line_item"])
+    fy23 = rules.loc[("annual", pd.Timestamp("2023-09-30"), "NetIncome")]
+    assert (fy23["known_at_rule"], fy23["known_at"]) == (
+        "earnings_date+1d",
+        pd.Timestamp("2023-11-03"),
+    )
+    fy21 = rules.loc[("annual", pd.Timestamp("2021-09-30"), "NetIncome")]
+    assert (fy21["known_at_rule"], fy21["known_at"], fy21["form"]) == (
+        "sec_filing+1d",
+        pd.Timestamp("2021-10-30"),
+        "10-K",
+    )
+    count = rules.loc[("instant", pd.Timestamp("2023-10-20"), "SharesOutstanding")]
+    assert (count["known_at_rule"], count["known_at"]) == ("as_of+30d", pd.Timestamp("2023-11-19"))
 
 
 def test_a_listing_without_filings_or_share_history_keeps_its_statements(source, fake) -> None:

@@ -520,7 +520,8 @@ bars AS (
         AND ($tickers IS NULL OR list_contains($tickers, ticker))
 ),
 priced AS (
-    SELECT bars.*, i.*  EXCLUDE (ticker), coalesce(a.splits_through, 1.0) AS splits_now
+    SELECT bars.*, i.*  EXCLUDE (ticker), coalesce(a.splits_through, 1.0) AS splits_now,
+        c.counted_on, c.share_count, c.count_known_at
     FROM bars
     ASOF JOIN inputs i ON bars.ticker = i.ticker AND bars.session_date >= i.as_of
     ASOF LEFT JOIN actions a ON bars.ticker = a.ticker AND bars.session_date >= a.ex_date
