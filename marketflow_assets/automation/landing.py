@@ -84,11 +84,12 @@ class DropRejected(ValueError):
 @dataclass(frozen=True)
 class DroppedFile:
     key: str
-    frame: pd.DataFrame  # Ticker + Yahoo columns, cells as text
+    frame: pd.DataFrame  # Ticker + Yahoo columns (bars) or the long format (statements), as text
     tickers: tuple[str, ...]
-    first: dt.date  # first and last session of its rows
-    last: dt.date
+    first: dt.date | None  # first and last session of its rows (bars; None for statements)
+    last: dt.date | None
     sha256: str
+    kind: str = "bars"  # or "statements" (automation/statement_drops.py)
 
 
 def landing_store(lake: LakeResource) -> ObjectStore:
@@ -184,33 +185,26 @@ def _where(suffix: str, row: int) -> str:
     return f"line {row + 2}" if suffix == ".csv" else f"bar {row}"
 
 
-def parse_drop(key: str, data: bytes, *, today: dt.date) -> DroppedFile:
-    """Read a dropped file as daily bars (cells as text), or raise `DropRejected` with why."""
-    suffix = PurePosixPath(key).suffix.lower()
-    if suffix not in SUPPORTED:
-        raise DropRejected(f"{key}: unsupported file type {suffix or '(none)'}; drop .csv or .json")
-    named_ticker = None
-    if suffix == ".csv":
-        frame = _read_csv(key, data)
-    else:
-        frame, named_ticker = _read_json(key, data)
-    frame = _normalise_columns(frame, key)
-    if frame.empty:
-        raise DropRejected(f"{key}: no rows")
+def _where_in(suffix: str):
+    return lambda row: _where(suffix, row)
 
+
+def with_tickers(frame: pd.DataFrame, key: str, named_ticker: str | None, where) -> pd.DataFrame:
+    """`frame` with a validated Ticker column: its own (`where(row)` names a bad row), else the
+    JSON document's `ticker`, else the file name (<TICKER>.csv)."""
     if TICKER_COLUMN in frame.columns:
         values = frame[TICKER_COLUMN].astype(str).str.strip()
         blank = values == ""
         if blank.any():
             row = int(blank.to_numpy().argmax())
-            raise DropRejected(f"{key}, {_where(suffix, row)}, field Ticker: empty")
+            raise DropRejected(f"{key}, {where(row)}, field Ticker: empty")
         mapping = {}
         for value in values.unique():  # distinct symbols, not rows
             try:
                 mapping[value] = validate_ticker(value, origin=key)
             except InvalidTickerError as exc:
                 row = int((values == value).to_numpy().argmax())
-                raise DropRejected(f"{key}, {_where(suffix, row)}, field Ticker: {exc}") from exc
+                raise DropRejected(f"{key}, {where(row)}, field Ticker: {exc}") from exc
         frame[TICKER_COLUMN] = values.map(mapping)
     else:
         ticker = named_ticker or _ticker_from_name(key)
@@ -225,6 +219,28 @@ def parse_drop(key: str, data: bytes, *, today: dt.date) -> DroppedFile:
                 "<TICKER>.csv, e.g. AAPL.csv, or add a Ticker column)"
             )
         frame.insert(0, TICKER_COLUMN, ticker)
+    return frame
+
+
+def parse_drop(key: str, data: bytes, *, today: dt.date) -> DroppedFile:
+    """Read a dropped file as daily bars (cells as text), or raise `DropRejected` with why."""
+    suffix = PurePosixPath(key).suffix.lower()
+    if suffix not in SUPPORTED:
+        raise DropRejected(f"{key}: unsupported file type {suffix or '(none)'}; drop .csv or .json")
+    named_ticker = None
+    if suffix == ".csv":
+        frame = _read_csv(key, data)
+    else:
+        frame, named_ticker = _read_json(key, data)
+    from marketflow_assets.automation.statement_drops import is_statements, parse_statements
+
+    if is_statements(frame):  # financial statements, not bars
+        return parse_statements(key, frame, named_ticker, _where_in(suffix), data)
+    frame = _normalise_columns(frame, key)
+    if frame.empty:
+        raise DropRejected(f"{key}: no rows")
+
+    frame = with_tickers(frame, key, named_ticker, _where_in(suffix))
 
     problems = bar_time_problems(frame["Date"])
     if problems.notna().any():
@@ -334,6 +350,7 @@ def release_claim(store: ObjectStore, batch: str, keys: list[str]) -> list[str]:
 
 
 PLAN_FIELDS = ("start", "end", "tickers")
+STATEMENT_PLAN_FIELDS = ("kind", "tickers")  # a statements batch: no sessions
 
 
 def read_plan(store: ObjectStore, key: str) -> dict:
@@ -341,9 +358,12 @@ def read_plan(store: ObjectStore, key: str) -> dict:
     missing fields)."""
     try:
         plan = json.loads(store.get(key))
-        if not isinstance(plan, dict) or any(f not in plan for f in PLAN_FIELDS):
-            raise ValueError(f"not a batch plan (needs {', '.join(PLAN_FIELDS)})")
-        dt.date.fromisoformat(plan["start"]), dt.date.fromisoformat(plan["end"])
+        statements = isinstance(plan, dict) and plan.get("kind") == "statements"
+        fields = STATEMENT_PLAN_FIELDS if statements else PLAN_FIELDS
+        if not isinstance(plan, dict) or any(f not in plan for f in fields):
+            raise ValueError(f"not a batch plan (needs {', '.join(fields)})")
+        if not statements:
+            dt.date.fromisoformat(plan["start"]), dt.date.fromisoformat(plan["end"])
     except (ValueError, TypeError, UnicodeDecodeError, UnsafeObjectError) as exc:
         raise DropRejected(f"{key}: unreadable batch plan ({exc})") from exc
     return plan

@@ -25,6 +25,9 @@ from marketflow_assets.sources.fundamentals import (
     YAHOO_FORMAT,
 )
 
+# The statement kinds and period types a long-format row (CSV source, file drops) may name.
+STATEMENT_KINDS = ("income", "balance", "cashflow")
+PERIOD_KINDS = ("annual", "quarterly")
 # An earnings release (or a 10-K/10-Q filing) answers for the latest period that ended before
 # it, within this window.
 RELEASE_WINDOW_DAYS = 120
@@ -245,22 +248,49 @@ def _edgar_rows(record: dict) -> pd.DataFrame:
     return rows[[*_LONG_OUT]]
 
 
+def long_rows_problem(rows: pd.DataFrame) -> tuple[int, str, str] | None:
+    """The first bad row of the documented long format (cells as text or typed): its position,
+    field and what is wrong; None when every row is good. Shared by the csv source (bronze) and
+    file drops (at pick-up), so both refuse the same rows."""
+    text = rows.reindex(columns=list(LONG_COLUMNS)).astype(object)
+    present = {c: text[c].notna() & (text[c].astype(str).str.strip() != "") for c in text}
+    value = pd.to_numeric(text["value"].where(present["value"]), errors="coerce")
+    problems = [
+        ("statement", ~text["statement"].isin(STATEMENT_KINDS), "not income|balance|cashflow"),
+        ("period_type", ~text["period_type"].isin(PERIOD_KINDS), "not annual|quarterly"),
+        ("period_end", _bad_dates(text["period_end"], present["period_end"], True), "not a date"),
+        ("line_item", ~present["line_item"], "empty"),
+        ("value", present["value"] & value.isna(), "not a number"),
+        (
+            "reported_at",
+            _bad_dates(text["reported_at"], present["reported_at"], False),
+            "not a date (YYYY-MM-DD) or empty",
+        ),
+    ]
+    first = None
+    for field, bad, why in problems:
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            if first is None or row < first[0]:
+                first = (row, field, f"{text[field].iloc[row]!r} is {why}")
+    return first
+
+
+def _bad_dates(cells: pd.Series, present: pd.Series, required: bool) -> pd.Series:
+    parsed = pd.to_datetime(cells.where(present), format="%Y-%m-%d", errors="coerce")
+    return (present & parsed.isna()) | (~present if required else False)
+
+
 def _long_rows(record: dict) -> pd.DataFrame:
     rows = pd.DataFrame(record["rows"])
     missing = [c for c in LONG_COLUMNS if c not in rows and c not in ("currency", "reported_at")]
     if missing:
         raise StatementFormatError(f"rows lack column(s) {missing}")
     rows = rows.reindex(columns=list(LONG_COLUMNS))
-    bad = ~rows["statement"].isin(["income", "balance", "cashflow"]) | ~rows["period_type"].isin(
-        ["annual", "quarterly"]
-    )
-    if bad.any():
-        first = rows[bad].iloc[0]
-        raise StatementFormatError(
-            f"row {int(np.flatnonzero(bad)[0]) + 1}: statement {first['statement']!r} / "
-            f"period_type {first['period_type']!r} is not income|balance|cashflow / "
-            "annual|quarterly"
-        )
+    problem = long_rows_problem(rows)
+    if problem:
+        row, field, why = problem
+        raise StatementFormatError(f"row {row + 1}, field {field}: {why}")
     rows["value"] = pd.to_numeric(rows["value"], errors="raise")
     rows["period_end"] = pd.to_datetime(rows["period_end"], format="%Y-%m-%d")
     rows["reported_at"] = pd.to_datetime(rows["reported_at"], format="%Y-%m-%d")
