@@ -4,11 +4,9 @@ them in raw as source 'file' and builds bronze and silver facts (reported_at -> 
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 
-import dagster as dg
 import pandas as pd
 import pytest
 
@@ -19,13 +17,15 @@ from marketflow_assets.resources import TICKERS_TAG
 from marketflow_assets.storage.object_store import LocalObjectStore
 from marketflow_assets.storage.raw_lake import RawLake
 from marketflow_tests.helpers import query
-from marketflow_tests.test_automation_file_drops import (
+from marketflow_tests.test_automation_file_drops import (  # noqa: F401  (fixtures)
     TODAY,
     drop,
     files_under,
+    friday,
+    instance,
     yahoo_csv,
 )
-from marketflow_tests.test_automation_support import at, et, execute_request, tick_sensor
+from marketflow_tests.test_automation_support import execute_request, tick_sensor
 
 SENSOR = "file_drops"
 STATEMENTS_CSV = """statement,period_type,period_end,line_item,value,currency,reported_at
@@ -78,18 +78,7 @@ def test_a_bad_statements_file_is_rejected_naming_file_line_and_field(content, r
         parse_drop("landing/AAPL.csv", content.encode(), today=TODAY)
 
 
-@pytest.fixture
-def instance():
-    with dg.instance_for_test() as instance:
-        yield instance
-
-
-@pytest.fixture
-def friday(settings):
-    return at(dataclasses.replace(settings, tickers="AAPL,KO"), et(2024, 6, 7, 18, 0))
-
-
-def test_dropped_statements_become_facts_known_from_reported_at(friday, instance):
+def test_dropped_statements_become_facts_known_from_reported_at(friday, instance):  # noqa: F811
     drop(friday, "AAPL.csv", STATEMENTS_CSV)
     drop(friday, "vendor/msft.json", json_statements("MSFT"))
     drop(friday, "bad.csv", STATEMENTS_CSV.replace("23636000000", "n/a"))

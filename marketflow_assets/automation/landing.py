@@ -31,6 +31,7 @@ import hashlib
 import io
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -419,6 +420,33 @@ def archive(store: ObjectStore, batch: str) -> int:
     return len(files)
 
 
+def claimed_drops(
+    store: ObjectStore, batch: str, now: dt.datetime, *, kind: str
+) -> Iterator[DroppedFile]:
+    """The files of a claimed batch, parsed again (a run lands what the sensor accepted); a
+    batch without files, a file no longer readable or of another kind fails the run."""
+    keys = batch_files(store, batch)
+    if not keys:
+        raise dg.Failure(
+            description=f"no dropped files under {store.uri(f'{CLAIMED}{batch}/')}",
+            allow_retries=False,
+        )
+    today = now.astimezone(EXCHANGE_TZ).date()
+    for key in keys:
+        try:
+            dropped = parse_drop(key, store.get(key), today=today)
+        except DropRejected as exc:
+            raise dg.Failure(
+                description=f"claimed file can no longer be read: {exc}", allow_retries=False
+            ) from exc
+        if dropped.kind != kind:
+            raise dg.Failure(
+                description=f"{key}: a {dropped.kind} file in {kind} batch {batch}",
+                allow_retries=False,
+            )
+        yield dropped
+
+
 # -- landing in raw (the raw/daily_bars asset, run config `file_batch`) --------------------------------
 def land_dropped_files(
     context: dg.AssetExecutionContext, batch: str, now: dt.datetime, lake: LakeResource
@@ -427,23 +455,10 @@ def land_dropped_files(
     raw/file/daily_bars/, rows of the run's sessions only. The files stay where they are; the
     file_drops sensor archives the batch once the run succeeded."""
     store = landing_store(lake)
-    keys = batch_files(store, batch)
-    if not keys:
-        raise dg.Failure(
-            description=f"no dropped files under {store.uri(f'{CLAIMED}{batch}/')}",
-            allow_retries=False,
-        )
     sessions = {s.isoformat() for s in sessions_of(context)}
-    today = now.astimezone(EXCHANGE_TZ).date()
     landings, described = [], []
-    for key in keys:
-        data = store.get(key)
-        try:
-            dropped = parse_drop(key, data, today=today)
-        except DropRejected as exc:
-            raise dg.Failure(
-                description=f"claimed file can no longer be read: {exc}", allow_retries=False
-            ) from exc
+    for dropped in claimed_drops(store, batch, now, kind="bars"):
+        key = dropped.key
         frame = dropped.frame
         keys_by_row = session_dates(bar_dates(frame["Date"])).dt.strftime("%Y-%m-%d")
         partitions = keys_by_row.where(keys_by_row.isin(sessions))
@@ -483,8 +498,15 @@ def land_dropped_files(
             f"{key}: {len(frame)} row(s) of {', '.join(dropped.tickers)} "
             f"{dropped.first}..{dropped.last}" + (f", {outside} outside the run" if outside else "")
         )
+    return drops_landing("daily_bars", batch, landings, described)
+
+
+def drops_landing(
+    dataset: str, batch: str, landings: list[Landing], described: list[dict]
+) -> RawLanding:
+    """What a raw asset hands over for a batch of dropped files (no provider request)."""
     return RawLanding(
-        dataset="daily_bars",
+        dataset=dataset,
         landings=landings,
         metadata={
             "source": FILE_DROP_SOURCE,

@@ -23,7 +23,6 @@ while the warehouse is held. RUNNING by default: read-only queries, no provider 
 
 import datetime as dt
 import json
-from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -33,11 +32,11 @@ from marketflow_assets import cadence
 from marketflow_assets.automation.common import (
     AUTOMATION_TAG,
     WarehouseBusy,
-    active_runs,
     batches,
     describe_tickers,
     digest,
     first_session,
+    not_quiet,
     range_tags,
     tickers_tag,
     warehouse_connection,
@@ -146,14 +145,9 @@ def stale_sessions(con: duckdb.DuckDBPyConnection, versions: pd.DataFrame) -> pd
     ),
 )
 def late_facts_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
-    if warehouse.database != ":memory:" and not Path(warehouse.database).is_file():
-        return dg.SkipReason("no warehouse yet")
-    busy = active_runs(context.instance)
-    if busy:
-        return dg.SkipReason(
-            f"run {busy[0].run_id} is {busy[0].status.value.lower()}; checking when no run is "
-            "in progress"
-        )
+    skip = not_quiet(context.instance, warehouse.database)
+    if skip:
+        return skip
     cursor = json.loads(context.cursor) if context.cursor else {}
     try:
         with warehouse_connection(warehouse.database, read_only=True) as con:

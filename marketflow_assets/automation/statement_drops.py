@@ -19,12 +19,11 @@ import dagster as dg
 import pandas as pd
 
 from marketflow_assets.automation.landing import (
-    CLAIMED,
     DroppedFile,
     DropRejected,
-    batch_files,
+    claimed_drops,
+    drops_landing,
     landing_store,
-    parse_drop,
     with_tickers,
 )
 from marketflow_assets.calendar import EXCHANGE_TZ
@@ -86,27 +85,10 @@ def land_dropped_statements(
     """Land a claimed batch of statement files in raw as source `file` (raw/financial_statements,
     run config `file_batch`): one landing per file, a long-format document per ticker."""
     store = landing_store(lake)
-    keys = batch_files(store, batch)
-    if not keys:
-        raise dg.Failure(
-            description=f"no dropped files under {store.uri(f'{CLAIMED}{batch}/')}",
-            allow_retries=False,
-        )
     today = now.astimezone(EXCHANGE_TZ).date()
     landings, described = [], []
-    for key in keys:
-        data = store.get(key)
-        try:
-            dropped = parse_drop(key, data, today=today)
-        except DropRejected as exc:
-            raise dg.Failure(
-                description=f"claimed file can no longer be read: {exc}", allow_retries=False
-            ) from exc
-        if dropped.kind != KIND:
-            raise dg.Failure(
-                description=f"{key}: not a statements file in statements batch {batch}",
-                allow_retries=False,
-            )
+    for dropped in claimed_drops(store, batch, now, kind=KIND):
+        key = dropped.key
         rows = dropped.frame.replace({"": None})
         records = {
             ticker: {
@@ -125,13 +107,4 @@ def land_dropped_statements(
             {"file": store.uri(key), "tickers": list(dropped.tickers), "rows": len(rows)}
         )
         context.log.info(f"{key}: {len(rows)} statement row(s) of {', '.join(dropped.tickers)}")
-    return RawLanding(
-        dataset=DATASET,
-        landings=landings,
-        metadata={
-            "source": FILE_DROP_SOURCE,
-            "file_batch": batch,
-            "files": dg.MetadataValue.json(described),
-            "provider_requests": 0,
-        },
-    )
+    return drops_landing(DATASET, batch, landings, described)

@@ -10,9 +10,12 @@ import pandera.pandas as pa
 from marketflow_assets.contracts.bronze import LINEAGE
 from marketflow_assets.contracts.model import Col, TableContract
 
-# `shares`/`instant`: dated share counts (yfinance's shares-outstanding history), not a statement.
-STATEMENTS = ("income", "balance", "cashflow", "shares")
-PERIOD_TYPES = ("annual", "quarterly", "instant")
+# What a statement row may say (sources, CSV files, drops) ...
+REPORTED_STATEMENTS = ("income", "balance", "cashflow")
+REPORTED_PERIOD_TYPES = ("annual", "quarterly")
+# ... plus `shares`/`instant`: dated share counts (yfinance's shares history), not a statement.
+STATEMENTS = (*REPORTED_STATEMENTS, "shares")
+PERIOD_TYPES = (*REPORTED_PERIOD_TYPES, "instant")
 # How `known_at` was decided (silver.financial_facts.known_at_rule).
 KNOWN_AT_RULES = (
     "earnings_date+1d",  # the provider's earnings-release date for the period, plus one day
@@ -36,6 +39,25 @@ SHARES_LAG_DAYS = 30
 
 NON_NEGATIVE = pa.Check.ge(0, error="non-negative")
 
+# The columns that name a reported number, in bronze and silver alike.
+FACT_KEY_COLUMNS = (
+    Col("ticker", "VARCHAR", "Yahoo symbol."),
+    Col(
+        "statement",
+        "VARCHAR",
+        "income, balance or cashflow; shares for a dated share count.",
+        checks=(pa.Check.isin(STATEMENTS),),
+    ),
+    Col(
+        "period_type",
+        "VARCHAR",
+        "annual, quarterly; instant (share counts).",
+        checks=(pa.Check.isin(PERIOD_TYPES),),
+    ),
+    Col("period_end", "DATE", "Last day of the fiscal period; a share count's as-of date."),
+    Col("line_item", "VARCHAR", "Line item, Yahoo's name (TotalRevenue, NetIncome, ...)."),
+)
+
 BRONZE_FINANCIAL_STATEMENTS = TableContract(
     table="bronze.financial_statements",
     description=(
@@ -44,21 +66,7 @@ BRONZE_FINANCIAL_STATEMENTS = TableContract(
         "names (Yahoo's, e.g. TotalRevenue; EDGAR us-gaap tags mapped to them). Nothing filtered."
     ),
     columns=(
-        Col("ticker", "VARCHAR", "Yahoo symbol."),
-        Col(
-            "statement",
-            "VARCHAR",
-            "income, balance or cashflow; shares for a dated share count.",
-            checks=(pa.Check.isin(STATEMENTS),),
-        ),
-        Col(
-            "period_type",
-            "VARCHAR",
-            "annual, quarterly; instant (share counts).",
-            checks=(pa.Check.isin(PERIOD_TYPES),),
-        ),
-        Col("period_end", "DATE", "Last day of the fiscal period; a share count's as-of date."),
-        Col("line_item", "VARCHAR", "Line item, Yahoo's name (TotalRevenue, NetIncome, ...)."),
+        *FACT_KEY_COLUMNS,
         Col(
             "value", "DOUBLE", "Reported value in `currency` units (not thousands); capex negative."
         ),
@@ -97,21 +105,7 @@ FINANCIAL_FACTS = TableContract(
         "as of day S: per fact, the version with the latest `known_at` on or before S."
     ),
     columns=(
-        Col("ticker", "VARCHAR", "Yahoo symbol."),
-        Col(
-            "statement",
-            "VARCHAR",
-            "income, balance or cashflow; shares for a dated share count.",
-            checks=(pa.Check.isin(STATEMENTS),),
-        ),
-        Col(
-            "period_type",
-            "VARCHAR",
-            "annual, quarterly; instant (share counts).",
-            checks=(pa.Check.isin(PERIOD_TYPES),),
-        ),
-        Col("period_end", "DATE", "Last day of the fiscal period; a share count's as-of date."),
-        Col("line_item", "VARCHAR", "Line item, Yahoo's name."),
+        *FACT_KEY_COLUMNS,
         Col("value", "DOUBLE", "The value of this version."),
         Col("currency", "VARCHAR", "Reporting currency.", nullable=True),
         Col(

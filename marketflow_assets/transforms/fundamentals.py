@@ -16,6 +16,8 @@ from marketflow_assets.contracts.fundamentals import (
     BRONZE_FINANCIAL_STATEMENTS,
     PERIOD_END_LAG_DAYS,
     REPORT_LAG_DAYS,
+    REPORTED_PERIOD_TYPES,
+    REPORTED_STATEMENTS,
     SHARES_LAG_DAYS,
 )
 from marketflow_assets.sources.fundamentals import (
@@ -25,9 +27,6 @@ from marketflow_assets.sources.fundamentals import (
     YAHOO_FORMAT,
 )
 
-# The statement kinds and period types a long-format row (CSV source, file drops) may name.
-STATEMENT_KINDS = ("income", "balance", "cashflow")
-PERIOD_KINDS = ("annual", "quarterly")
 # An earnings release (or a 10-K/10-Q filing) answers for the latest period that ended before
 # it, within this window.
 RELEASE_WINDOW_DAYS = 120
@@ -121,8 +120,8 @@ def _yahoo_rows(record: dict) -> pd.DataFrame:
     earnings release after its end (within RELEASE_WINDOW_DAYS) as `reported_at`, else the first
     matching SEC filing Yahoo lists; plus the share counts (`shares`) as `instant` rows."""
     frames = []
-    for statement in ("income", "balance", "cashflow"):
-        for period_type in ("annual", "quarterly"):
+    for statement in REPORTED_STATEMENTS:
+        for period_type in REPORTED_PERIOD_TYPES:
             table = pd.DataFrame(record.get(statement, {}).get(period_type, {}))
             if table.empty:
                 continue
@@ -256,8 +255,8 @@ def long_rows_problem(rows: pd.DataFrame) -> tuple[int, str, str] | None:
     present = {c: text[c].notna() & (text[c].astype(str).str.strip() != "") for c in text}
     value = pd.to_numeric(text["value"].where(present["value"]), errors="coerce")
     problems = [
-        ("statement", ~text["statement"].isin(STATEMENT_KINDS), "not income|balance|cashflow"),
-        ("period_type", ~text["period_type"].isin(PERIOD_KINDS), "not annual|quarterly"),
+        ("statement", ~text["statement"].isin(REPORTED_STATEMENTS), "not income|balance|cashflow"),
+        ("period_type", ~text["period_type"].isin(REPORTED_PERIOD_TYPES), "not annual|quarterly"),
         ("period_end", _bad_dates(text["period_end"], present["period_end"], True), "not a date"),
         ("line_item", ~present["line_item"], "empty"),
         ("value", present["value"] & value.isna(), "not a number"),
@@ -302,18 +301,7 @@ def _long_rows(record: dict) -> pd.DataFrame:
     )
 
 
-_LONG_OUT = (
-    "statement",
-    "period_type",
-    "period_end",
-    "line_item",
-    "value",
-    "currency",
-    "reported_at",
-    "reported_via",
-    "form",
-    "accession",
-)
+_LONG_OUT = (*LONG_COLUMNS, "reported_via", "form", "accession")
 
 
 def _empty_long() -> pd.DataFrame:
