@@ -16,6 +16,10 @@ Each tick of `file_drops` (every minute):
    run tag. Its raw/daily_bars step lands the files (run config `file_batch`) under
    raw/file/daily_bars/ with a manifest, so bronze and silver read them and the rows carry
    source 'file'; nothing is asked of the provider.
+   Statement files (`statement_drops.py`) are moved to a batch of their own,
+   `<batch>-statements`, whose run is raw -> bronze -> silver financial statements (run config
+   `file_batch` on raw/financial_statements); `late_fact_rebuilds` then rebuilds gold. Every
+   request names its assets, as the sensor targets both paths.
 
 Readable files wait in `landing/` while a run or backfill that builds daily bars is in progress
 (its checks compare raw, bronze and silver for its sessions); they are parsed once meanwhile
@@ -124,7 +128,7 @@ def _keys(context: dg.SensorEvaluationContext, selection: dg.AssetSelection) -> 
         "Picks up CSV (Yahoo export + Ticker column or <TICKER>.csv) and JSON OHLCV files dropped "
         "in $MARKETFLOW_HOME/landing/ (or landing/ in the S3 lake): lands them in raw as source "
         "'file' and runs the daily path for the affected sessions and tickers, one run per tick's "
-        "batch. Unreadable files move to landing/rejected/ with a reason file; the others still "
+        "batch; statement files (long format) get their own batch and run (raw -> silver facts). Unreadable files move to landing/rejected/ with a reason file; the others still "
         "process. Landed batches move to landing/processed/. RUNNING by default: it lists a folder."
     ),
 )
