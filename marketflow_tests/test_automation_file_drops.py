@@ -185,7 +185,7 @@ def test_drops_are_landed_as_source_file_and_flow_downstream(friday, instance):
 
     # The run lands the files in raw as source 'file' and builds bronze -> silver for them.
     result = execute_request(
-        friday, SENSOR, request, without_dbt(friday, target_keys(friday, SENSOR)), instance
+        friday, SENSOR, request, without_dbt(friday, request.asset_selection), instance
     )
     assert result.success
     manifests = RawLake(LocalObjectStore(friday.lake_root)).manifests("file", "daily_bars")

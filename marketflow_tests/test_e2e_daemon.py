@@ -62,6 +62,7 @@ EXPECTED_AUTOMATION = {
     "universe_changes": "RUNNING",
     "corporate_action_rebuilds": "RUNNING",
     "file_drops": "RUNNING",
+    "late_fact_rebuilds": "RUNNING",
     "run_failure_alerts": "RUNNING",
     "check_failure_alerts": "RUNNING",
 }

@@ -63,7 +63,8 @@ def test_a_bad_cell_names_the_ticker_fetch_and_row(tmp_path):
     )
     payload = CsvFundamentals(tmp_path).fetch_statements(("AAPL",))
     with pytest.raises(
-        StatementFormatError, match=r"AAPL: statements of fetch f1 .* row 2: .*'weekly'"
+        StatementFormatError,
+        match=r"AAPL: statements of fetch f1 .* row 2, field period_type: 'weekly'",
     ):
         statement_rows(documents(payload))
 

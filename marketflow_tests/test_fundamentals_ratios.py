@@ -168,3 +168,36 @@ def test_losses_and_negative_equity_give_null_ratios_not_nonsense():
 
     assert pd.isna(row["pe_ttm"]) and pd.isna(row["pb"]) and pd.isna(row["debt_to_equity"])
     assert row["net_margin_ttm"] == pytest.approx(-96_995 / 383_285)
+
+
+def test_a_later_share_count_replaces_the_balance_sheet_count_once_known():
+    """yfinance's shares history: Apple's count of 15,552,752,000 as of 2023-10-20 (its 10-K cover
+    page) is known from 2023-10-20 + 30 days; before that the balance sheet's count serves. A
+    made-up 4:1 split on 2023-11-13, after the count, multiplies it by 4."""
+    con = warehouse(splits=[("2023-11-13", 0.0, 4.0)])
+    count_day, count_known, later = (
+        dt.date(2023, 10, 20),
+        dt.date(2023, 11, 19),
+        dt.date(2023, 11, 20),
+    )
+    con.execute(
+        "INSERT INTO silver.financial_facts SELECT * REPLACE ('shares' AS statement, "
+        "'instant' AS period_type, ?::DATE AS period_end, 'SharesOutstanding' AS line_item, "
+        "15552752000 AS value, ?::DATE AS known_at, 'as_of+30d' AS known_at_rule) "
+        "FROM silver.financial_facts WHERE line_item = 'TotalRevenue'",
+        [count_day, count_known],
+    )
+    con.execute(
+        "INSERT INTO silver.daily_bars SELECT * REPLACE (?::DATE AS session_date) "
+        "FROM silver.daily_bars",
+        [later],
+    )
+
+    (before,) = gold(con).to_dict("records")
+    (after,) = gold(con, session=later).to_dict("records")
+
+    assert before["shares_outstanding"] == SHARES  # the count is not known on 2023-11-06
+    assert before["latest_known_at"] == pd.Timestamp(KNOWN)
+    assert after["shares_outstanding"] == 15_552_752_000 * 4
+    assert after["market_cap"] == pytest.approx(180.0 * 15_552_752_000 * 4, rel=1e-12)
+    assert after["latest_known_at"] == pd.Timestamp(count_known)

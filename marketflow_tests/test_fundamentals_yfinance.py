@@ -2,7 +2,8 @@
 
 The fake HTTP layer is the price adapter tests' (`FakeYahoo`: curl_cffi's `Session.request`
 answers from fixtures/yahoo); here it also serves the fundamentals-timeseries endpoint (only the
-types a request names, as Yahoo does) and the earnings-calendar page yfinance scrapes.
+types a request names, as Yahoo does; a request without types is the shares-outstanding series),
+the earnings-calendar page yfinance scrapes and quoteSummary's `secFilings` module.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 from marketflow_assets.sources.fundamentals import YAHOO_FORMAT
 from marketflow_assets.sources.fundamentals_yahoo import YFinanceFundamentals
 from marketflow_assets.transforms.fundamentals import statement_rows
+from marketflow_tests.test_fundamentals_edgar import silver
 from marketflow_tests.test_source_yfinance import (  # noqa: F401  (fixtures)
     BACKOFF,
     FIXTURES,
@@ -31,11 +33,13 @@ from marketflow_tests.test_source_yfinance import (  # noqa: F401  (fixtures)
 )
 
 TIMESERIES = "/ws/fundamentals-timeseries/v1/finance/timeseries/"
+QUOTE_SUMMARY = "/v10/finance/quoteSummary/"
 
 
 @dataclass
 class FakeYahooFundamentals(FakeYahoo):
     timeseries_failures: int = 0  # the next N timeseries requests get HTTP 429
+    listed_in_us: bool = True  # False: no SEC filings and no shares series, as for many listings
 
     def request(self, method: str, url: str, params=None, **kwargs):
         parts = urlsplit(url)
@@ -43,7 +47,17 @@ class FakeYahooFundamentals(FakeYahoo):
             query = {k: v[0] for k, v in parse_qs(parts.query).items()}
             self.requests.append((parts.path, {**query, **dict(params or {})}))
             return _response(url, *self._fundamentals(parts.path, query))
+        if parts.path.startswith(QUOTE_SUMMARY) and (params or {}).get("modules") == "secFilings":
+            self.requests.append((parts.path, dict(params)))
+            return _response(url, *self._filings(parts.path.rsplit("/", 1)[-1]))
         return super().request(method, url, params, **kwargs)
+
+    def _filings(self, symbol: str) -> tuple[int, str]:
+        fixture = FIXTURES / f"quoteSummary_{symbol}_secFilings.json"
+        if fixture.exists() and self.listed_in_us:
+            return 200, fixture.read_text()
+        # A listing without SEC filings: Yahoo answers the module with nothing in it.
+        return 200, json.dumps({"quoteSummary": {"result": [{}], "error": None}})
 
     def _fundamentals(self, path: str, query: dict) -> tuple[int, str]:
         symbol = path.rsplit("/", 1)[-1] if path.startswith(TIMESERIES) else query["symbol"]
@@ -53,6 +67,12 @@ class FakeYahooFundamentals(FakeYahoo):
         if self.timeseries_failures:
             self.timeseries_failures -= 1
             return RATE_LIMITED
+        if "type" not in query:  # Ticker.get_shares_full: the shares_out series
+            shares = FIXTURES / f"timeseries_{symbol}_shares.json"
+            if shares.exists() and self.listed_in_us:
+                return 200, shares.read_text()
+            empty = {"meta": {"symbol": [symbol], "type": ["shares_out"]}}
+            return 200, json.dumps({"timeseries": {"result": [empty], "error": None}})
         fixture = FIXTURES / f"timeseries_{symbol}_fundamentals.json"
         if not fixture.exists():  # Yahoo's answer for a symbol it does not know
             return 200, json.dumps({"timeseries": {"result": [], "error": None}})
@@ -99,18 +119,24 @@ def test_statements_are_yfinances_tables_with_release_dates(source, fake) -> Non
         "2022-12-31", "2023-03-31", "2023-06-30", "2023-09-30", "2023-12-31"
     ]  # fmt: skip
     assert doc["earnings_dates"][:2] == ["2024-02-01T16:00:00-05:00", "2023-11-02T16:00:00-04:00"]
-    # One request per statement and frequency, one for the earnings calendar; none per period.
-    paths = [path for path, _ in fake.requests if path.startswith((TIMESERIES, "/calendar"))]
-    assert len(paths) == 7
+    assert doc["sec_filings"][:2] == [
+        {"date": "2024-02-02", "form": "10-Q"},
+        {"date": "2023-11-03", "form": "10-K"},
+    ]  # the 8-K of 2023-11-02 is not a periodic report
+    assert doc["shares"]["2023-10-20"] == 15_552_752_000
+    # One request per statement and frequency, one for the earnings calendar, the filings and
+    # the shares series; none per period.
+    paths = [p for p, _ in fake.requests if p.startswith((TIMESERIES, "/calendar", QUOTE_SUMMARY))]
+    assert len(paths) == 9
     json.dumps(payload.records, allow_nan=False)
 
 
-def test_bronze_rows_take_the_release_after_each_period_end(source) -> None:
-    payload = source.fetch_statements(("AAPL",))
-    documents = pd.DataFrame(
+def documents(record: dict, ticker: str = "AAPL") -> pd.DataFrame:
+    """One fetched document as bronze reads it from raw."""
+    return pd.DataFrame(
         {
-            "ticker": ["AAPL"],
-            "record": [json.dumps(payload.records["AAPL"])],
+            "ticker": [ticker],
+            "record": [json.dumps(record)],
             "_source": ["yfinance"],
             "_fetch_id": ["f1"],
             "_fetched_at": [pd.Timestamp("2024-02-10", tz="UTC")],
@@ -118,7 +144,12 @@ def test_bronze_rows_take_the_release_after_each_period_end(source) -> None:
         }
     )
 
-    rows = statement_rows(documents).set_index(["period_type", "period_end", "line_item"])
+
+def test_bronze_rows_take_the_release_after_each_period_end(source) -> None:
+    payload = source.fetch_statements(("AAPL",))
+
+    rows = statement_rows(documents(payload.records["AAPL"]))
+    rows = rows.set_index(["period_type", "period_end", "line_item"])
 
     fy23 = rows.loc[("annual", pd.Timestamp("2023-09-30"), "NetIncome")]
     assert (fy23["value"], fy23["reported_at"]) == (96_995_000_000, pd.Timestamp("2023-11-02"))
@@ -127,6 +158,49 @@ def test_bronze_rows_take_the_release_after_each_period_end(source) -> None:
     assert q1["reported_at"] == pd.Timestamp("2024-02-01")
     fy22 = rows.loc[("annual", pd.Timestamp("2022-09-30"), "NetIncome")]
     assert fy22["reported_at"] == pd.Timestamp("2022-10-27")  # Apple's release of 2022-10-27
+    # No release listed for fiscal 2021: the 10-K Yahoo lists (filed 2021-10-29) dates it.
+    fy21 = rows.loc[("annual", pd.Timestamp("2021-09-30"), "NetIncome")]
+    assert (fy21["reported_at"], fy21["reported_via"], fy21["form"]) == (
+        pd.Timestamp("2021-10-29"),
+        "sec_filing",
+        "10-K",
+    )
+    count = rows.loc[("instant", pd.Timestamp("2023-10-20"), "SharesOutstanding")]
+    assert (count["statement"], count["value"]) == ("shares", 15_552_752_000)
+    assert pd.isna(count["reported_at"])  # known_at: its as-of date + the documented lag
+
+
+def test_silver_dates_each_period_by_release_then_filing_then_lag(source) -> None:
+    payload = source.fetch_statements(("AAPL",))
+
+    facts = silver(statement_rows(documents(payload.records["AAPL"])))
+
+    rules = facts.set_index(["period_type", "period_end", "line_item"])
+    fy23 = rules.loc[("annual", pd.Timestamp("2023-09-30"), "NetIncome")]
+    assert (fy23["known_at_rule"], fy23["known_at"]) == (
+        "earnings_date+1d",
+        pd.Timestamp("2023-11-03"),
+    )
+    fy21 = rules.loc[("annual", pd.Timestamp("2021-09-30"), "NetIncome")]
+    assert (fy21["known_at_rule"], fy21["known_at"], fy21["form"]) == (
+        "sec_filing+1d",
+        pd.Timestamp("2021-10-30"),
+        "10-K",
+    )
+    count = rules.loc[("instant", pd.Timestamp("2023-10-20"), "SharesOutstanding")]
+    assert (count["known_at_rule"], count["known_at"]) == ("as_of+30d", pd.Timestamp("2023-11-19"))
+
+
+def test_a_listing_without_filings_or_share_history_keeps_its_statements(source, fake) -> None:
+    fake.listed_in_us = False
+
+    payload = source.fetch_statements(("AAPL",))
+
+    doc = payload.records["AAPL"]
+    assert (doc["sec_filings"], doc["shares"], payload.errors) == ([], {}, {})
+    rows = statement_rows(documents(doc))
+    fy21 = rows[(rows["period_end"] == "2021-09-30") & (rows["line_item"] == "NetIncome")]
+    assert fy21["reported_via"].isna().all()  # the period-end lag applies
 
 
 def test_unknown_ticker_is_named_and_not_retried(source, sleeps) -> None:  # noqa: F811

@@ -503,7 +503,10 @@ def create_app(
             "ticker = ?",
             "CAST(known_at AS DATE) <= ?",
             "(superseded_at IS NULL OR CAST(superseded_at AS DATE) > ?)",
-            "period_end IN (SELECT DISTINCT period_end FROM silver.financial_facts WHERE ticker = ? AND CAST(known_at AS DATE) <= ? AND (? IS NULL OR period_type = ?) ORDER BY period_end DESC LIMIT ?)",
+            "period_end IN (SELECT DISTINCT period_end FROM silver.financial_facts WHERE ticker = ? AND CAST(known_at AS DATE) <= ? AND (? IS NULL OR period_type = ?) AND period_type <> 'instant' ORDER BY period_end DESC LIMIT ?)",
+            # statements only: dated share counts (period_type instant) reach users through
+            # the ratios' shares_outstanding
+            "period_type <> 'instant'",
         ]
         facts.params += [symbol_, day, day, symbol_, day, period_type, period_type, limit]
         if period_type:

@@ -16,6 +16,7 @@ import pandas as pd
 
 from marketflow_assets import cadence
 from marketflow_assets.assets.raw import PROVIDER_RETRY_POLICY, fail_fast, run_tickers
+from marketflow_assets.automation.statement_drops import land_dropped_statements
 from marketflow_assets.calendar import EXCHANGE_TZ
 from marketflow_assets.contracts import fundamentals as contracts
 from marketflow_assets.partitions import sessions_of, sessions_partitions_def
@@ -58,6 +59,9 @@ class StatementsFetchConfig(dg.Config):
     max_age_days: int = 1
     """Tickers whose statements were fetched longer ago than this (provider clock) are fetched
     again: a daily fetch is what catches restatements and new releases."""
+    file_batch: str | None = None
+    """Land the dropped statement files of this batch (landing/claimed/<batch>/, set by the
+    file_drops sensor) as source 'file' instead of asking the provider."""
 
 
 @dg.asset(
@@ -85,6 +89,8 @@ def raw_financial_statements(
     with fail_fast():
         source = fundamentals.get_source()
         now = source.now()
+        if config.file_batch:
+            return land_dropped_statements(context, config.file_batch, now, lake)
         tickers = run_tickers(context, universe)
         fresh_after = now - dt.timedelta(days=config.max_age_days)
         fresh = {

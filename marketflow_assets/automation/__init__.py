@@ -10,6 +10,7 @@ One module per concern:
 | `universe.py` | sensor `universe_changes` | added tickers' full history (ticker-scoped); symbols refresh |
 | `corporate_actions.py` | sensor `corporate_action_rebuilds` | adjusted history of tickers with new splits/dividends |
 | `file_drops.py` | sensor `file_drops` | dropped CSV/JSON files landed in raw (source `file`) and downstream |
+| `late_facts.py` | sensor `late_fact_rebuilds` | gold fundamentals sessions built before a fact they should use was known |
 | `alerts.py` | sensors `run_failure_alerts`, `check_failure_alerts` | ops.alert_history rows, Slack, email |
 
 Design choice: sensors and schedules launch explicit runs, not declarative automation.
@@ -54,6 +55,7 @@ def build_automation(
         corporate_actions,
         file_drops,
         intraday,
+        late_facts,
         universe,
     )
 
@@ -64,6 +66,7 @@ def build_automation(
         universe.universe_sensor,
         corporate_actions.corporate_actions_sensor,
         file_drops.file_drops_sensor,
+        late_facts.late_facts_sensor,
         alerts.run_failure_alerts,
         alerts.check_failure_alerts,
     ]

@@ -152,6 +152,21 @@ def daily_work_in_progress(instance: dg.DagsterInstance) -> str | None:
 
 
 # -- the warehouse from the daemon ---------------------------------------------------------------
+def not_quiet(instance: dg.DagsterInstance, database: str) -> dg.SkipReason | None:
+    """Why a sensor that reads the warehouse should not look now: no warehouse yet, or a run in
+    progress (it may be writing what the sensor checks, and a read-only connection from the
+    daemon must not make one of its steps meet a locked file). None when it may look."""
+    if database != ":memory:" and not Path(database).is_file():
+        return dg.SkipReason("no warehouse yet")
+    busy = active_runs(instance)
+    if busy:
+        return dg.SkipReason(
+            f"run {busy[0].run_id} is {busy[0].status.value.lower()}; checking when no run is "
+            "in progress"
+        )
+    return None
+
+
 class WarehouseBusy(RuntimeError):
     """Another process holds the DuckDB file (a run is writing); try again on a later tick."""
 

@@ -25,7 +25,6 @@ RUNNING by default: one small read-only query every few minutes, no provider cal
 
 import datetime as dt
 import json
-from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -35,13 +34,13 @@ from marketflow_assets.automation.common import (
     ADJUSTMENT_SELECTION,
     AUTOMATION_TAG,
     WarehouseBusy,
-    active_runs,
     automation_now,
     batches,
     describe_tickers,
     digest,
     first_session,
     latest_closed,
+    not_quiet,
     range_tags,
     tickers_tag,
     warehouse_connection,
@@ -173,16 +172,10 @@ def corporate_actions_sensor(
     warehouse: WarehouseResource,
     market_data: MarketDataResource,
 ):
-    if warehouse.database != ":memory:" and not _exists(warehouse.database):
-        return dg.SkipReason("no warehouse yet")
-    # Any run in progress: it may be applying the action (silver) or hold the warehouse; reading
-    # the file now could make one of its steps meet a locked file. Check when it is quiet.
-    busy = active_runs(context.instance)
-    if busy:
-        return dg.SkipReason(
-            f"run {busy[0].run_id} is {busy[0].status.value.lower()}; checking when no run is "
-            "in progress"
-        )
+    # Any run in progress may be applying the action (silver): check when it is quiet.
+    skip = not_quiet(context.instance, warehouse.database)
+    if skip:
+        return skip
     cursor = json.loads(context.cursor) if context.cursor else {}
     try:
         with warehouse_connection(warehouse.database, read_only=True) as con:
@@ -230,7 +223,3 @@ def corporate_actions_sensor(
         f"in {len(requests)} run(s)"
     )
     return requests or dg.SkipReason("the affected sessions have not closed yet")
-
-
-def _exists(path: str) -> bool:
-    return Path(path).is_file()

@@ -16,6 +16,10 @@ Each tick of `file_drops` (every minute):
    run tag. Its raw/daily_bars step lands the files (run config `file_batch`) under
    raw/file/daily_bars/ with a manifest, so bronze and silver read them and the rows carry
    source 'file'; nothing is asked of the provider.
+   Statement files (`statement_drops.py`) are moved to a batch of their own,
+   `<batch>-statements`, whose run is raw -> bronze -> silver financial statements (run config
+   `file_batch` on raw/financial_statements); `late_fact_rebuilds` then rebuilds gold. Every
+   request names its assets, as the sensor targets both paths.
 
 Readable files wait in `landing/` while a run or backfill that builds daily bars is in progress
 (its checks compare raw, bronze and silver for its sessions); they are parsed once meanwhile
@@ -57,6 +61,7 @@ from marketflow_assets.automation.landing import (
     claimed_batches,
     dropped_entries,
     landing_store,
+    move,
     parse_drop,
     reject,
     relative,
@@ -64,6 +69,7 @@ from marketflow_assets.automation.landing import (
     requeue_batch,
     unplanned_claims,
 )
+from marketflow_assets.automation.statement_drops import KIND as STATEMENTS
 from marketflow_assets.calendar import EXCHANGE_TZ
 from marketflow_assets.faults import fault_point
 from marketflow_assets.resources import MarketDataResource
@@ -75,29 +81,54 @@ FILE_DROPS_INTERVAL_SECONDS = 60
 RAW_DAILY_OP = "raw__daily_bars"
 
 
-def batch_request(batch: str, plan: dict) -> dg.RunRequest:
+RAW_STATEMENTS_OP = "raw__financial_statements"
+# Dropped statements: raw -> bronze -> silver facts; gold follows through late_fact_rebuilds.
+STATEMENT_DROP_SELECTION = dg.AssetSelection.assets(
+    dg.AssetKey(["raw", "financial_statements"]),
+    dg.AssetKey(["bronze", "financial_statements"]),
+    dg.AssetKey(["silver", "financial_facts"]),
+)
+
+
+def batch_request(batch: str, plan: dict, context: dg.SensorEvaluationContext) -> dg.RunRequest:
+    """The run of a batch: the daily path over its sessions (bars), or the statements path."""
+    statements = plan.get("kind") == STATEMENTS
+    selection = STATEMENT_DROP_SELECTION if statements else FILE_DROP_SELECTION
+    op = RAW_STATEMENTS_OP if statements else RAW_DAILY_OP
+    sessions = (
+        {}
+        if statements
+        else range_tags(dt.date.fromisoformat(plan["start"]), dt.date.fromisoformat(plan["end"]))
+    )
     return dg.RunRequest(
         run_key=f"file_drop:{batch}",
-        run_config={"ops": {RAW_DAILY_OP: {"config": {"file_batch": batch}}}},
+        run_config={"ops": {op: {"config": {"file_batch": batch}}}},
+        asset_selection=_keys(context, selection),
         tags={
             AUTOMATION_TAG: "file_drop",
             FILE_BATCH_TAG: batch,
-            **range_tags(dt.date.fromisoformat(plan["start"]), dt.date.fromisoformat(plan["end"])),
+            **sessions,
             **tickers_tag(plan["tickers"]),
         },
     )
 
 
+def _keys(context: dg.SensorEvaluationContext, selection: dg.AssetSelection) -> list[dg.AssetKey]:
+    """The sensor targets both paths: each request names its own assets."""
+    graph = context.repository_def.asset_graph
+    return sorted(selection.required_multi_asset_neighbors().resolve(graph), key=str)
+
+
 @dg.sensor(
     name="file_drops",
-    target=FILE_DROP_SELECTION,
+    target=FILE_DROP_SELECTION | STATEMENT_DROP_SELECTION,
     minimum_interval_seconds=FILE_DROPS_INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Picks up CSV (Yahoo export + Ticker column or <TICKER>.csv) and JSON OHLCV files dropped "
         "in $MARKETFLOW_HOME/landing/ (or landing/ in the S3 lake): lands them in raw as source "
         "'file' and runs the daily path for the affected sessions and tickers, one run per tick's "
-        "batch. Unreadable files move to landing/rejected/ with a reason file; the others still "
+        "batch; statement files (long format) get their own batch and run (raw -> silver facts). Unreadable files move to landing/rejected/ with a reason file; the others still "
         "process. Landed batches move to landing/processed/. RUNNING by default: it lists a folder."
     ),
 )
@@ -133,7 +164,7 @@ def file_drops_sensor(
             requested.pop(batch, None)
             notes.append(f"batch {batch} landed: {moved} file(s) archived to landing/processed/")
         elif not runs and batch not in requested and not busy:
-            requests.append(batch_request(batch, plan))
+            requests.append(batch_request(batch, plan, context))
             requested[batch] = now.isoformat()
             notes.append(f"batch {batch} had no run: requested")
     # A batch whose plan is unreadable (truncated, hand-edited): archived if its run succeeded,
@@ -201,7 +232,28 @@ def file_drops_sensor(
     batch = f"{stamp}-{digest(sorted(entries.items()))[:8]}"
     claimed = {key: claim(store, key, batch) for key in entries}
     fault_point("file_drops.claim")
-    accepted = [d for key, ck in claimed.items() if ck and (d := parse(ck, key)) is not None]
+    parsed = [d for key, ck in claimed.items() if ck and (d := parse(ck, key)) is not None]
+    accepted = [d for d in parsed if d.kind != STATEMENTS]
+    statements = [d for d in parsed if d.kind == STATEMENTS]
+    if statements:
+        # Their own batch (and run): statements have no sessions and take the statements path.
+        own = f"{batch}-{STATEMENTS}"
+        for dropped in statements:
+            move(store, claimed[dropped.key], f"{CLAIMED}{own}/{relative(dropped.key)}")
+        tickers = sorted({t for d in statements for t in d.tickers})
+        plan = {
+            "batch": own,
+            "kind": STATEMENTS,
+            "tickers": tickers,
+            "files": [
+                {"file": relative(d.key), "sha256": d.sha256, "rows": len(d.frame)}
+                for d in statements
+            ],
+        }
+        store.put(f"{CLAIMED}{own}/{BATCH_PLAN}", json.dumps(plan, indent=1).encode())
+        requests.append(batch_request(own, plan, context))
+        requested[own] = now.isoformat()
+        notes.append(f"batch {own}: {len(statements)} statements file(s), {', '.join(tickers)}")
     if accepted:
         latest = latest_closed(now)
         start = max(first_session(context), min(d.first for d in accepted))
@@ -231,7 +283,7 @@ def file_drops_sensor(
             # The files first (claimed by rename), the plan last: it is the commit. A tick that
             # dies before it leaves an unplanned claim, which step 1 puts back in landing/.
             store.put(f"{CLAIMED}{batch}/{BATCH_PLAN}", json.dumps(plan, indent=1).encode())
-            requests.append(batch_request(batch, plan))
+            requests.append(batch_request(batch, plan, context))
             requested[batch] = now.isoformat()
             notes.append(
                 f"batch {batch}: {len(accepted)} file(s), {', '.join(tickers)}, "

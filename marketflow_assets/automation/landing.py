@@ -31,6 +31,7 @@ import hashlib
 import io
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -84,11 +85,12 @@ class DropRejected(ValueError):
 @dataclass(frozen=True)
 class DroppedFile:
     key: str
-    frame: pd.DataFrame  # Ticker + Yahoo columns, cells as text
+    frame: pd.DataFrame  # Ticker + Yahoo columns (bars) or the long format (statements), as text
     tickers: tuple[str, ...]
-    first: dt.date  # first and last session of its rows
-    last: dt.date
+    first: dt.date | None  # first and last session of its rows (bars; None for statements)
+    last: dt.date | None
     sha256: str
+    kind: str = "bars"  # or "statements" (automation/statement_drops.py)
 
 
 def landing_store(lake: LakeResource) -> ObjectStore:
@@ -184,33 +186,26 @@ def _where(suffix: str, row: int) -> str:
     return f"line {row + 2}" if suffix == ".csv" else f"bar {row}"
 
 
-def parse_drop(key: str, data: bytes, *, today: dt.date) -> DroppedFile:
-    """Read a dropped file as daily bars (cells as text), or raise `DropRejected` with why."""
-    suffix = PurePosixPath(key).suffix.lower()
-    if suffix not in SUPPORTED:
-        raise DropRejected(f"{key}: unsupported file type {suffix or '(none)'}; drop .csv or .json")
-    named_ticker = None
-    if suffix == ".csv":
-        frame = _read_csv(key, data)
-    else:
-        frame, named_ticker = _read_json(key, data)
-    frame = _normalise_columns(frame, key)
-    if frame.empty:
-        raise DropRejected(f"{key}: no rows")
+def _where_in(suffix: str):
+    return lambda row: _where(suffix, row)
 
+
+def with_tickers(frame: pd.DataFrame, key: str, named_ticker: str | None, where) -> pd.DataFrame:
+    """`frame` with a validated Ticker column: its own (`where(row)` names a bad row), else the
+    JSON document's `ticker`, else the file name (<TICKER>.csv)."""
     if TICKER_COLUMN in frame.columns:
         values = frame[TICKER_COLUMN].astype(str).str.strip()
         blank = values == ""
         if blank.any():
             row = int(blank.to_numpy().argmax())
-            raise DropRejected(f"{key}, {_where(suffix, row)}, field Ticker: empty")
+            raise DropRejected(f"{key}, {where(row)}, field Ticker: empty")
         mapping = {}
         for value in values.unique():  # distinct symbols, not rows
             try:
                 mapping[value] = validate_ticker(value, origin=key)
             except InvalidTickerError as exc:
                 row = int((values == value).to_numpy().argmax())
-                raise DropRejected(f"{key}, {_where(suffix, row)}, field Ticker: {exc}") from exc
+                raise DropRejected(f"{key}, {where(row)}, field Ticker: {exc}") from exc
         frame[TICKER_COLUMN] = values.map(mapping)
     else:
         ticker = named_ticker or _ticker_from_name(key)
@@ -225,6 +220,28 @@ def parse_drop(key: str, data: bytes, *, today: dt.date) -> DroppedFile:
                 "<TICKER>.csv, e.g. AAPL.csv, or add a Ticker column)"
             )
         frame.insert(0, TICKER_COLUMN, ticker)
+    return frame
+
+
+def parse_drop(key: str, data: bytes, *, today: dt.date) -> DroppedFile:
+    """Read a dropped file as daily bars (cells as text), or raise `DropRejected` with why."""
+    suffix = PurePosixPath(key).suffix.lower()
+    if suffix not in SUPPORTED:
+        raise DropRejected(f"{key}: unsupported file type {suffix or '(none)'}; drop .csv or .json")
+    named_ticker = None
+    if suffix == ".csv":
+        frame = _read_csv(key, data)
+    else:
+        frame, named_ticker = _read_json(key, data)
+    from marketflow_assets.automation.statement_drops import is_statements, parse_statements
+
+    if is_statements(frame):  # financial statements, not bars
+        return parse_statements(key, frame, named_ticker, _where_in(suffix), data)
+    frame = _normalise_columns(frame, key)
+    if frame.empty:
+        raise DropRejected(f"{key}: no rows")
+
+    frame = with_tickers(frame, key, named_ticker, _where_in(suffix))
 
     problems = bar_time_problems(frame["Date"])
     if problems.notna().any():
@@ -334,6 +351,7 @@ def release_claim(store: ObjectStore, batch: str, keys: list[str]) -> list[str]:
 
 
 PLAN_FIELDS = ("start", "end", "tickers")
+STATEMENT_PLAN_FIELDS = ("kind", "tickers")  # a statements batch: no sessions
 
 
 def read_plan(store: ObjectStore, key: str) -> dict:
@@ -341,9 +359,12 @@ def read_plan(store: ObjectStore, key: str) -> dict:
     missing fields)."""
     try:
         plan = json.loads(store.get(key))
-        if not isinstance(plan, dict) or any(f not in plan for f in PLAN_FIELDS):
-            raise ValueError(f"not a batch plan (needs {', '.join(PLAN_FIELDS)})")
-        dt.date.fromisoformat(plan["start"]), dt.date.fromisoformat(plan["end"])
+        statements = isinstance(plan, dict) and plan.get("kind") == "statements"
+        fields = STATEMENT_PLAN_FIELDS if statements else PLAN_FIELDS
+        if not isinstance(plan, dict) or any(f not in plan for f in fields):
+            raise ValueError(f"not a batch plan (needs {', '.join(fields)})")
+        if not statements:
+            dt.date.fromisoformat(plan["start"]), dt.date.fromisoformat(plan["end"])
     except (ValueError, TypeError, UnicodeDecodeError, UnsafeObjectError) as exc:
         raise DropRejected(f"{key}: unreadable batch plan ({exc})") from exc
     return plan
@@ -399,6 +420,33 @@ def archive(store: ObjectStore, batch: str) -> int:
     return len(files)
 
 
+def claimed_drops(
+    store: ObjectStore, batch: str, now: dt.datetime, *, kind: str
+) -> Iterator[DroppedFile]:
+    """The files of a claimed batch, parsed again (a run lands what the sensor accepted); a
+    batch without files, a file no longer readable or of another kind fails the run."""
+    keys = batch_files(store, batch)
+    if not keys:
+        raise dg.Failure(
+            description=f"no dropped files under {store.uri(f'{CLAIMED}{batch}/')}",
+            allow_retries=False,
+        )
+    today = now.astimezone(EXCHANGE_TZ).date()
+    for key in keys:
+        try:
+            dropped = parse_drop(key, store.get(key), today=today)
+        except DropRejected as exc:
+            raise dg.Failure(
+                description=f"claimed file can no longer be read: {exc}", allow_retries=False
+            ) from exc
+        if dropped.kind != kind:
+            raise dg.Failure(
+                description=f"{key}: a {dropped.kind} file in {kind} batch {batch}",
+                allow_retries=False,
+            )
+        yield dropped
+
+
 # -- landing in raw (the raw/daily_bars asset, run config `file_batch`) --------------------------------
 def land_dropped_files(
     context: dg.AssetExecutionContext, batch: str, now: dt.datetime, lake: LakeResource
@@ -407,23 +455,10 @@ def land_dropped_files(
     raw/file/daily_bars/, rows of the run's sessions only. The files stay where they are; the
     file_drops sensor archives the batch once the run succeeded."""
     store = landing_store(lake)
-    keys = batch_files(store, batch)
-    if not keys:
-        raise dg.Failure(
-            description=f"no dropped files under {store.uri(f'{CLAIMED}{batch}/')}",
-            allow_retries=False,
-        )
     sessions = {s.isoformat() for s in sessions_of(context)}
-    today = now.astimezone(EXCHANGE_TZ).date()
     landings, described = [], []
-    for key in keys:
-        data = store.get(key)
-        try:
-            dropped = parse_drop(key, data, today=today)
-        except DropRejected as exc:
-            raise dg.Failure(
-                description=f"claimed file can no longer be read: {exc}", allow_retries=False
-            ) from exc
+    for dropped in claimed_drops(store, batch, now, kind="bars"):
+        key = dropped.key
         frame = dropped.frame
         keys_by_row = session_dates(bar_dates(frame["Date"])).dt.strftime("%Y-%m-%d")
         partitions = keys_by_row.where(keys_by_row.isin(sessions))
@@ -463,8 +498,15 @@ def land_dropped_files(
             f"{key}: {len(frame)} row(s) of {', '.join(dropped.tickers)} "
             f"{dropped.first}..{dropped.last}" + (f", {outside} outside the run" if outside else "")
         )
+    return drops_landing("daily_bars", batch, landings, described)
+
+
+def drops_landing(
+    dataset: str, batch: str, landings: list[Landing], described: list[dict]
+) -> RawLanding:
+    """What a raw asset hands over for a batch of dropped files (no provider request)."""
     return RawLanding(
-        dataset="daily_bars",
+        dataset=dataset,
         landings=landings,
         metadata={
             "source": FILE_DROP_SOURCE,

@@ -10,15 +10,21 @@ import pandera.pandas as pa
 from marketflow_assets.contracts.bronze import LINEAGE
 from marketflow_assets.contracts.model import Col, TableContract
 
-STATEMENTS = ("income", "balance", "cashflow")
-PERIOD_TYPES = ("annual", "quarterly")
+# What a statement row may say (sources, CSV files, drops) ...
+REPORTED_STATEMENTS = ("income", "balance", "cashflow")
+REPORTED_PERIOD_TYPES = ("annual", "quarterly")
+# ... plus `shares`/`instant`: dated share counts (yfinance's shares history), not a statement.
+STATEMENTS = (*REPORTED_STATEMENTS, "shares")
+PERIOD_TYPES = (*REPORTED_PERIOD_TYPES, "instant")
 # How `known_at` was decided (silver.financial_facts.known_at_rule).
 KNOWN_AT_RULES = (
     "earnings_date+1d",  # the provider's earnings-release date for the period, plus one day
     "sec_filed+1d",  # the SEC filing date (EDGAR `filed`), plus one day
+    "sec_filing+1d",  # no earnings date: the first 10-K/10-Q Yahoo lists after the period end
     "reported+1d",  # a date given by a CSV/file drop (`reported_at`), plus one day
     "period_end+45d",  # no date known: quarterly period end + 45 days
     "period_end+90d",  # no date known: annual period end + 90 days
+    "as_of+30d",  # a dated share count: its as-of date + 30 days
     "first_seen",  # a restated value a later fetch showed, with no date of its own
 )
 # A number announced or filed on day D may come after D's close: it is used from D + 1 day.
@@ -27,8 +33,30 @@ REPORT_LAG_DAYS = 1
 # quarter (10-Q) and 60 after a fiscal year (10-K); these lags are later than both, so a ratio
 # never uses a number before it was public.
 PERIOD_END_LAG_DAYS = {"quarterly": 45, "annual": 90}
+# A share count is dated by the day it was counted (a filing's cover page), which precedes the
+# filing by two to three weeks: it is used from that date + 30 days.
+SHARES_LAG_DAYS = 30
 
 NON_NEGATIVE = pa.Check.ge(0, error="non-negative")
+
+# The columns that name a reported number, in bronze and silver alike.
+FACT_KEY_COLUMNS = (
+    Col("ticker", "VARCHAR", "Yahoo symbol."),
+    Col(
+        "statement",
+        "VARCHAR",
+        "income, balance or cashflow; shares for a dated share count.",
+        checks=(pa.Check.isin(STATEMENTS),),
+    ),
+    Col(
+        "period_type",
+        "VARCHAR",
+        "annual, quarterly; instant (share counts).",
+        checks=(pa.Check.isin(PERIOD_TYPES),),
+    ),
+    Col("period_end", "DATE", "Last day of the fiscal period; a share count's as-of date."),
+    Col("line_item", "VARCHAR", "Line item, Yahoo's name (TotalRevenue, NetIncome, ...)."),
+)
 
 BRONZE_FINANCIAL_STATEMENTS = TableContract(
     table="bronze.financial_statements",
@@ -38,18 +66,7 @@ BRONZE_FINANCIAL_STATEMENTS = TableContract(
         "names (Yahoo's, e.g. TotalRevenue; EDGAR us-gaap tags mapped to them). Nothing filtered."
     ),
     columns=(
-        Col("ticker", "VARCHAR", "Yahoo symbol."),
-        Col(
-            "statement",
-            "VARCHAR",
-            "income, balance or cashflow.",
-            checks=(pa.Check.isin(STATEMENTS),),
-        ),
-        Col(
-            "period_type", "VARCHAR", "annual or quarterly.", checks=(pa.Check.isin(PERIOD_TYPES),)
-        ),
-        Col("period_end", "DATE", "Last day of the fiscal period."),
-        Col("line_item", "VARCHAR", "Line item, Yahoo's name (TotalRevenue, NetIncome, ...)."),
+        *FACT_KEY_COLUMNS,
         Col(
             "value", "DOUBLE", "Reported value in `currency` units (not thousands); capex negative."
         ),
@@ -66,7 +83,8 @@ BRONZE_FINANCIAL_STATEMENTS = TableContract(
         Col(
             "reported_via",
             "VARCHAR",
-            "What `reported_at` is: earnings_date, sec_filed or reported; NULL without a date.",
+            "What `reported_at` is: earnings_date, sec_filed, sec_filing or reported; NULL "
+            "without a date.",
             nullable=True,
         ),
         Col("form", "VARCHAR", "SEC form of the report (10-Q, 10-K, 10-K/A, ...).", nullable=True),
@@ -87,18 +105,7 @@ FINANCIAL_FACTS = TableContract(
         "as of day S: per fact, the version with the latest `known_at` on or before S."
     ),
     columns=(
-        Col("ticker", "VARCHAR", "Yahoo symbol."),
-        Col(
-            "statement",
-            "VARCHAR",
-            "income, balance or cashflow.",
-            checks=(pa.Check.isin(STATEMENTS),),
-        ),
-        Col(
-            "period_type", "VARCHAR", "annual or quarterly.", checks=(pa.Check.isin(PERIOD_TYPES),)
-        ),
-        Col("period_end", "DATE", "Last day of the fiscal period."),
-        Col("line_item", "VARCHAR", "Line item, Yahoo's name."),
+        *FACT_KEY_COLUMNS,
         Col("value", "DOUBLE", "The value of this version."),
         Col("currency", "VARCHAR", "Reporting currency.", nullable=True),
         Col(
@@ -117,8 +124,8 @@ FINANCIAL_FACTS = TableContract(
         Col(
             "known_at_rule",
             "VARCHAR",
-            "How known_at was decided (earnings_date+1d, sec_filed+1d, reported+1d, "
-            "period_end+45d, period_end+90d, first_seen).",
+            "How known_at was decided (earnings_date+1d, sec_filed+1d, sec_filing+1d, "
+            "reported+1d, period_end+45d, period_end+90d, as_of+30d, first_seen).",
             checks=(pa.Check.isin(KNOWN_AT_RULES),),
         ),
         Col(
@@ -166,8 +173,9 @@ FUNDAMENTALS_DAILY = TableContract(
         Col("session_date", "DATE", "NYSE session."),
         _ratio(
             "shares_outstanding",
-            "OrdinarySharesNumber of the latest balance sheet known, times every split ratio with "
-            "ex-date after its period end and on or before the session.",
+            "The later-dated of the latest share count known (SharesOutstanding, yfinance's "
+            "shares history) and OrdinarySharesNumber of the latest balance sheet known, times "
+            "every split ratio with ex-date after its date and on or before the session.",
         ),
         _ratio("market_cap", "Traded close of the session x shares_outstanding."),
         _ratio("pe_ttm", "market_cap / NetIncome TTM; NULL when NetIncome TTM <= 0."),
@@ -212,7 +220,8 @@ FUNDAMENTALS_DAILY = TableContract(
         Col(
             "latest_known_at",
             "DATE",
-            "Latest known_at among the facts used (never after session_date).",
+            "Latest known_at among the facts used, the share count included (never after "
+            "session_date).",
             nullable=True,
         ),
     ),

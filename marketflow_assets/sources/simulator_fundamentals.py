@@ -25,6 +25,7 @@ import pandas as pd
 from marketflow_assets.calendar import EXCHANGE_TZ
 from marketflow_assets.sources.base import Payload, RateLimitError
 from marketflow_assets.sources.fundamentals import (
+    LINE_ITEMS,
     YAHOO_FORMAT,
     FundamentalsSource,
     statements_payload,
@@ -58,18 +59,8 @@ INCOME_ITEMS = (
     "DilutedAverageShares",
 )
 RESTATED_ITEMS = ("TotalRevenue", "CostOfRevenue", "GrossProfit", "OperatingIncome", "NetIncome")
-CASHFLOW_ITEMS = ("OperatingCashFlow", "CapitalExpenditure", "FreeCashFlow", "CashDividendsPaid")
-BALANCE_ITEMS = (
-    "TotalAssets",
-    "TotalLiabilitiesNetMinorityInterest",
-    "StockholdersEquity",
-    "TotalEquityGrossMinorityInterest",
-    "CurrentAssets",
-    "CurrentLiabilities",
-    "CashAndCashEquivalents",
-    "TotalDebt",
-    "OrdinarySharesNumber",
-)
+CASHFLOW_ITEMS = LINE_ITEMS["cashflow"]
+BALANCE_ITEMS = LINE_ITEMS["balance"]
 
 
 class SimulatorFundamentals(FundamentalsSource):

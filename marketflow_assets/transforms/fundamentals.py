@@ -16,6 +16,9 @@ from marketflow_assets.contracts.fundamentals import (
     BRONZE_FINANCIAL_STATEMENTS,
     PERIOD_END_LAG_DAYS,
     REPORT_LAG_DAYS,
+    REPORTED_PERIOD_TYPES,
+    REPORTED_STATEMENTS,
+    SHARES_LAG_DAYS,
 )
 from marketflow_assets.sources.fundamentals import (
     EDGAR_FORMAT,
@@ -24,8 +27,13 @@ from marketflow_assets.sources.fundamentals import (
     YAHOO_FORMAT,
 )
 
-# An earnings release answers for the latest period that ended before it, within this window.
+# An earnings release (or a 10-K/10-Q filing) answers for the latest period that ended before
+# it, within this window.
 RELEASE_WINDOW_DAYS = 120
+# The SEC forms whose filing dates answer for a period of each type (a fiscal Q4 is first
+# reported in the 10-K).
+FILING_FORMS = {"annual": ("10-K", "20-F", "40-F"), "quarterly": ("10-Q", "10-K")}
+SHARES_ITEM = "SharesOutstanding"
 # EDGAR us-gaap tags -> (statement, Yahoo line item, sign). Earlier tags of one item win.
 EDGAR_TAGS = {
     "RevenueFromContractWithCustomerExcludingAssessedTax": ("income", "TotalRevenue", 1),
@@ -109,10 +117,11 @@ def statement_rows(records: pd.DataFrame) -> pd.DataFrame:
 
 def _yahoo_rows(record: dict) -> pd.DataFrame:
     """yfinance's tables ({period_end: {item: value}}) stacked; each period gets the first
-    earnings release after its end (within RELEASE_WINDOW_DAYS) as `reported_at`."""
+    earnings release after its end (within RELEASE_WINDOW_DAYS) as `reported_at`, else the first
+    matching SEC filing Yahoo lists; plus the share counts (`shares`) as `instant` rows."""
     frames = []
-    for statement in ("income", "balance", "cashflow"):
-        for period_type in ("annual", "quarterly"):
+    for statement in REPORTED_STATEMENTS:
+        for period_type in REPORTED_PERIOD_TYPES:
             table = pd.DataFrame(record.get(statement, {}).get(period_type, {}))
             if table.empty:
                 continue
@@ -120,8 +129,9 @@ def _yahoo_rows(record: dict) -> pd.DataFrame:
             long = long.melt(id_vars="line_item", var_name="period_end", value_name="value")
             frames.append(long.assign(statement=statement, period_type=period_type))
     rows = pd.concat(frames, ignore_index=True) if frames else _empty_long()
-    rows = rows.dropna(subset=["value"])
+    rows = rows[["statement", "period_type", "period_end", "line_item", "value"]].dropna()
     rows["period_end"] = pd.to_datetime(rows["period_end"]).astype("datetime64[ns]")
+    rows = rows.sort_values("period_end")
     releases = pd.to_datetime(pd.Series(record.get("earnings_dates", []), dtype=object), utc=True)
     release_days = (
         releases.dt.tz_convert(EXCHANGE_TZ)
@@ -129,23 +139,61 @@ def _yahoo_rows(record: dict) -> pd.DataFrame:
         .dt.normalize()
         .astype("datetime64[ns]")
     )
-    calendar = pd.DataFrame({"reported_at": release_days.sort_values().unique()})
-    calendar["release"] = calendar["reported_at"]
-    rows = pd.merge_asof(
-        rows.sort_values("period_end"),
-        calendar,
+    calendar = pd.DataFrame({"release": release_days.sort_values().unique()})
+    rows = _first_after(rows, calendar, "release")
+    filings = pd.DataFrame(record.get("sec_filings", []), columns=["date", "form"])
+    filings = pd.concat(
+        [
+            filings[filings["form"].isin(forms)].assign(period_type=period_type)
+            for period_type, forms in FILING_FORMS.items()
+        ]
+    )
+    filings = filings.assign(filed=pd.to_datetime(filings["date"]).astype("datetime64[ns]"))
+    rows = _first_after(rows, filings.drop(columns="date"), "filed", by="period_type")
+    by_release = rows["release"].notna()
+    by_filing = ~by_release & rows["filed"].notna()
+    statements = rows.assign(
+        currency=record.get("currency"),
+        reported_at=rows["release"].where(by_release, rows["filed"]),
+        reported_via=np.select(
+            [by_release, by_filing], ["earnings_date", "sec_filing"], default=None
+        ),
+        form=rows["form"].where(by_filing, None),
+        accession=None,
+    )[[*_LONG_OUT]]
+    shares = pd.Series(record.get("shares") or {}, dtype=float)
+    counts = pd.DataFrame(
+        {
+            "statement": "shares",
+            "period_type": "instant",
+            "period_end": pd.to_datetime(shares.index).astype("datetime64[ns]"),
+            "line_item": SHARES_ITEM,
+            "value": shares.to_numpy(),
+            "currency": None,
+            "reported_at": pd.NaT,
+            "reported_via": None,
+            "form": None,
+            "accession": None,
+        }
+    )
+    return pd.concat([statements, counts], ignore_index=True) if len(counts) else statements
+
+
+def _first_after(
+    rows: pd.DataFrame, dates: pd.DataFrame, column: str, by: str | None = None
+) -> pd.DataFrame:
+    """`rows` (sorted by period_end) with the columns of the first row of `dates` whose
+    `column` is after the period end, within RELEASE_WINDOW_DAYS (NaT/NaN where none)."""
+    return pd.merge_asof(
+        rows,
+        dates.sort_values(column),
         left_on="period_end",
-        right_on="release",
+        right_on=column,
+        by=by,
         direction="forward",
         allow_exact_matches=False,
         tolerance=pd.Timedelta(days=RELEASE_WINDOW_DAYS),
     )
-    return rows.assign(
-        currency=record.get("currency"),
-        reported_via=np.where(rows["reported_at"].notna(), "earnings_date", None),
-        form=None,
-        accession=None,
-    ).drop(columns="release")
 
 
 def _edgar_rows(record: dict) -> pd.DataFrame:
@@ -199,22 +247,49 @@ def _edgar_rows(record: dict) -> pd.DataFrame:
     return rows[[*_LONG_OUT]]
 
 
+def long_rows_problem(rows: pd.DataFrame) -> tuple[int, str, str] | None:
+    """The first bad row of the documented long format (cells as text or typed): its position,
+    field and what is wrong; None when every row is good. Shared by the csv source (bronze) and
+    file drops (at pick-up), so both refuse the same rows."""
+    text = rows.reindex(columns=list(LONG_COLUMNS)).astype(object)
+    present = {c: text[c].notna() & (text[c].astype(str).str.strip() != "") for c in text}
+    value = pd.to_numeric(text["value"].where(present["value"]), errors="coerce")
+    problems = [
+        ("statement", ~text["statement"].isin(REPORTED_STATEMENTS), "not income|balance|cashflow"),
+        ("period_type", ~text["period_type"].isin(REPORTED_PERIOD_TYPES), "not annual|quarterly"),
+        ("period_end", _bad_dates(text["period_end"], present["period_end"], True), "not a date"),
+        ("line_item", ~present["line_item"], "empty"),
+        ("value", present["value"] & value.isna(), "not a number"),
+        (
+            "reported_at",
+            _bad_dates(text["reported_at"], present["reported_at"], False),
+            "not a date (YYYY-MM-DD) or empty",
+        ),
+    ]
+    first = None
+    for field, bad, why in problems:
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            if first is None or row < first[0]:
+                first = (row, field, f"{text[field].iloc[row]!r} is {why}")
+    return first
+
+
+def _bad_dates(cells: pd.Series, present: pd.Series, required: bool) -> pd.Series:
+    parsed = pd.to_datetime(cells.where(present), format="%Y-%m-%d", errors="coerce")
+    return (present & parsed.isna()) | (~present if required else False)
+
+
 def _long_rows(record: dict) -> pd.DataFrame:
     rows = pd.DataFrame(record["rows"])
     missing = [c for c in LONG_COLUMNS if c not in rows and c not in ("currency", "reported_at")]
     if missing:
         raise StatementFormatError(f"rows lack column(s) {missing}")
     rows = rows.reindex(columns=list(LONG_COLUMNS))
-    bad = ~rows["statement"].isin(["income", "balance", "cashflow"]) | ~rows["period_type"].isin(
-        ["annual", "quarterly"]
-    )
-    if bad.any():
-        first = rows[bad].iloc[0]
-        raise StatementFormatError(
-            f"row {int(np.flatnonzero(bad)[0]) + 1}: statement {first['statement']!r} / "
-            f"period_type {first['period_type']!r} is not income|balance|cashflow / "
-            "annual|quarterly"
-        )
+    problem = long_rows_problem(rows)
+    if problem:
+        row, field, why = problem
+        raise StatementFormatError(f"row {row + 1}, field {field}: {why}")
     rows["value"] = pd.to_numeric(rows["value"], errors="raise")
     rows["period_end"] = pd.to_datetime(rows["period_end"], format="%Y-%m-%d")
     rows["reported_at"] = pd.to_datetime(rows["reported_at"], format="%Y-%m-%d")
@@ -226,18 +301,7 @@ def _long_rows(record: dict) -> pd.DataFrame:
     )
 
 
-_LONG_OUT = (
-    "statement",
-    "period_type",
-    "period_end",
-    "line_item",
-    "value",
-    "currency",
-    "reported_at",
-    "reported_via",
-    "form",
-    "accession",
-)
+_LONG_OUT = (*LONG_COLUMNS, "reported_via", "form", "accession")
 
 
 def _empty_long() -> pd.DataFrame:
@@ -280,7 +344,9 @@ dated AS (
             WHEN version > 1 AND own_date IS NULL THEN 'first_seen'
             WHEN reported_via = 'earnings_date' THEN 'earnings_date+{REPORT_LAG_DAYS}d'
             WHEN reported_via = 'sec_filed' THEN 'sec_filed+{REPORT_LAG_DAYS}d'
+            WHEN reported_via = 'sec_filing' THEN 'sec_filing+{REPORT_LAG_DAYS}d'
             WHEN reported_via = 'reported' THEN 'reported+{REPORT_LAG_DAYS}d'
+            WHEN period_type = 'instant' THEN 'as_of+{SHARES_LAG_DAYS}d'
             WHEN period_type = 'quarterly' THEN 'period_end+{PERIOD_END_LAG_DAYS["quarterly"]}d'
             ELSE 'period_end+{PERIOD_END_LAG_DAYS["annual"]}d'
         END AS known_at_rule
@@ -290,6 +356,7 @@ SELECT ticker, statement, period_type, period_end, line_item, value, currency, v
     CASE
         WHEN known_at_rule = 'first_seen' THEN (timezone('{EXCHANGE_TZ.key}', first_seen))::DATE
         WHEN reported_at IS NOT NULL THEN reported_at + INTERVAL {REPORT_LAG_DAYS} DAY
+        WHEN period_type = 'instant' THEN period_end + INTERVAL {SHARES_LAG_DAYS} DAY
         WHEN period_type = 'quarterly'
             THEN period_end + INTERVAL {PERIOD_END_LAG_DAYS["quarterly"]} DAY
         ELSE period_end + INTERVAL {PERIOD_END_LAG_DAYS["annual"]} DAY
@@ -452,6 +519,12 @@ inputs AS (
     LEFT JOIN latest_balance b USING (ticker, as_of)
     LEFT JOIN year_ago y USING (ticker, as_of)
 ),
+counts AS (  -- dated share counts (yfinance's history), by when each version was known
+    SELECT ticker, period_end AS counted_on, value AS share_count, known_at AS count_known_at
+    FROM silver.financial_facts
+    WHERE period_type = 'instant' AND line_item = '{SHARES_ITEM}' AND known_at <= $end
+        AND ($tickers IS NULL OR list_contains($tickers, ticker))
+),
 actions AS (  -- cumulative split factor per ticker after each action (exp of summed logs)
     SELECT ticker, ex_date, dividend,
         exp(sum(ln(split_ratio)) OVER (PARTITION BY ticker ORDER BY ex_date
@@ -465,16 +538,29 @@ bars AS (
         AND ($tickers IS NULL OR list_contains($tickers, ticker))
 ),
 priced AS (
-    SELECT bars.*, i.*  EXCLUDE (ticker), coalesce(a.splits_through, 1.0) AS splits_now
+    SELECT bars.*, i.*  EXCLUDE (ticker), coalesce(a.splits_through, 1.0) AS splits_now,
+        c.counted_on, c.share_count, c.count_known_at
     FROM bars
     ASOF JOIN inputs i ON bars.ticker = i.ticker AND bars.session_date >= i.as_of
     ASOF LEFT JOIN actions a ON bars.ticker = a.ticker AND bars.session_date >= a.ex_date
+    ASOF LEFT JOIN counts c ON bars.ticker = c.ticker AND bars.session_date >= c.count_known_at
 ),
-adjusted AS (
-    SELECT p.*,
-        "OrdinarySharesNumber" * p.splits_now / coalesce(a.splits_through, 1.0) AS shares,
+adjusted AS (  -- the later-dated of the latest known share count and balance-sheet count,
+               -- times the splits since its date
+    SELECT p.* EXCLUDE (latest_known_at),
+        CASE WHEN p.share_count IS NOT NULL
+                AND (p.balance_end IS NULL OR p.counted_on >= p.balance_end)
+            THEN p.share_count * p.splits_now / coalesce(ac.splits_through, 1.0)
+            ELSE "OrdinarySharesNumber" * p.splits_now / coalesce(ab.splits_through, 1.0)
+        END AS shares,
+        CASE WHEN p.share_count IS NOT NULL
+                AND (p.balance_end IS NULL OR p.counted_on >= p.balance_end)
+            THEN greatest(p.latest_known_at, p.count_known_at)
+            ELSE p.latest_known_at
+        END AS latest_known_at
     FROM priced p
-    ASOF LEFT JOIN actions a ON p.ticker = a.ticker AND p.balance_end >= a.ex_date
+    ASOF LEFT JOIN actions ab ON p.ticker = ab.ticker AND p.balance_end >= ab.ex_date
+    ASOF LEFT JOIN actions ac ON p.ticker = ac.ticker AND p.counted_on >= ac.ex_date
 ),
 dividends AS (
     SELECT b.ticker, b.session_date,
