@@ -9,6 +9,14 @@ warehouse. Silver is compared with the fixed file in the file's own basis: its `
 silver's `adj_close`, its `Close` (split-adjusted as of the download) with silver's traded close
 divided by every later split, within 1e-4 relative.
 
+Each file runs with the repair kinds its case is about, as yfinance's own test runs it: the
+dividend cases (`bad-div`, `missing-div-adjust`, `cg-double-count`) go through yfinance's
+`_fix_bad_div_adjust` alone, so their `-fixed` twins keep any 100x block of carried quotes the
+provider served (CLC.L, LSC.L, NVT.L); for them silver's bar rescaling (`unit_100x`,
+`split_unapplied`) is switched off. Every other case and every control runs with all repairs on
+(`--all-repairs` runs every file so; the rows silver then rescales beyond a dividend-only fix are
+counted as `repaired beyond fixed`, with their reason on the row).
+
 A row is `equal`, `quarantined` (in silver.rejected_bars with a reason) or `different` (silver
 serves another number: the failure the issue forbids). A pair is fully equal when every row
 the maintainers give prices for is equal. Controls (`*-no-bad-divs.csv`) must come out with no
@@ -45,6 +53,9 @@ TOLERANCE = 1e-4
 FILE_PATTERN = re.compile(
     r"^(?P<ticker>.+?)-(?P<interval>1d|1wk|1h|15m)-(?P<case>.+?)(?P<fixed>-fixed)?\.csv$"
 )
+# yfinance's test runs only its dividend repair on these cases (test_repair_bad_div_adjusts,
+# test_repair_capital_gains_double_count)
+DIVIDEND_CASES = ("bad-div", "missing-div-adjust", "cg-double-count")
 INVALID_ON_THEIR_OWN = ("missing_value", "non_positive_price", "negative_volume")
 
 
@@ -222,14 +233,27 @@ def refused(path: Path, error: Exception) -> FileResult:
     )
 
 
-def run_all(directory: Path, switches: RepairSwitches | None = None) -> list[FileResult]:
+def case_switches(path: Path) -> RepairSwitches:
+    """The repair kinds the file's case is about: bar rescaling off for the dividend cases."""
+    match = FILE_PATTERN.match(path.name)
+    if match is not None and match["case"] in DIVIDEND_CASES:
+        return RepairSwitches(unit_100x=False, split_unapplied=False)
+    return RepairSwitches()
+
+
+def run_all(
+    directory: Path, switches: RepairSwitches | None = None, *, all_repairs: bool = False
+) -> list[FileResult]:
+    """Every fixture file of `directory`: with `switches` if given, else all repairs on with
+    `all_repairs`, else the repair kinds of each file's case (`case_switches`)."""
     files = sorted(
         p for p in directory.glob("*.csv") if FILE_PATTERN.match(p.name) and "-fixed" not in p.name
     )
     results = []
     for path in files:
+        chosen = switches or (RepairSwitches() if all_repairs else case_switches(path))
         try:
-            results.append(run_file(path, switches))
+            results.append(run_file(path, chosen))
         except PayloadFormatError as exc:
             results.append(refused(path, exc))
     return results
@@ -272,11 +296,13 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     args = sys.argv[1:] if argv is None else argv
+    all_repairs = "--all-repairs" in args
+    args = [a for a in args if a != "--all-repairs"]
     directory = Path(args[0]) if args else default_fixtures_dir()
     if not directory.is_dir():
         print(f"no fixtures at {directory} (expected ../shared/real_data/yfinance_tests_data)")
         return 2
     started = dt.datetime.now()
-    print(table(run_all(directory)))
+    print(table(run_all(directory, all_repairs=all_repairs)))
     print(f"\n({(dt.datetime.now() - started).total_seconds():.1f} s)")
     return 0
