@@ -159,7 +159,9 @@ def run_file(path: Path, switches: RepairSwitches | None = None) -> FileResult:
     control = not fixed_path.exists()
     equal = repaired_beyond = different = compared = None
     if not control:
-        equal, repaired_beyond, different, compared = _compare(result.bars, actions, fixed_path)
+        equal, repaired_beyond, different, compared = _compare(
+            result.bars, actions, fixed_path, path
+        )
     return FileResult(
         file=path.name,
         symbol=symbol,
@@ -180,12 +182,19 @@ def run_file(path: Path, switches: RepairSwitches | None = None) -> FileResult:
 
 
 def _compare(
-    bars: pd.DataFrame, actions: pd.DataFrame, fixed_path: Path
+    bars: pd.DataFrame, actions: pd.DataFrame, fixed_path: Path, bad_path: Path
 ) -> tuple[int, int, int, int]:
     """(equal, repaired beyond the fixed file, silently different, compared) rows of the fixed
     file with prices."""
     fixed = pd.read_csv(fixed_path)
     fixed["day"] = pd.to_datetime(fixed.iloc[:, 0].astype(str).str.slice(0, 10))
+    served = pd.read_csv(bad_path)
+    served["day"] = pd.to_datetime(served.iloc[:, 0].astype(str).str.slice(0, 10))
+    fixed = fixed.merge(
+        served[["day", "Adj Close"]].rename(columns={"Adj Close": "served_adj_close"}),
+        on="day",
+        how="left",
+    )
     fixed = fixed[fixed[["Close", "Adj Close"]].notna().all(axis=1)]
     splits = actions[actions["split_ratio"] != 1].sort_values("ex_date")
     silver = bars.assign(day=pd.to_datetime(bars["session_date"]))
@@ -199,11 +208,18 @@ def _compare(
     adj_ok = np.isclose(joined["adj_close"], joined["Adj Close"], rtol=TOLERANCE, atol=0)
     present = joined["close"].notna()
     equal = present & close_ok & adj_ok
-    # a row silver repaired (rescaled) where the maintainers' file keeps the provider's number:
-    # different, but with a reason on the row and in silver.bar_repairs, not silently
-    rescaled = joined["repair_reason"].fillna("").str.contains("unit_100x|split_unapplied")
-    explained = present & ~equal & rescaled
-    silent = present & ~equal & ~rescaled
+    # a row silver repaired where the maintainers' file keeps the provider's number: rescaled, or
+    # its Adj Close recomputed from the repaired actions while the fixed file keeps the served
+    # one (SAND: Yahoo's step for its phantom dividend). Different, but with a reason on the row
+    # and the original in silver.bar_repairs, not silently.
+    reason = joined["repair_reason"].fillna("")
+    rescaled = reason.str.contains("unit_100x|split_unapplied")
+    kept_served = np.isclose(
+        joined["Adj Close"], joined["served_adj_close"], rtol=TOLERANCE, atol=0
+    )
+    recomputed = reason.str.contains("adj_close_recomputed") & close_ok & kept_served
+    explained = present & ~equal & (rescaled | recomputed)
+    silent = present & ~equal & ~explained
     return int(equal.sum()), int(explained.sum()), int(silent.sum()), len(fixed)
 
 
@@ -284,8 +300,8 @@ def table(results: list[FileResult]) -> str:
         f"controls unchanged: {sum(r.passed for r in controls)}/{len(controls)}; "
         f"input rows = silver + quarantined: {sum(r.reconciled for r in results)}/{len(results)} "
         f"({sum(r.refused for r in results)} refused whole by the csv source); "
-        f"pairs whose only differences are bars silver rescaled and the maintainers' file "
-        f"keeps: {sum(bool(r.repaired_beyond) and not r.different for r in pairs)}; "
+        f"pairs whose only differences are rows silver repaired (with the reason on the row) "
+        f"where the maintainers' file keeps the provider's number: {sum(bool(r.repaired_beyond) and not r.different for r in pairs)}; "
         f"rows silently different: {sum(r.different or 0 for r in pairs)} in "
         f"{sum(bool(r.different) for r in pairs)} pair(s)",
     ]

@@ -28,7 +28,12 @@ from dataclasses import dataclass, fields
 
 from marketflow_assets.contracts.silver import REPAIR_KINDS
 
-DIVIDEND_REPAIR_KINDS = ("dividend_unit", "dividend_duplicate", "dividend_date", "dividend_unpriced")
+DIVIDEND_REPAIR_KINDS = (
+    "dividend_unit",
+    "dividend_duplicate",
+    "dividend_date",
+    "dividend_unpriced",
+)
 # Bars silver cannot repair with unambiguous evidence land in silver.rejected_bars with this reason.
 QUARANTINE_REASONS = ("unexplained_price_spike",)
 

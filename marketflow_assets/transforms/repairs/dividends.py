@@ -118,9 +118,7 @@ def repair_dividends(actions: pd.DataFrame, switches: RepairSwitches) -> pd.Data
 
     scale = np.ones(len(out))
     if switches.dividend_unit:
-        too_large = (
-            is_div & ~shifted & ((y > 1) | ((y > TOO_LARGE_YIELD) & (drop < y / 10)))
-        )
+        too_large = is_div & ~shifted & ((y > 1) | ((y > TOO_LARGE_YIELD) & (drop < y / 10)))
         tiny = is_div & (y < TINY_YIELD)
         grouped = pd.DataFrame({"ticker": out["ticker"], "y": y, "drop": drop})[tiny]
         stats = grouped.groupby("ticker").agg(
