@@ -1,7 +1,10 @@
-"""Session partitions: one Dagster partition per NYSE session, shared by every layer.
+"""Session partitions: one Dagster partition per session, shared by every layer.
 
 `DailyPartitionsDefinition` in exchange time whose exclusions are weekends plus every weekday
-that is not an XNYS session, so the partition keys are exactly the sessions.
+on which none of the universe's exchanges trades, so the partition keys are exactly the union of
+their sessions (`exchanges.union_sessions`): the XNYS sessions for a US universe, unchanged; a
+London holiday on which New York trades, or the reverse, is a partition for a mixed universe
+(silver then aligns each ticker to its own exchange's sessions).
 
 `end_offset=1` makes the current session a partition while it is still trading, which the
 intraday assets need and which lets the daily close run target the session that just closed.
@@ -29,8 +32,10 @@ from collections.abc import Iterable
 import dagster as dg
 import pandas as pd
 
-from marketflow_assets.calendar import EXCHANGE_TZ, xnys
+from marketflow_assets.calendar import EXCHANGE, EXCHANGE_TZ, xnys
+from marketflow_assets.exchanges import listing_of, union_sessions
 from marketflow_assets.settings import Settings
+from marketflow_assets.tickers import load_universe
 
 WEEKENDS_CRON = "0 0 * * 0,6"
 INTRADAY_CHUNK_SESSIONS = 1
@@ -45,15 +50,28 @@ class SessionNotOpenError(dg.Failure):
     """A partition for a session that has not opened yet was asked for."""
 
 
-def build_sessions_partitions_def(start_date: dt.date) -> dg.DailyPartitionsDefinition:
+def build_sessions_partitions_def(
+    start_date: dt.date, exchanges: frozenset[str] = frozenset({EXCHANGE})
+) -> dg.DailyPartitionsDefinition:
+    """Partitions = the sessions of `exchanges` (MICs) from `start_date`, which must be one."""
     cal = xnys()
-    if not cal.is_session(start_date):
-        raise ValueError(
-            f"MARKETFLOW_START_DATE={start_date} is not an NYSE session; the next one is "
-            f"{cal.next_session(start_date)}"
-        )
+    if exchanges == {EXCHANGE}:
+        if not cal.is_session(start_date):
+            raise ValueError(
+                f"MARKETFLOW_START_DATE={start_date} is not an NYSE session; the next one is "
+                f"{cal.next_session(start_date)}"
+            )
+        sessions = pd.DatetimeIndex(pd.to_datetime(cal.sessions_in_range(start_date, cal.last)))
+    else:
+        union = pd.DatetimeIndex(union_sessions(exchanges).astype("datetime64[ns]"))
+        sessions = union[(union >= pd.Timestamp(start_date)) & (union <= pd.Timestamp(cal.last))]
+        if sessions.empty or sessions[0] != pd.Timestamp(start_date):
+            nxt = sessions[0].date() if not sessions.empty else None
+            raise ValueError(
+                f"MARKETFLOW_START_DATE={start_date} is not a session of any of "
+                f"{', '.join(sorted(exchanges))}; the next one is {nxt}"
+            )
     weekdays = pd.bdate_range(start_date, cal.last)
-    sessions = pd.DatetimeIndex(pd.to_datetime(cal.sessions_in_range(start_date, cal.last)))
     holidays = weekdays.difference(sessions)
     return dg.DailyPartitionsDefinition(
         start_date=start_date.isoformat(),
@@ -63,9 +81,16 @@ def build_sessions_partitions_def(start_date: dt.date) -> dg.DailyPartitionsDefi
     )
 
 
+def universe_exchanges(settings: Settings) -> frozenset[str]:
+    """The MICs of the universe's exchanges (`exchanges.listing_of`, by Yahoo suffix)."""
+    return frozenset(listing_of(t).mic for t in load_universe(settings.tickers)) or frozenset(
+        {EXCHANGE}
+    )
+
+
 def sessions_partitions_def_for(settings: Settings) -> dg.DailyPartitionsDefinition:
     """The session partitions of a deployment: the one function from Settings to partitions."""
-    return build_sessions_partitions_def(settings.start_date)
+    return build_sessions_partitions_def(settings.start_date, universe_exchanges(settings))
 
 
 sessions_partitions_def = dg.DailyPartitionsDefinition(
@@ -119,10 +144,8 @@ def _bind(asset: AssetsLike, partitions_def: dg.PartitionsDefinition) -> AssetsL
 def sessions_of(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> list[dt.date]:
     """The sessions a (possibly range) run targets, in order."""
     if context.has_partition_key_range:
-        key_range = context.partition_key_range
-        return xnys().sessions_in_range(
-            dt.date.fromisoformat(key_range.start), dt.date.fromisoformat(key_range.end)
-        )
+        # the definition's own keys: the union of the universe's exchanges' sessions
+        return [dt.date.fromisoformat(k) for k in context.partition_keys]
     if context.has_partition_key:
         return [dt.date.fromisoformat(context.partition_key)]
     return []

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import dagster as dg
@@ -7,6 +8,7 @@ import pandas as pd
 import pytest
 
 from marketflow_assets.calendar import EXCHANGE_TZ, xnys
+from marketflow_assets.definitions import build_definitions
 from marketflow_assets.partitions import (
     SessionNotOpenError,
     build_sessions_partitions_def,
@@ -88,3 +90,34 @@ def test_now_questions():
 def test_start_date_must_be_a_session():
     with pytest.raises(ValueError, match="not an NYSE session; the next one is 2024-01-02"):
         build_sessions_partitions_def(dt.date(2024, 1, 1))
+
+
+def test_partitions_are_the_union_of_the_universes_exchanges_sessions(settings):
+    """build_definitions binds partitions from its Settings' universe: XNYS alone for a US one;
+    for US + London + Tokyo tickers, a day any of them trades on."""
+    us = build_definitions(dataclasses.replace(settings, tickers="AAPL,MSFT"))
+    mixed = build_definitions(dataclasses.replace(settings, tickers="AAPL,AZN.L,7203.T"))
+
+    def keys(defs: dg.Definitions) -> list[str]:
+        pdef = defs.resolve_assets_def(dg.AssetKey(["silver", "daily_bars"])).partitions_def
+        with dg.partition_loading_context(effective_dt=ny("2024-12-31 20:00")):
+            return [k for k in pdef.get_partition_keys() if "2024-01-01" <= k <= "2024-12-31"]
+
+    us_keys, mixed_keys = keys(us), keys(mixed)
+    assert us_keys == [
+        s.isoformat() for s in xnys().sessions_in_range(dt.date(2024, 1, 1), dt.date(2024, 12, 31))
+    ]
+    assert set(us_keys) < set(mixed_keys)
+    assert "2024-07-04" in mixed_keys  # Independence Day: London and Tokyo trade
+    assert "2024-08-26" in mixed_keys  # London's summer bank holiday: New York trades
+    assert "2024-07-15" in mixed_keys  # Japan's Marine Day: London and New York trade
+    assert "2024-01-01" not in mixed_keys  # all three closed
+    assert "2024-12-25" in mixed_keys  # Christmas: Tokyo trades
+    assert "2024-12-25" not in us_keys
+
+
+def test_a_start_date_no_exchange_of_the_universe_trades_on_is_refused():
+    with pytest.raises(ValueError, match="not a session of any of XLON, XNYS"):
+        build_sessions_partitions_def(dt.date(2024, 12, 25), frozenset({"XNYS", "XLON"}))
+    pdef = build_sessions_partitions_def(dt.date(2024, 7, 4), frozenset({"XNYS", "XLON"}))
+    assert pdef.start.date() == dt.date(2024, 7, 4)

@@ -7,7 +7,13 @@ from __future__ import annotations
 
 import pytest
 
-from marketflow_assets.repair_report.fixtures import default_fixtures_dir, run_all, run_file, table
+from marketflow_assets.repair_report.fixtures import (
+    case_switches,
+    default_fixtures_dir,
+    run_all,
+    run_file,
+    table,
+)
 
 FIXTURES = default_fixtures_dir()
 pytestmark = pytest.mark.skipif(
@@ -24,12 +30,14 @@ PAIRS = [
     "ALPHA-PA-1d-bad-stock-split.csv",  # 1:10000, one row
     "8TRA-DE-1d-missing-div-adjust.csv",  # Adj Close missing a dividend
     "TEP-PA-1d-bad-div.csv",  # duplicate dividend
+    "SCR-TO-1d-bad-div.csv",  # 100x dividends, and a real one dated a session early
+    "NVT-L-1d-bad-div.csv",  # dividend 0.01x (its 100x blocks of quotes: a dividend-only case)
 ]
 
 
 @pytest.mark.parametrize("name", PAIRS)
 def test_pair_comes_out_equal_to_the_maintainers_repair(name):
-    result = run_file(FIXTURES / name)
+    result = run_file(FIXTURES / name, case_switches(FIXTURES / name))
     assert result.reconciled, "input rows = silver rows + quarantined rows"
     assert result.different == 0, table([result])
     assert result.equal == result.compared, table([result])
@@ -46,3 +54,22 @@ def test_intraday_files_are_refused_whole_with_the_line_named(tmp_path):
     (tmp_path / "EA-15m-no-bad-divs.csv").symlink_to(FIXTURES / "EA-15m-no-bad-divs.csv")
     (result,) = run_all(tmp_path)
     assert result.refused and "line 2" in result.reasons and "intraday" in result.reasons
+
+
+def test_a_phantom_dividend_the_fixed_file_keeps_in_adj_close_is_a_repair_with_reason_not_silent():
+    result = run_file(FIXTURES / "SAND-1d-bad-div.csv")
+    assert result.different == 0, table([result])
+    assert result.repaired_beyond and result.equal + result.repaired_beyond == result.compared
+
+
+def test_all_repairs_on_rescale_the_quote_blocks_a_dividend_only_fix_keeps_with_a_reason():
+    result = run_file(FIXTURES / "NVT-L-1d-bad-div.csv")
+    assert result.repaired == result.repaired_beyond == 35
+    assert result.different == 0, table([result])
+
+
+def test_weekly_files_are_refused_whole_not_read_as_daily_bars(tmp_path):
+    name = "AV-L-1wk-bad-stock-split.csv"
+    (tmp_path / name).symlink_to(FIXTURES / name)
+    (result,) = run_all(tmp_path)
+    assert result.refused and "weekly" in result.reasons

@@ -142,6 +142,38 @@ def test_tiny_real_dividends_are_left_alone():
     np.testing.assert_allclose(out["dividend"], [0.755, 0.006, 0.116])
 
 
+def test_a_dividend_dated_a_session_early_moves_to_its_drop_and_one_without_prices_is_not_applied():
+    rows = actions(
+        [
+            # SCR.TO: 15% of the close, no drop on its date, 4.5% at the next open: real, early
+            ("SCR.TO", "2023-03-14", 0.441, 0.153, 0.0103, 0.153),
+            # ABDP.L: 12% with a 1.4% move next day is a 100x dividend, not an early one
+            ("ABDP.L", "2022-05-05", 1.76, 0.1226, 0.0, 0.1226),
+            ("SSNLF", "2009-12-29", 0.0977, 0.00014, np.nan, np.nan),  # on a row without prices
+        ]
+    ).assign(
+        next_drop=[0.045, 0.0136, np.nan],
+        next_yield=[0.153, 0.1226, np.nan],
+        next_date=pd.to_datetime(["2023-03-15", "2022-05-06", None]),
+        priced=[True, True, False],
+    )
+    out = repair_dividends(rows, RepairSwitches()).set_index("ticker")
+    assert out.loc["SCR.TO", "repair_reason"] == "dividend_date"
+    assert out.loc["SCR.TO", "ex_date"] == pd.Timestamp("2023-03-15")
+    assert out.loc["SCR.TO", "dividend"] == 0.441
+    assert out.loc["ABDP.L", "repair_reason"] == "dividend_unit"
+    assert out.loc["ABDP.L", "dividend"] == pytest.approx(0.0176)
+    assert out.loc["SSNLF", "repair_reason"] == "dividend_unpriced"
+    assert out.loc["SSNLF", "dividend"] == 0 and out.loc["SSNLF", "original_dividend"] == 0.0977
+
+    raw = repair_dividends(
+        rows, RepairSwitches(dividend_date=False, dividend_unpriced=False, dividend_unit=False)
+    ).set_index("ticker")
+    assert raw["repair_reason"].isna().all()
+    assert raw.loc["SCR.TO", "ex_date"] == pd.Timestamp("2023-03-14")
+    assert raw.loc["SSNLF", "dividend"] == 0.0977
+
+
 # -- through Dagster: csv source -> raw -> bronze -> silver ------------------------------------
 CSV = """Date,Open,High,Low,Close,Adj Close,Volume,Dividends,Stock Splits
 2024-05-28,100.0,101.0,99.0,100.5,100.5,1000,0,0

@@ -69,3 +69,14 @@ def test_a_corrected_file_wins_whatever_its_modification_time(tmp_path):
     assert second.fetched_at > first.fetched_at
     assert second.request["files"]["ABC"]["modified_at"].startswith("2000-01-01")
     assert second.request["files"]["ABC"]["sha256"] != first.request["files"]["ABC"]["sha256"]
+
+
+def test_a_weekly_export_is_refused_but_a_short_sparse_daily_file_is_served(tmp_path):
+    header = "Date,Open,High,Low,Close,Volume\n"
+    mondays = [dt.date(2024, 5, 6) + dt.timedelta(weeks=w) for w in range(8)]
+    (tmp_path / "WK.csv").write_text(header + "".join(f"{d},1,1,1,1,1\n" for d in mondays))
+    with pytest.raises(PayloadFormatError, match=r"WK\.csv, line 2.*weekly or monthly export"):
+        CsvSource(tmp_path).read_file("WK")
+    # an illiquid line with a few trades weeks apart is still a daily file
+    (tmp_path / "THIN.csv").write_text(header + "".join(f"{d},1,1,1,1,1\n" for d in mondays[:4]))
+    assert len(CsvSource(tmp_path).read_file("THIN")[0]) == 4

@@ -28,7 +28,7 @@ from marketflow_assets.transforms.adjustments import (
     corporate_actions_frame,
     silver_intraday_bars_sql,
 )
-from marketflow_assets.transforms.repairs import RepairSwitches
+from marketflow_assets.transforms.repairs import DIVIDEND_REPAIR_KINDS, RepairSwitches
 from marketflow_assets.transforms.silver_validation import validate_daily_bars
 
 
@@ -51,6 +51,8 @@ class DividendRepairConfig(dg.Config):
 
     dividend_unit: bool = True
     dividend_duplicate: bool = True
+    dividend_date: bool = True
+    dividend_unpriced: bool = True
 
 
 @dg.asset(
@@ -86,6 +88,10 @@ def silver_corporate_actions(
             "open",
             "adj_ratio",
             "prev_adj_ratio",
+            "close",
+            "next_open",
+            "next_date",
+            "priced",
             "fetched_at",
             "fetch_id",
             "source",
@@ -93,7 +99,10 @@ def silver_corporate_actions(
     )
     events["fetched_at"] = pd.to_datetime(events["fetched_at"], utc=True)
     switches = RepairSwitches(
-        dividend_unit=config.dividend_unit, dividend_duplicate=config.dividend_duplicate
+        dividend_unit=config.dividend_unit,
+        dividend_duplicate=config.dividend_duplicate,
+        dividend_date=config.dividend_date,
+        dividend_unpriced=config.dividend_unpriced,
     )
     actions = corporate_actions_frame(events, switches)
     return TableWrite(
@@ -105,7 +114,7 @@ def silver_corporate_actions(
                 f"repaired_{kind}": dg.MetadataValue.int(
                     int((actions["repair_reason"] == kind).sum())
                 )
-                for kind in ("dividend_unit", "dividend_duplicate")
+                for kind in DIVIDEND_REPAIR_KINDS
             },
         },
     )

@@ -14,7 +14,7 @@ from marketflow_assets.checks.framework import WARN, CheckDef, CheckRun, Outcome
 from marketflow_assets.contracts.silver import REPAIR_KINDS
 
 BAR_REPAIRS = dg.AssetKey(["silver", "bar_repairs"])
-DIVIDEND_KINDS = ("dividend_unit", "dividend_duplicate")
+DIVIDEND_KINDS = ("dividend_unit", "dividend_duplicate", "dividend_date", "dividend_unpriced")
 BAR_KINDS = tuple(k for k in REPAIR_KINDS if k not in DIVIDEND_KINDS)
 
 

@@ -32,6 +32,8 @@ REPAIR_KINDS = (
     "adj_close_recomputed",
     "dividend_unit",
     "dividend_duplicate",
+    "dividend_date",
+    "dividend_unpriced",
 )
 
 

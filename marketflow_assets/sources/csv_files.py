@@ -20,6 +20,7 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from marketflow_assets.sources.base import (
@@ -34,6 +35,8 @@ from marketflow_assets.transforms.payloads import bar_dates, bar_time_problems
 
 REQUIRED_COLUMNS = ("Date", "Open", "High", "Low", "Close", "Volume")
 OPTIONAL_COLUMNS = ("Adj Close", "Dividends", "Stock Splits")
+# A file this long with every date 5+ days from the next is weekly/monthly, not a sparse daily one
+MIN_ROWS_FOR_PERIOD_CHECK = 8
 
 
 @dataclass
@@ -87,6 +90,18 @@ class CsvSource(MarketDataSource):
                 f"{path}, line {line}, field Date: {frame['Date'].iloc[line - 2]!r} is an intraday "
                 "bar (several times on one date); the csv source serves daily bars (one row per "
                 "date)"
+            )
+        # ... and consecutive dates 5+ days apart throughout is a weekly or monthly export: each
+        # row spans several sessions (its date is the period's first day, perhaps a holiday)
+        days = np.sort(dates.dropna().unique())
+        if (
+            len(days) >= MIN_ROWS_FOR_PERIOD_CHECK
+            and (np.diff(days) >= np.timedelta64(5, "D")).all()
+        ):
+            raise PayloadFormatError(
+                f"{path}, line 2, field Date: {frame['Date'].iloc[0]!r}: every date is 5 or more "
+                "days from the next, a weekly or monthly export; the csv source serves daily bars "
+                "(one row per session)"
             )
         version = {
             "modified_at": dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).isoformat(),

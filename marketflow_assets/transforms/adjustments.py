@@ -46,7 +46,16 @@ def corporate_actions_frame(
         # of the ticker's own exchange.
         ex_date=_next_sessions(pd.to_datetime(events["date"]), events["ticker"]),
         # dividend-repair evidence; absent from manifests landed before it was recorded
-        **{c: events.get(c, np.nan) for c in ("open", "adj_ratio", "prev_adj_ratio")},
+        **{
+            c: events.get(c, np.nan)
+            for c in ("open", "adj_ratio", "prev_adj_ratio", "close", "next_open")
+        },
+        next_date=events.get("next_date", pd.Series(None, index=events.index, dtype=object)),
+        # a row without prices; events recorded before this was count as priced
+        priced=events.get("priced", pd.Series(True, index=events.index))
+        .astype(object)
+        .where(lambda v: v.notna(), True)
+        .astype(bool),
     )
     con = duckdb.connect()
     try:
@@ -86,6 +95,10 @@ SELECT
     CASE WHEN dividend > 0 AND prev_close > 0 THEN dividend / prev_close ELSE 0.0 END AS yield_,
     CASE WHEN prev_close > 0 THEN (prev_close - open) / prev_close END AS drop,
     1 - prev_adj_ratio / adj_ratio AS provider_yield,
+    CASE WHEN close > 0 THEN (close - next_open) / close END AS next_drop,
+    CASE WHEN dividend > 0 AND close > 0 THEN dividend / close END AS next_yield,
+    next_date::DATE AS next_date,
+    priced,
     first_seen_at,
     last_seen_at,
     source

@@ -57,10 +57,15 @@ def _session_rule(interval: Interval) -> tuple[str, str, str]:
     )
 
 
-def classified_bars_sql(interval: Interval, range_tolerance: float = 0.0) -> str:
+def classified_bars_sql(
+    interval: Interval, range_tolerance: float = 0.0, *, own_adjustment: bool = False
+) -> str:
     """Every bronze row in scope with `reason` and `detail` (NULL reason = silver keeps it).
     `range_tolerance`: open/close this far (relative) outside [low, high] is accepted, for the
-    range_widened repair (transforms/repairs/bars.py) to widen the range."""
+    range_widened repair (transforms/repairs/bars.py) to widen the range. `own_adjustment`:
+    silver computes adj_close from the corporate actions (adj_close_recomputed on), so the
+    provider's Adj Close is evidence only: an infinite or absurd one (SSNLF's -inf and 1e36) does
+    not cost a bar whose OHLCV is valid; it stays in bronze and the bar says adj_close_recomputed."""
     lo, hi = f"low * (1 - {float(range_tolerance)!r})", f"high * (1 + {float(range_tolerance)!r})"
     values = _VALUE_COLUMNS[interval]
     session_rule, session_reason, session_detail = _session_rule(interval)
@@ -69,9 +74,11 @@ def classified_bars_sql(interval: Interval, range_tolerance: float = 0.0) -> str
     missing_list = "CASE WHEN ts IS NULL THEN 'ts' END, " + ", ".join(
         f"CASE WHEN {c} IS NULL OR isnan({c}) THEN '{c}' END" for c in ohlcv
     )
-    infinite = " OR ".join(f"isinf(coalesce({c}, 0))" for c in values)
-    infinite_list = ", ".join(f"CASE WHEN isinf(coalesce({c}, 0)) THEN '{c}' END" for c in values)
-    prices = ("open", "high", "low", "close", *(("adj_close",) if interval == "1d" else ()))
+    finite = tuple(c for c in values if not (own_adjustment and c == "adj_close"))
+    infinite = " OR ".join(f"isinf(coalesce({c}, 0))" for c in finite)
+    infinite_list = ", ".join(f"CASE WHEN isinf(coalesce({c}, 0)) THEN '{c}' END" for c in finite)
+    judged_adj = interval == "1d" and not own_adjustment
+    prices = ("open", "high", "low", "close", *(("adj_close",) if judged_adj else ()))
     greatest_price = f"greatest({', '.join(f'coalesce({c}, 0)' for c in prices)})"
     return f"""
 WITH src AS (

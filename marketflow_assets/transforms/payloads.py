@@ -223,6 +223,15 @@ def corporate_action_events(frame: pd.DataFrame) -> list[dict]:
     # the previous *valid* close: a row without prices (Yahoo's NaN rows) does not reset it
     valid = ordered.groupby(TICKER_COLUMN, sort=False)[["_close", "_adj_ratio"]].ffill()
     previous = valid.groupby(ordered[TICKER_COLUMN], sort=False).shift(1).reindex(frame.index)
+    # the next row with prices: a dividend the provider dated a session early shows its drop there
+    priced_rows = ordered[ordered["_close"].notna()].assign(
+        _open=pd.to_numeric(ordered["Open"], errors="coerce"), _day=bar_dates(ordered["Date"])
+    )
+    following = (
+        priced_rows.groupby(TICKER_COLUMN, sort=False)[["_open", "_day"]]
+        .shift(-1)
+        .reindex(frame.index)
+    )
     is_event = (dividends > 0) | ((splits > 0) & (splits != 1))
     events = pd.DataFrame(
         {
@@ -235,6 +244,10 @@ def corporate_action_events(frame: pd.DataFrame) -> list[dict]:
             "open": pd.to_numeric(frame["Open"], errors="coerce").astype("float64"),
             "adj_ratio": ordered["_adj_ratio"].reindex(frame.index).astype("float64"),
             "prev_adj_ratio": previous["_adj_ratio"].astype("float64"),
+            "close": close.astype("float64"),
+            "next_open": following["_open"].astype("float64"),
+            "next_date": following["_day"].dt.strftime("%Y-%m-%d"),
+            "priced": close.notna(),
         }
     )[is_event]
     events = events.astype(object).where(events.notna(), None)

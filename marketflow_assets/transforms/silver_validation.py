@@ -49,7 +49,10 @@ def validate_daily_bars(
         "end": end + dt.timedelta(days=CONTEXT_DAYS),
         "tickers": tickers,
     }
-    classified = con.execute(classified_bars_sql("1d", tolerance), context).df()
+    classified = con.execute(
+        classified_bars_sql("1d", tolerance, own_adjustment=switches.adj_close_recomputed),
+        context,
+    ).df()
     in_scope = classified["session_date"].between(pd.Timestamp(start), pd.Timestamp(end))
     accepted = classified[classified["reason"].isna()]
     actions = con.execute(

@@ -13,6 +13,10 @@ carry `repair_reason`, `silver.bar_repairs` lists every repaired bar (before and
                           by the split ratio, volume by its inverse (bars.py)
     dividend_unit         a dividend 100x too large or too small (dividends.py)
     dividend_duplicate    a phantom copy of a dividend a few days from the real one (dividends.py)
+    dividend_date         a dividend dated a session early: no drop on its date, its drop at the
+                          next session's open: moved there, amount kept (dividends.py)
+    dividend_unpriced     a dividend on a date the provider gives no prices for: nothing confirms
+                          it, so it is kept with its amount but not applied (dividends.py)
     adj_close_recomputed  the provider's Adj Close disagrees with the adjustment silver computes
                           from the (repaired) actions: missing dividend adjustment, capital gains
                           double counted, adjustment 100x too small (silver uses its own)
@@ -24,7 +28,12 @@ from dataclasses import dataclass, fields
 
 from marketflow_assets.contracts.silver import REPAIR_KINDS
 
-DIVIDEND_REPAIR_KINDS = ("dividend_unit", "dividend_duplicate")
+DIVIDEND_REPAIR_KINDS = (
+    "dividend_unit",
+    "dividend_duplicate",
+    "dividend_date",
+    "dividend_unpriced",
+)
 # Bars silver cannot repair with unambiguous evidence land in silver.rejected_bars with this reason.
 QUARANTINE_REASONS = ("unexplained_price_spike",)
 
@@ -37,6 +46,8 @@ class RepairSwitches:
     adj_close_recomputed: bool = True
     dividend_unit: bool = True
     dividend_duplicate: bool = True
+    dividend_date: bool = True
+    dividend_unpriced: bool = True
 
     @classmethod
     def from_disabled(cls, disabled: str | tuple[str, ...] | list[str]) -> RepairSwitches:

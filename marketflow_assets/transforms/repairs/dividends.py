@@ -12,6 +12,13 @@ their median yield or more, or a single one that is 1/100 of the ticker's other 
 have neither.
 dividend_unit, split: on a split's ex-date, a dividend in pre-split terms while the provider's
 own Adj Close step gives the post-split amount: divided by the split ratio.
+dividend_date: a dividend over 10% of the previous close with no drop of a tenth of it at its
+ex-date open, but one of a quarter of it at the next priced session's open (from its own close): the provider dated
+it a session early. Moved to that session with its amount (it is confirmed there), yield against
+its dated session's close.
+dividend_unpriced: a dividend on a row the provider gives no prices for. No price before or after
+confirms it and no adjustment step can be sized from that day: kept with its original amount,
+dividend 0 (not applied to adj_close).
 dividend_duplicate: two dividends of one ticker within `DUPLICATE_DAYS` days (after the unit
 repair): equal amounts keep the later (Yahoo's phantom comes first), different amounts keep the
 earlier. The dropped one stays in the table with dividend 0 and its original amount.
@@ -27,6 +34,10 @@ from marketflow_assets.transforms.repairs import RepairSwitches
 DUPLICATE_DAYS = 7
 TOO_LARGE_YIELD = 0.10
 TINY_YIELD = 0.001
+# Moving a dividend takes more evidence than keeping one: the next session's opening drop must be
+# a quarter of the dividend (SCR.TO 0.441 on 2.88: 4.5% of 15.3%), not the tenth that confirms one
+# on its own date (ABDP.L's 100x dividends sit next to ordinary 1% moves).
+SHIFT_DROP = 0.25
 
 
 def repair_dividends(actions: pd.DataFrame, switches: RepairSwitches) -> pd.DataFrame:
@@ -41,9 +52,73 @@ def repair_dividends(actions: pd.DataFrame, switches: RepairSwitches) -> pd.Data
     y = out["yield_"].to_numpy(dtype=float)
     drop = out["drop"].to_numpy(dtype=float)
 
+    def record(hit: np.ndarray, kind: str, details: list[str]) -> None:
+        out.loc[hit, "original_dividend"] = out.loc[hit, "original_dividend"].fillna(
+            out.loc[hit, "dividend"]
+        )
+        out.loc[hit, "repair_reason"] = kind
+        out.loc[hit, "repair_detail"] = details
+
+    priced = (
+        out["priced"].astype(object).where(out["priced"].notna(), True).to_numpy(dtype=bool)
+        if "priced" in out
+        else np.ones(len(out), dtype=bool)
+    )
+    if switches.dividend_unpriced:
+        unpriced = is_div & ~priced
+        record(
+            unpriced,
+            "dividend_unpriced",
+            [
+                f"dividend {d:g} on a date without prices: unconfirmed, not applied"
+                for d in out.loc[unpriced, "dividend"]
+            ],
+        )
+        out.loc[unpriced, ["dividend", "yield_"]] = 0.0
+        is_div = is_div & ~unpriced
+
+    shifted = np.zeros(len(out), dtype=bool)
+    if switches.dividend_date and "next_drop" in out:
+        next_drop = out["next_drop"].to_numpy(dtype=float)
+        next_y = out["next_yield"].to_numpy(dtype=float)
+        shifted = (
+            is_div
+            & (y > TOO_LARGE_YIELD)
+            & (y <= 1)
+            & (drop < y / 10)
+            & (next_drop >= next_y * SHIFT_DROP)
+            & out["next_date"].notna().to_numpy()
+        )
+        record(
+            shifted,
+            "dividend_date",
+            [
+                f"dividend {d:g} dated {pd.Timestamp(e).date()} ({y_:.2%}) with a {dr:.2%} drop "
+                f"there and {nd:.2%} at the next session's open: moved to {pd.Timestamp(n).date()}"
+                for d, e, y_, dr, nd, n in zip(
+                    out.loc[shifted, "dividend"],
+                    out.loc[shifted, "ex_date"],
+                    y[shifted],
+                    drop[shifted],
+                    next_drop[shifted],
+                    out.loc[shifted, "next_date"],
+                    strict=True,
+                )
+            ],
+        )
+        moved = pd.to_datetime(out.loc[shifted, "next_date"])
+        is_datetime = pd.api.types.is_datetime64_any_dtype(out["ex_date"])
+        out.loc[shifted, "ex_date"] = moved.to_numpy() if is_datetime else moved.dt.date
+        out.loc[shifted, "yield_"] = next_y[shifted]
+        y = out["yield_"].to_numpy(dtype=float)
+        out = out.sort_values(["ticker", "ex_date"], kind="stable")
+        order = out.index.to_numpy()
+        y, drop, is_div, shifted = y[order], drop[order], is_div[order], shifted[order]
+        out = out.reset_index(drop=True)
+
     scale = np.ones(len(out))
     if switches.dividend_unit:
-        too_large = is_div & ((y > 1) | ((y > TOO_LARGE_YIELD) & (drop < y / 10)))
+        too_large = is_div & ~shifted & ((y > 1) | ((y > TOO_LARGE_YIELD) & (drop < y / 10)))
         tiny = is_div & (y < TINY_YIELD)
         grouped = pd.DataFrame({"ticker": out["ticker"], "y": y, "drop": drop})[tiny]
         stats = grouped.groupby("ticker").agg(
