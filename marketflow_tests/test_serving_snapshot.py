@@ -134,8 +134,8 @@ def test_retention_keeps_the_newest_and_readers_keep_their_file(warehouse, tmp_p
     root = tmp_path / "serving"
     first = publish(warehouse, root)
     reader = duckdb.connect(str(root / "current.duckdb"), read_only=True)
-    for _ in range(RETENTION + 1):
-        last = publish(warehouse, root)
+    for _ in range(RETENTION + 1):  # nothing changed: a new snapshot only when asked to
+        last = publish(warehouse, root, full_rebuild=True)
     kept = layout.snapshot_files(root)
     assert [p.stem for p in kept][-1] == last.snapshot_id and len(kept) == RETENTION
     assert not first.path.exists()
@@ -157,7 +157,7 @@ def test_a_failed_publish_leaves_the_current_snapshot_in_place(warehouse, tmp_pa
 
     monkeypatch.setattr("marketflow_assets.serving.publish._publish_derived", broken)
     with pytest.raises(RuntimeError, match="disk full"):
-        publish(warehouse, root)
+        publish(warehouse, root, full_rebuild=True)
     assert layout.current_target(root) == good.path
     assert not list((root / layout.SNAPSHOTS).glob(".partial-*"))
 

@@ -75,10 +75,10 @@ class ParquetCopy:
             self._copy(con, f"SELECT * FROM {source}", folder / DATA_FILE)
             return 1
         key, expr = partition
-        present = {
-            str(v) for (v,) in con.execute(f"SELECT DISTINCT {expr} FROM {source}").fetchall()
-        }
         if parts is None:  # rebuilt: every partition, and none of the old ones
+            present = {
+                str(v) for (v,) in con.execute(f"SELECT DISTINCT {expr} FROM {source}").fetchall()
+            }
             targets = present | {p.name.split("=", 1)[1] for p in folder.glob(f"{key}=*")}
         elif key == "session_month":
             targets = {part.strftime("%Y-%m") for _, part in parts}
@@ -87,31 +87,42 @@ class ParquetCopy:
         written = 0
         for value in sorted(targets):
             path = folder / f"{key}={value}" / DATA_FILE
-            if value in present:
-                # `value` comes from the snapshot's own dates (YYYY-MM or YYYY-MM-DD), not a user.
-                literal = f"DATE '{value}'" if key == "session_date" else f"'{value}'"
-                self._copy(
-                    con,
-                    f"SELECT * FROM {source} WHERE {expr} = {literal} ORDER BY {table.order_by()}",
-                    path,
-                )
+            # `value` comes from the snapshot's own dates (YYYY-MM or YYYY-MM-DD), not a user;
+            # a range on session_date (not `expr`) lets DuckDB skip row groups by zone maps.
+            first = dt.date.fromisoformat(value if key == "session_date" else f"{value}-01")
+            last = first if key == "session_date" else _month_end(first)
+            rows = self._copy(
+                con,
+                f"SELECT * FROM {source} WHERE session_date BETWEEN DATE '{first}' "
+                f"AND DATE '{last}' ORDER BY {table.order_by()}",
+                path,
+            )
+            if rows:
                 written += 1
-            else:
+            else:  # the partition has no rows any more
                 self._remove_tree(path.parent)
         return written
 
-    def _copy(self, con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
+    def _copy(self, con: duckdb.DuckDBPyConnection, query: str, path: Path) -> int:
+        """Write the rows of `query` to `path` (atomically); returns the rows. No rows: no file
+        (the caller removes the partition)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".tmp-{uuid.uuid4().hex}.parquet")
         escaped = str(tmp).replace("'", "''")
         try:
-            con.execute(f"COPY ({query}) TO '{escaped}' (FORMAT parquet, COMPRESSION zstd)")
+            rows = con.execute(
+                f"COPY ({query}) TO '{escaped}' (FORMAT parquet, COMPRESSION zstd)"
+            ).fetchone()[0]
+            if not rows and "WHERE" in query:
+                tmp.unlink(missing_ok=True)
+                return 0
             tmp.replace(path)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
         if self.store is not None:
             self.store.put(self._key(path), path.read_bytes())
+        return int(rows)
 
     def _remove_tree(self, folder: Path) -> None:
         if not folder.exists():
@@ -155,6 +166,11 @@ class ParquetCopy:
         tmp.replace(path)
         if self.store is not None:
             self.store.put(self._key(path), body)
+
+
+def _month_end(first: dt.date) -> dt.date:
+    following = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    return following - dt.timedelta(days=1)
 
 
 def _iso(value: dt.date | None) -> str | None:
