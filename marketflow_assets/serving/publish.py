@@ -261,7 +261,7 @@ def _plan(con: duckdb.DuckDBPyConnection, previous: Path | None) -> Plan:
                 else:
                     mine = [c for c in changes if c.table_name == label]
                     action = "journal" if mine else "unchanged"
-                    tables[qualified] = TablePlan(table, action, mine, journaled=True)
+                    tables[qualified] = TablePlan(table, action, journaled=True, changes=mine)
             else:
                 tables[qualified] = _fingerprint_plan(con, table)
         previous_tables = _previous_tables(con)
