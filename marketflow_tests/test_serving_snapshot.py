@@ -13,8 +13,10 @@ import boto3
 import duckdb
 import pandas as pd
 import pytest
+from fastapi.testclient import TestClient
 from moto.server import ThreadedMotoServer
 
+from marketflow_assets.api import create_app
 from marketflow_assets.contracts import CONTRACTS
 from marketflow_assets.serving import current_snapshot_path, layout
 from marketflow_assets.serving.parquet_copy import ParquetCopy
@@ -384,3 +386,23 @@ def test_a_rolled_back_write_journals_nothing(journaled):
         assert con.execute("SELECT count(*) FROM ops.table_changes").fetchone()[0] == before
     finally:
         con.close()
+
+
+def test_the_api_answers_repeats_from_its_cache_until_a_new_snapshot(journaled, tmp_path):
+    settings = make_settings(tmp_path / "home")
+    root = layout.serving_dir(settings)
+    publish(journaled, root)
+    client = TestClient(create_app(settings))
+    first = client.get("/v1/prices/latest")
+    assert first.status_code == 200 and client.get("/v1/prices/latest").content == first.content
+    new_day = dt.date(2024, 3, 26)
+    write(
+        journaled,
+        "silver.daily_bars",
+        contract_rows("silver.daily_bars", TICKERS, [new_day], 11.0),
+        (new_day, new_day),
+    )
+    later = publish(journaled, root)
+    after = client.get("/v1/prices/latest").json()
+    assert after["snapshot"] == later.snapshot_id
+    assert {row["session_date"] for row in after["data"]} == {new_day.isoformat()}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import subprocess
 import tempfile
 import time
@@ -91,8 +92,10 @@ def measure(tickers: int, sessions: int, work: Path) -> dict:
         "FROM silver.daily_bars GROUP BY ALL"
     )
 
+    parquet = ParquetCopy(root)
+
     def publish(**kwargs):
-        return publish_snapshot(con, root, run_id="bench", parquet=ParquetCopy(root), **kwargs)
+        return publish_snapshot(con, root, run_id="bench", parquet=parquet, **kwargs)
 
     full_s, full = _timed(publish)
     for name in TABLES:
@@ -103,6 +106,7 @@ def measure(tickers: int, sessions: int, work: Path) -> dict:
         [increment[0]],
     )
     inc_s, inc = _timed(publish)
+    parquet_seconds = dict(parquet.seconds)
     same_s, same = _timed(publish)
     con.close()
     snapshot = inc.path
@@ -117,6 +121,7 @@ def measure(tickers: int, sessions: int, work: Path) -> dict:
         "publish_full_s": round(full_s, 3),
         "publish_increment_s": round(inc_s, 3),
         "publish_increment_steps": inc.seconds,
+        "increment_parquet_steps": parquet_seconds,
         "increment_rows_written": inc.rows_written,
         "increment_parquet_files": inc.parquet_files_written,
         "increment_modes": {k: v.mode for k, v in inc.tables.items() if v.mode != "unchanged"},
@@ -130,6 +135,7 @@ def measure(tickers: int, sessions: int, work: Path) -> dict:
             "unchanged / cp": round(same_s / cp_s, 2),
         },
         "full_modes": sorted({v.mode for v in full.tables.values()}),
+        "load_average": os.getloadavg(),
     }
 
 

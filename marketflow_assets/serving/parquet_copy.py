@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,6 +40,7 @@ class ParquetCopy:
     def __init__(self, root: Path, store: ObjectStore | None = None):
         self.root = root / layout.PARQUET
         self.store = store  # the S3 lake, when there is one
+        self.seconds: dict[str, float] = {}  # of the last `write`, per table
 
     def write(
         self,
@@ -50,7 +52,9 @@ class ParquetCopy:
         """Rewrite the partitions of `changes` from the snapshot attached as `catalog`; returns
         the number of files written."""
         written = 0
+        self.seconds: dict[str, float] = {}
         for table, parts in changes.values():
+            started = time.perf_counter()
             folder = self.root / table.schema / table.name
             if f"{table.schema}.{table.name}" not in result.tables or (
                 result.tables[f"{table.schema}.{table.name}"].mode == "dropped"
@@ -58,7 +62,10 @@ class ParquetCopy:
                 self._remove_tree(folder)
                 continue
             written += self._write_table(con, catalog, table, parts, folder)
+            self.seconds[f"{table.schema}.{table.name}"] = round(time.perf_counter() - started, 3)
+        started = time.perf_counter()
         self._write_manifest(result)
+        self.seconds["_manifest.json"] = round(time.perf_counter() - started, 3)
         return written
 
     def _write_table(
