@@ -49,8 +49,10 @@ class ParquetCopy:
         changes: dict[str, tuple[ServedTable, list | None]],
         result: PublishResult,
     ) -> int:
-        """Rewrite the partitions of `changes` from the snapshot attached as `catalog`; returns
-        the number of files written."""
+        """Rewrite the partitions of `changes` with the served rows of `catalog` (the warehouse
+        when empty: the publisher holds it, so its rows are the snapshot's, and its tables,
+        appended session by session, let a month be read without scanning ten years; the
+        snapshot's are sorted by ticker); returns the number of files written."""
         written = 0
         self.seconds: dict[str, float] = {}
         for table, parts in changes.values():
@@ -76,7 +78,7 @@ class ParquetCopy:
         parts: list | None,
         folder: Path,
     ) -> int:
-        source = f"{catalog}.{table.qualified}"
+        source = f"({table.source_sql(catalog)}) s"
         partition = table.parquet_partition()
         if partition is None:
             self._copy(con, f"SELECT * FROM {source}", folder / DATA_FILE)

@@ -164,7 +164,7 @@ def publish_snapshot(
             _publish_derived(warehouse, result, run_id, now, watermark)
             timer.lap("latest_and_manifest")
             if parquet is not None:
-                result.parquet_files_written = parquet.write(warehouse, SNAP, changes, result)
+                result.parquet_files_written = parquet.write(warehouse, "", changes, result)
             timer.lap("parquet")
             warehouse.execute(f"CHECKPOINT {SNAP}")
         finally:
