@@ -1,5 +1,6 @@
 """serving/snapshot publishing on a small synthetic warehouse: incremental = full rebuild,
-atomic switch, retention that never pulls a file from under a reader, the Parquet copy (local
+changes found through the shared writer's journal (whoever made them) or fingerprints, atomic
+switch, retention that never pulls a file from under a reader, the Parquet copy (local
 and on S3 through moto's real HTTP endpoint)."""
 
 from __future__ import annotations
@@ -12,12 +13,16 @@ import boto3
 import duckdb
 import pandas as pd
 import pytest
+from fastapi.testclient import TestClient
 from moto.server import ThreadedMotoServer
 
+from marketflow_assets.api import create_app
+from marketflow_assets.contracts import CONTRACTS
 from marketflow_assets.serving import current_snapshot_path, layout
 from marketflow_assets.serving.parquet_copy import ParquetCopy
 from marketflow_assets.serving.publish import RETENTION, publish_snapshot
 from marketflow_assets.storage.object_store import S3ObjectStore
+from marketflow_assets.storage.warehouse import TableWrite, write_table
 from marketflow_tests.helpers import make_settings
 
 TICKERS = ("AAA", "BBB", "CCC", "DDD", "EEE", "FFF")
@@ -134,8 +139,8 @@ def test_retention_keeps_the_newest_and_readers_keep_their_file(warehouse, tmp_p
     root = tmp_path / "serving"
     first = publish(warehouse, root)
     reader = duckdb.connect(str(root / "current.duckdb"), read_only=True)
-    for _ in range(RETENTION + 1):
-        last = publish(warehouse, root)
+    for _ in range(RETENTION + 1):  # nothing changed: a new snapshot only when asked to
+        last = publish(warehouse, root, full_rebuild=True)
     kept = layout.snapshot_files(root)
     assert [p.stem for p in kept][-1] == last.snapshot_id and len(kept) == RETENTION
     assert not first.path.exists()
@@ -157,7 +162,7 @@ def test_a_failed_publish_leaves_the_current_snapshot_in_place(warehouse, tmp_pa
 
     monkeypatch.setattr("marketflow_assets.serving.publish._publish_derived", broken)
     with pytest.raises(RuntimeError, match="disk full"):
-        publish(warehouse, root)
+        publish(warehouse, root, full_rebuild=True)
     assert layout.current_target(root) == good.path
     assert not list((root / layout.SNAPSHOTS).glob(".partial-*"))
 
@@ -208,3 +213,196 @@ def test_parquet_copy_goes_to_s3_when_the_lake_is_there(warehouse, tmp_path, mon
         assert manifest["snapshot_id"] == result.snapshot_id
     finally:
         server.stop()
+
+
+# -- the change journal: what the shared writer changed, whoever ran it -----------------------
+DAYS = [d.date() for d in pd.bdate_range("2024-01-02", periods=60)]
+
+
+def contract_rows(name: str, tickers, days, price: float) -> pd.DataFrame:
+    """One row per (ticker, session) with the contract's columns (values by column type)."""
+    contract = CONTRACTS[name]
+    grid = pd.MultiIndex.from_product([list(tickers), list(days)], names=["ticker", "d"])
+    grid = grid.to_frame(index=False)
+    values = {
+        "VARCHAR": "sim",
+        "DOUBLE": price,
+        "BIGINT": 100,
+        "INTEGER": 1,
+        "BOOLEAN": True,
+    }
+    frame = pd.DataFrame(index=grid.index)
+    for column in contract.columns:
+        if column.name == "ticker":
+            frame[column.name] = grid["ticker"]
+        elif column.sql_type == "DATE":
+            frame[column.name] = grid["d"]
+        elif column.sql_type == "TIMESTAMPTZ":
+            frame[column.name] = pd.to_datetime(grid["d"]).dt.tz_localize("UTC") + pd.Timedelta(
+                hours=15
+            )
+        else:
+            frame[column.name] = values[column.sql_type]
+    return frame
+
+
+def write(warehouse: Path, name: str, rows: pd.DataFrame, bounds, tickers=None, run_id="run"):
+    """A write through the shared writer, as any asset's run makes it (no publish)."""
+    con = duckdb.connect(str(warehouse))
+    try:
+        write_table(con, CONTRACTS[name], TableWrite(rows, tickers=tickers), bounds, run_id=run_id)
+    finally:
+        con.close()
+
+
+@pytest.fixture
+def journaled(tmp_path):
+    """A warehouse whose daily and intraday bars were written by the shared writer."""
+    path = tmp_path / "journaled.duckdb"
+    write(
+        path,
+        "silver.daily_bars",
+        contract_rows("silver.daily_bars", TICKERS, DAYS, 10.0),
+        (DAYS[0], DAYS[-1]),
+    )
+    recent = DAYS[-6:]
+    write(
+        path,
+        "silver.intraday_bars_1m",
+        contract_rows("silver.intraday_bars_1m", TICKERS, recent, 10.0),
+        (recent[0], recent[-1]),
+    )
+    return path
+
+
+def assert_served_as_warehouse(snapshot: Path, warehouse: Path, root: Path) -> None:
+    full = publish(warehouse, root / "full", full_rebuild=True)
+    for name in ("silver.daily_bars", "silver.intraday_bars_1m", "serving.latest_prices"):
+        pd.testing.assert_frame_equal(table(snapshot, name), table(full.path, name))
+    pd.testing.assert_frame_equal(
+        table(snapshot, "silver.daily_bars"), table(warehouse, "silver.daily_bars")
+    )
+
+
+def test_an_increment_writes_only_the_changed_parts(journaled, tmp_path):
+    root = tmp_path / "serving"
+    publish(journaled, root)
+    new_day = dt.date(2024, 3, 26)
+    write(
+        journaled,
+        "silver.daily_bars",
+        contract_rows("silver.daily_bars", TICKERS, [new_day], 11.0),
+        (new_day, new_day),
+    )
+    write(
+        journaled,
+        "silver.intraday_bars_1m",
+        contract_rows("silver.intraday_bars_1m", TICKERS, [new_day], 11.0),
+        (new_day, new_day),
+    )
+    increment = publish(journaled, root)
+    bars = increment.tables["silver.daily_bars"]
+    assert (bars.mode, bars.rows_written, bars.parts_changed) == ("incremental", 6, 6)
+    intraday = increment.tables["silver.intraday_bars_1m"]
+    # The new session entered the 5-session window, the oldest left it: those two only.
+    assert (intraday.mode, intraday.parts_changed) == ("incremental", 12)
+    assert increment.tables["silver.symbols"].mode == "unchanged"
+    # Parquet: the one month of daily bars, the one new intraday session (the old one removed).
+    assert increment.parquet_files_written == 2
+    intraday_days = sorted(p.name for p in (root / "parquet/silver/intraday_bars_1m").iterdir())
+    assert intraday_days == [f"session_date={d}" for d in [*DAYS[-4:], new_day]]
+    assert_served_as_warehouse(increment.path, journaled, tmp_path)
+
+
+def test_a_change_by_a_run_that_did_not_publish_is_picked_up(journaled, tmp_path):
+    root = tmp_path / "serving"
+    publish(journaled, root)
+    # Two runs that did not publish: a restated (re-adjusted) history for one ticker, then a
+    # ticker-restricted correction of one session.
+    write(
+        journaled,
+        "silver.daily_bars",
+        contract_rows("silver.daily_bars", ["BBB"], DAYS, 5.0),
+        (DAYS[0], DAYS[-1]),
+        tickers=("BBB",),
+        run_id="readjust",
+    )
+    write(
+        journaled,
+        "silver.daily_bars",
+        contract_rows("silver.daily_bars", ["CCC"], DAYS[10:11], 7.0),
+        (DAYS[10], DAYS[10]),
+        tickers=("CCC",),
+        run_id="fix",
+    )
+    later = publish(journaled, root)
+    bars = later.tables["silver.daily_bars"]
+    assert (bars.mode, bars.rows_written) == ("incremental", 61)
+    assert later.parquet_files_written == 3  # BBB's three months
+    assert_served_as_warehouse(later.path, journaled, tmp_path)
+
+
+def test_an_unchanged_publish_writes_nothing(journaled, tmp_path):
+    root = tmp_path / "serving"
+    first = publish(journaled, root)
+    manifest = (root / "parquet" / layout.PARQUET_MANIFEST).stat().st_mtime_ns
+    # A write the snapshot does not serve (bronze) changes nothing served.
+    write(
+        journaled,
+        "bronze.daily_bars",
+        contract_rows("bronze.daily_bars", TICKERS, DAYS[-1:], 1.0),
+        (DAYS[-1], DAYS[-1]),
+    )
+    again = publish(journaled, root)
+    assert again.unchanged and again.snapshot_id == first.snapshot_id
+    assert again.rows_written == 0 and again.parquet_files_written == 0
+    assert [p.stem for p in layout.snapshot_files(root)] == [first.snapshot_id]
+    assert (root / "parquet" / layout.PARQUET_MANIFEST).stat().st_mtime_ns == manifest
+
+
+def test_a_journal_that_does_not_hold_the_watermark_rebuilds(journaled, tmp_path):
+    """A restored warehouse's journal lacks the snapshot's watermark: nothing after it can be
+    trusted, so the journaled tables are rebuilt, not patched."""
+    root = tmp_path / "serving"
+    publish(journaled, root)
+    con = duckdb.connect(str(journaled))
+    con.execute("DELETE FROM ops.table_changes")  # as if restored from an older backup
+    con.execute("UPDATE silver.daily_bars SET close = 1 WHERE ticker = 'AAA'")
+    con.close()
+    later = publish(journaled, root)
+    assert later.tables["silver.daily_bars"].mode == "rebuilt"
+    assert_served_as_warehouse(later.path, journaled, tmp_path)
+
+
+def test_a_rolled_back_write_journals_nothing(journaled):
+    outside = contract_rows("silver.daily_bars", ["AAA"], DAYS[:2], 3.0)
+    con = duckdb.connect(str(journaled))
+    try:
+        before = con.execute("SELECT count(*) FROM ops.table_changes").fetchone()[0]
+        with pytest.raises(Exception, match="outside the run's scope"):
+            write_table(
+                con, CONTRACTS["silver.daily_bars"], TableWrite(outside), (DAYS[0], DAYS[0])
+            )
+        assert con.execute("SELECT count(*) FROM ops.table_changes").fetchone()[0] == before
+    finally:
+        con.close()
+
+
+def test_the_api_answers_repeats_from_its_cache_until_a_new_snapshot(journaled, tmp_path):
+    settings = make_settings(tmp_path / "home")
+    root = layout.serving_dir(settings)
+    publish(journaled, root)
+    client = TestClient(create_app(settings))
+    first = client.get("/v1/prices/latest")
+    assert first.status_code == 200 and client.get("/v1/prices/latest").content == first.content
+    new_day = dt.date(2024, 3, 26)
+    write(
+        journaled,
+        "silver.daily_bars",
+        contract_rows("silver.daily_bars", TICKERS, [new_day], 11.0),
+        (new_day, new_day),
+    )
+    later = publish(journaled, root)
+    after = client.get("/v1/prices/latest").json()
+    assert after["snapshot"] == later.snapshot_id
+    assert {row["session_date"] for row in after["data"]} == {new_day.isoformat()}

@@ -208,6 +208,16 @@ def create_app(
             q.params.append(end)
 
     def page(snap: OpenSnapshot, request: Request, q: PageQuery, fmt: str, **extra) -> Response:
+        """One page of `q` in `fmt`; the same request on the same snapshot is answered from its
+        response cache (a snapshot never changes)."""
+        key = (request.url.path, request.url.query)
+        if (hit := snap.responses.get(key)) is not None:
+            return respond(snap, request, hit[0], MEDIA[fmt], hit[1])
+        response = _page(snap, request, q, fmt, **extra)
+        snap.responses.put(key, response.body, response.headers.get("X-Next-Cursor"))
+        return response
+
+    def _page(snap: OpenSnapshot, request: Request, q: PageQuery, fmt: str, **extra) -> Response:
         with snap.cursor() as cur:
             if fmt == "json":
                 result = fetch_json(cur, q, snap.columns)

@@ -16,6 +16,8 @@ import duckdb
 from marketflow_assets.serving import layout
 
 OPEN_ATTEMPTS = 3
+RESPONSE_CACHE_BYTES = 64 * 2**20
+"""Bodies of responses kept per snapshot (a snapshot never changes, so neither do they)."""
 
 
 class NoSnapshotError(RuntimeError):
@@ -32,6 +34,7 @@ class OpenSnapshot:
     tables: dict[str, dict] = field(default_factory=dict)  # name -> {latest_session, row_count}
     columns: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     tickers: frozenset[str] = frozenset()
+    responses: ResponseCache = field(default_factory=lambda: ResponseCache(RESPONSE_CACHE_BYTES))
 
     @contextmanager
     def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -49,6 +52,32 @@ class OpenSnapshot:
     @property
     def latest_session(self) -> dt.date | None:
         return (self.tables.get("silver.daily_bars") or {}).get("latest_session")
+
+
+class ResponseCache:
+    """Response bodies of one snapshot by request (path and query), the oldest evicted past
+    `capacity` bytes. Safe to share between the server's threads."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        self._items: dict[tuple[str, str], tuple[bytes, str | None]] = {}
+        self._bytes = 0
+
+    def get(self, key: tuple[str, str]) -> tuple[bytes, str | None] | None:
+        return self._items.get(key)
+
+    def put(self, key: tuple[str, str], body: bytes, next_cursor: str | None) -> None:
+        if len(body) > self.capacity // 8:
+            return  # one huge page must not flush everything else
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = (body, next_cursor)
+            self._bytes += len(body)
+            while self._bytes > self.capacity:
+                old, _ = self._items.pop(next(iter(self._items)))  # the oldest entry
+                self._bytes -= len(old)
 
 
 class SnapshotReader:

@@ -57,8 +57,9 @@ def build_snapshot_asset(upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
         corporate actions, rejected rows, recent intraday; gold features, fundamentals and
         marts; ops.check_results) with a manifest (`serving.manifest`), published atomically
         as `$MARKETFLOW_HOME/serving/current.duckdb`, plus the same tables as date-partitioned
-        Parquet. Built incrementally from the previous snapshot: only changed (ticker, month)
-        parts are rewritten. The API, Superset and ad-hoc SQL read it; none of them opens the
+        Parquet. Built incrementally from the previous snapshot: only what the warehouse's
+        change journal (for dbt marts: fingerprints) says changed is rewritten, and nothing
+        when nothing changed. The API, Superset and ad-hoc SQL read it; none of them opens the
         warehouse, so readers never block a run."""
         root = _serving_root(lake)
         store = lake.store() if lake.s3_bucket else None
@@ -70,10 +71,15 @@ def build_snapshot_asset(upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
                 full_rebuild=config.full_rebuild,
                 parquet=ParquetCopy(root, store),
             )
-        context.log.info(
-            f"published snapshot {result.snapshot_id} ({result.rows_written:,} rows written, "
-            f"{sum(result.seconds.values()):.2f} s); removed {result.removed or 'none'}"
-        )
+        if result.unchanged:
+            context.log.info(
+                f"nothing served changed since snapshot {result.snapshot_id}: it stays current"
+            )
+        else:
+            context.log.info(
+                f"published snapshot {result.snapshot_id} ({result.rows_written:,} rows written, "
+                f"{sum(result.seconds.values()):.2f} s); removed {result.removed or 'none'}"
+            )
         tables = {
             name: {
                 "mode": t.mode,
@@ -86,6 +92,7 @@ def build_snapshot_asset(upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
         return dg.MaterializeResult(
             metadata={
                 "snapshot_id": result.snapshot_id,
+                "unchanged": dg.MetadataValue.bool(result.unchanged),
                 "previous_snapshot_id": result.previous_id or "none",
                 "path": dg.MetadataValue.path(str(root / CURRENT)),
                 "snapshot_file": dg.MetadataValue.path(str(result.path)),

@@ -91,6 +91,20 @@ def targets(by: dict[str, dict]) -> list[Target]:
         Target("serving", "prices/latest p50 (during run)", p("prices_latest", "p50_ms"), 10, "ms"),
         Target("serving", "prices/latest p99 (during run)", p("prices_latest", "p99_ms"), 50, "ms"),
         Target("serving", "10y bars JSON p50 (during run)", p("bars_10y_json", "p50_ms"), 40, "ms"),
+        Target(
+            "serving",
+            "prices/latest p50, cache miss (during run)",
+            p("prices_latest_uncached", "p50_ms"),
+            10,
+            "ms",
+        ),
+        Target(
+            "serving",
+            "10y bars JSON p50, cache miss (during run)",
+            p("bars_10y_json_uncached", "p50_ms"),
+            40,
+            "ms",
+        ),
         Target("serving", "errors during the run", errors, 0, "requests"),
     ]
 
@@ -240,6 +254,10 @@ def endpoints(ticker: str, first: str) -> dict[str, str]:
         "bars_10y_json": f"/v1/bars/{ticker}?start={first}",
         "bars_10y_parquet": f"/v1/bars/{ticker}?start={first}&format=parquet",
         "features_latest": "/v1/features/latest",
+        # A query parameter the API ignores makes each URL new: the response cache misses, so
+        # these measure the query and serialization the cache saves on repeats.
+        "prices_latest_uncached": "/v1/prices/latest?nocache={n}",
+        "bars_10y_json_uncached": f"/v1/bars/{ticker}?start={first}&nocache={{n}}",
     }
 
 
@@ -255,7 +273,7 @@ def _phase(host: str, port: int, path: str, clients: int, seconds: float) -> dic
         while time.perf_counter() < deadline:
             t0 = time.perf_counter()
             try:
-                con.request("GET", path)
+                con.request("GET", path.replace("{n}", f"{threading.get_ident()}-{t0}"))
                 response = con.getresponse()
                 response.read()
                 if response.status != 200:

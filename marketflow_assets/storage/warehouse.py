@@ -33,6 +33,7 @@ from pydantic import Field, PrivateAttr
 from marketflow_assets.calendar import xnys
 from marketflow_assets.contracts import CONTRACTS, TableContract, contract_for
 from marketflow_assets.faults import fault_point
+from marketflow_assets.storage.change_journal import ensure_journal, record_change
 from marketflow_assets.storage.warehouse_lock import WarehouseLockTimeout, warehouse_lock
 
 PREVIEW_ROWS = 5
@@ -206,9 +207,11 @@ def write_table(
     contract: TableContract,
     write: TableWrite,
     bounds: tuple[dt.date, dt.date] | None,
+    run_id: str | None = None,
 ) -> int:
     """Replace the scoped rows of a table with `write.rows` in one transaction; returns rows
-    written. Before committing, the rows now in scope must be exactly the rows written.
+    written. Before committing, the rows now in scope must be exactly the rows written, and the
+    scope is journaled (`change_journal`) in the same transaction.
     Batched writes (frame iterators, chunked SQL) go through `replace_staged`.
 
     DuckDB 2.0.0 silently copies 0 rows out of a table that was created empty and then filled by
@@ -216,12 +219,13 @@ def write_table(
     inserted straight into the target, SQL results are staged with CREATE TABLE AS (unaffected),
     and the count check turns any such loss into a failed, rolled-back write."""
     ensure_all_tables(con)
+    ensure_journal(con)
     if not isinstance(write.rows, str | pd.DataFrame):
-        return replace_staged(con, contract, write, bounds)
+        return replace_staged(con, contract, write, bounds, run_id=run_id)
     if isinstance(write.rows, str):
         chunks = query_chunks(write, bounds)
         if len(chunks) > 1:
-            return replace_staged(con, contract, write, bounds, chunks)
+            return replace_staged(con, contract, write, bounds, chunks, run_id=run_id)
     cols = ", ".join(contract.column_names)
     where, where_params = scope_sql(contract, bounds, write.tickers)
 
@@ -252,12 +256,26 @@ def write_table(
             written = insert("_batch")
             con.unregister("_batch")
         _check_present(con, contract, where, where_params, written)
+        record_change(
+            con, contract.table, _scoped(contract, bounds), _tickers(contract, write), run_id
+        )
         fault_point("warehouse.replace")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
     return int(written)
+
+
+def _scoped(
+    contract: TableContract, bounds: tuple[dt.date, dt.date] | None
+) -> tuple[dt.date, dt.date] | None:
+    """The sessions a write replaced, as `scope_sql` scopes them (None: all)."""
+    return bounds if contract.partition_column else None
+
+
+def _tickers(contract: TableContract, write: TableWrite) -> tuple[str, ...] | None:
+    return write.tickers if contract.ticker_column else None
 
 
 def release_cache(con: duckdb.DuckDBPyConnection) -> None:
@@ -281,6 +299,8 @@ def replace_staged(
     write: TableWrite,
     bounds: tuple[dt.date, dt.date] | None,
     chunks: list[dict[str, Any] | tuple[Any, ...]] | None = None,
+    *,
+    run_id: str | None = None,
 ) -> int:
     """Replace the scoped rows with batches: frames of an iterable, or the query run once per
     parameters in `chunks` (see `query_chunks`). Each batch is appended to a staging table (in
@@ -315,6 +335,9 @@ def replace_staged(
                     f"{contract.table}: staged {staged} rows but copied {written}; rolled back"
                 )
             _check_present(con, contract, where, where_params, written)
+            record_change(
+                con, contract.table, _scoped(contract, bounds), _tickers(contract, write), run_id
+            )
             fault_point("warehouse.replace")
             con.execute("COMMIT")
         except BaseException:
@@ -494,7 +517,7 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         contract = contract_for(context.asset_key)
         bounds = session_bounds(context)
         with self.warehouse.get_connection() as con:
-            written = write_table(con, contract, obj, bounds)
+            written = write_table(con, contract, obj, bounds, run_id=context.run_id)
             where, params = scope_sql(contract, bounds, obj.tickers)
             # A range run records this metadata on every partition's materialization (2,520 of
             # them for 10 years): the preview only goes with single-session writes.
