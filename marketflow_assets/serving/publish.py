@@ -26,6 +26,7 @@ import duckdb
 
 from marketflow_assets.faults import fault_point
 from marketflow_assets.serving import layout
+from marketflow_assets.serving.comments import comment_served_tables
 from marketflow_assets.serving.parquet_copy import ParquetCopy
 from marketflow_assets.serving.tables import ServedTable, served_tables
 
@@ -139,6 +140,7 @@ def publish_snapshot(
             changes = _publish_tables(warehouse, result)
             timer.lap("tables")
             _publish_derived(warehouse, result, run_id, now)
+            comment_served_tables(warehouse, SNAP)
             timer.lap("latest_and_manifest")
             if parquet is not None:
                 result.parquet_files_written = parquet.write(warehouse, SNAP, changes, result)
