@@ -242,3 +242,19 @@ def test_served_tables_follow_the_serving_rule():
     assert "ops.alert_history" not in SERVED_TABLES
     contracted = {t for t in CONTRACTS if t.split(".")[0] in ("silver", "gold")}
     assert contracted <= set(SERVED_TABLES)
+
+
+def test_superset_reads_the_current_symlink_not_the_snapshot_it_points_to(tmp_path, bundle):
+    """`current.duckdb` is a symlink the publisher switches on every publish: the registered
+    database must name the link, or Superset stays on one snapshot forever."""
+    from marketflow_assets.bi.superset import BiConfig
+
+    home = tmp_path / "home"
+    (home / "serving" / "snapshots").mkdir(parents=True)
+    (home / "serving" / "snapshots" / "one.duckdb").touch()
+    (home / "serving" / "current.duckdb").symlink_to(Path("snapshots") / "one.duckdb")
+    config = BiConfig.from_env({"MARKETFLOW_HOME": str(home)})
+    assert config.snapshot == (home / "serving" / "current.duckdb").absolute()
+    with zipfile.ZipFile(io.BytesIO(bundle.zip_bytes(config.snapshot))) as zf:
+        database = yaml.safe_load(zf.read("marketflow_dashboards/databases/marketflow.yaml"))
+    assert database["sqlalchemy_uri"] == f"duckdb:///{config.snapshot}"

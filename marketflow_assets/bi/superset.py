@@ -55,7 +55,9 @@ class BiConfig:
 
     @property
     def snapshot(self) -> Path:
-        return snapshot_path(self.settings).resolve()
+        # Not resolved: `current.duckdb` is a symlink to the snapshot file of the moment, switched
+        # on every publish; resolving it would pin Superset to one snapshot forever.
+        return snapshot_path(self.settings).absolute()
 
     def bin(self, name: str) -> Path:
         return self.venv / "bin" / name
