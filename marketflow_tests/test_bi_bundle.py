@@ -188,3 +188,73 @@ def test_a_sub_query_in_chart_sql_is_rejected(tmp_path):
     )
     with pytest.raises(BundleError, match="sub-queries"):
         load_bundle(bi).validate()
+
+
+def test_a_published_snapshot_carries_the_contract_descriptions_as_comments(tmp_path):
+    """SQL Lab and any DuckDB client see each served column's contract description
+    (`COMMENT ON`), also after a publish that rebuilds a table (which drops its comments)."""
+    import duckdb
+
+    from marketflow_assets.bi.bundle import contract_ddl
+    from marketflow_assets.serving.publish import publish_snapshot
+
+    warehouse = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    for statement in contract_ddl():
+        warehouse.execute(statement)
+    warehouse.execute("CREATE TABLE silver._private (x INTEGER)")  # not served, not commented
+    root = tmp_path / "serving"
+    publish_snapshot(warehouse, root, run_id="first")
+    warehouse.execute("ALTER TABLE gold.daily_features ADD COLUMN extra DOUBLE")  # a rebuild
+    publish_snapshot(warehouse, root, run_id="second")
+    warehouse.close()
+
+    snapshot = duckdb.connect(str(root / "current.duckdb"), read_only=True)
+    comments = {
+        (f"{schema}.{table}", column): comment
+        for schema, table, column, comment in snapshot.execute(
+            "SELECT schema_name, table_name, column_name, comment FROM duckdb_columns() "
+            "WHERE schema_name IN ('silver', 'gold', 'ops')"
+        ).fetchall()
+    }
+    tables = dict(
+        snapshot.execute(
+            "SELECT schema_name || '.' || table_name, comment FROM duckdb_tables() "
+            "WHERE schema_name IN ('silver', 'gold', 'ops')"
+        ).fetchall()
+    )
+    snapshot.close()
+    assert set(tables) == set(SERVED_TABLES)
+    for table in SERVED_TABLES:
+        contract = served_table(table)
+        assert tables[table] == contract.description, table
+        for column in contract.columns:
+            assert comments[(table, column.name)] == column.description, (table, column.name)
+    # A column no contract defines stays without a description, never a made-up one.
+    assert comments[("gold.daily_features", "extra")] is None
+
+
+def test_served_tables_follow_the_serving_rule():
+    """The BI layer's table list is the serving package's rule applied to the contracts: every
+    contracted silver and gold table plus ops.check_results, nothing else from ops or bronze."""
+    assert "silver.bar_repairs" in SERVED_TABLES
+    assert "ops.check_results" in SERVED_TABLES
+    assert not [t for t in SERVED_TABLES if t.startswith("bronze.")]
+    assert "ops.alert_history" not in SERVED_TABLES
+    contracted = {t for t in CONTRACTS if t.split(".")[0] in ("silver", "gold")}
+    assert contracted <= set(SERVED_TABLES)
+
+
+def test_superset_reads_the_current_symlink_not_the_snapshot_it_points_to(tmp_path, bundle):
+    """`current.duckdb` is a symlink the publisher switches on every publish: the registered
+    database must name the link, or Superset stays on one snapshot forever."""
+    from marketflow_assets.bi.superset import BiConfig
+
+    home = tmp_path / "home"
+    (home / "serving" / "snapshots").mkdir(parents=True)
+    (home / "serving" / "snapshots" / "one.duckdb").touch()
+    (home / "serving" / "current.duckdb").symlink_to(Path("snapshots") / "one.duckdb")
+    config = BiConfig.from_env({"MARKETFLOW_HOME": str(home)})
+    assert config.snapshot == (home / "serving" / "current.duckdb").absolute()
+    with zipfile.ZipFile(io.BytesIO(bundle.zip_bytes(config.snapshot))) as zf:
+        database = yaml.safe_load(zf.read("marketflow_dashboards/databases/marketflow.yaml"))
+    assert database["sqlalchemy_uri"] == f"duckdb:///{config.snapshot}"

@@ -656,7 +656,8 @@ def database_export(snapshot: Path, database_uuid: str) -> dict[str, Any]:
     uses a NullPool for query engines), so a newly published snapshot shows on the next query."""
     return {
         "database_name": DATABASE_NAME,
-        "sqlalchemy_uri": f"duckdb:///{snapshot.resolve()}",
+        # The stable path, never resolved: `current.duckdb` is a symlink the publisher switches.
+        "sqlalchemy_uri": f"duckdb:///{snapshot.absolute()}",
         "cache_timeout": None,
         "expose_in_sqllab": True,
         "allow_run_async": False,

@@ -63,6 +63,11 @@ def _dbt_marts() -> dict[str, ServedTable]:
     }
 
 
+def contracted_tables() -> list[str]:
+    """Every table with a contract: the Python contracts and the dbt marts."""
+    return sorted({*CONTRACTS, *_dbt_marts()})
+
+
 def served_table(table: str) -> ServedTable:
     """The contract of a served table, or KeyError naming it."""
     if table in CONTRACTS:

@@ -5,32 +5,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from marketflow_assets.bi.columns import contracted_tables
+from marketflow_assets.serving import current_snapshot_path
+from marketflow_assets.serving.tables import EXTRA_TABLES, SERVED_SCHEMAS
 from marketflow_assets.settings import Settings
 
-# Tables of the serving snapshot, under the warehouse's own names, that dashboards may use.
-SERVED_TABLES = (
-    "silver.daily_bars",
-    "silver.symbols",
-    "silver.corporate_actions",
-    "silver.rejected_bars",
-    "silver.intraday_bars_1m",
-    "gold.daily_features",
-    "gold.ma_crossovers",
-    "gold.sector_daily",
-    "gold.monthly_returns",
-    "gold.hourly_bars",
-    "gold.intraday_vwap",
-    "gold.intraday_daily_summary",
-    "gold.intraday_anomalies",
-    "ops.check_results",
-)
+
+def _is_served(table: str) -> bool:
+    """The serving package's rule (`serving.tables.served_tables`): every table of the served
+    schemas and the extra tables, except private ones (`_...`)."""
+    schema, name = table.split(".", 1)
+    return (schema in SERVED_SCHEMAS or (schema, name) in EXTRA_TABLES) and not name.startswith("_")
+
+
+SERVED_TABLES: tuple[str, ...] = tuple(sorted(t for t in contracted_tables() if _is_served(t)))
+"""Tables a snapshot serves that have a contract (marketflow_assets.contracts or the dbt marts):
+what datasets may read and SQL Lab lists, with their column descriptions."""
 
 
 def snapshot_path(settings: Settings) -> Path:
     """The stable path of the current snapshot: replaced atomically on each publish, so a reader
     that opens it per query always sees one whole snapshot."""
-    try:
-        from marketflow_assets.serving import current_snapshot_path
-    except ImportError:  # before the serving layer lands, its documented location
-        return settings.home / "serving" / "current.duckdb"
     return Path(current_snapshot_path(settings))

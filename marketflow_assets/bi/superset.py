@@ -55,7 +55,9 @@ class BiConfig:
 
     @property
     def snapshot(self) -> Path:
-        return snapshot_path(self.settings).resolve()
+        # Not resolved: `current.duckdb` is a symlink to the snapshot file of the moment, switched
+        # on every publish; resolving it would pin Superset to one snapshot forever.
+        return snapshot_path(self.settings).absolute()
 
     def bin(self, name: str) -> Path:
         return self.venv / "bin" / name
@@ -118,12 +120,14 @@ def setup(config: BiConfig, log=print) -> str:
     _secret_file(config.home / "secret_key", lambda: secrets.token_hex(32))
     password, generated = admin_password(config)
 
-    log("Superset: upgrading its metadata database ...")
-    _run(config, [str(config.bin("superset")), "db", "upgrade"], "superset db upgrade")
+    # Migrations and roles only change with Superset's version (bi/constraints.txt): a metadata
+    # database stamped with this environment's pins is up to date (saves ~30 s per re-run).
     stamp = config.home / ".initialized"
     version = (BI_DIR / "constraints.txt").read_text()
     if not stamp.exists() or stamp.read_text() != version:
-        log("Superset: creating roles and permissions (first run) ...")
+        log("Superset: upgrading its metadata database ...")
+        _run(config, [str(config.bin("superset")), "db", "upgrade"], "superset db upgrade")
+        log("Superset: creating roles and permissions ...")
         _run(config, [str(config.bin("superset")), "init"], "superset init")
         stamp.write_text(version)
 

@@ -33,6 +33,7 @@ import duckdb
 
 from marketflow_assets.faults import fault_point
 from marketflow_assets.serving import layout
+from marketflow_assets.serving.comments import comment_served_tables
 from marketflow_assets.serving.parquet_copy import ParquetCopy
 from marketflow_assets.serving.tables import ServedTable, served_tables
 from marketflow_assets.storage import change_journal
@@ -162,6 +163,9 @@ def publish_snapshot(
             changes = _publish_tables(warehouse, result, plan)
             timer.lap("tables")
             _publish_derived(warehouse, result, run_id, now, watermark)
+            # Comments survive in the copied file; a table created anew has none yet.
+            fresh = {name for name, t in result.tables.items() if t.mode == "rebuilt"}
+            comment_served_tables(warehouse, SNAP, only=None if previous is None else fresh)
             timer.lap("latest_and_manifest")
             if parquet is not None:
                 result.parquet_files_written = parquet.write(warehouse, "", changes, result)
