@@ -83,11 +83,6 @@ def pool_step_intervals(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="open (issue 16): fails since the merge of the batched event log storage; see the "
-    "closing note",
-    strict=False,
-)
 def test_two_runs_at_once_equal_running_them_one_after_the_other(tmp_path):
     from marketflow_tests.test_automation_file_drops import yahoo_csv
     from marketflow_tests.test_automation_support import tick_sensor
@@ -134,11 +129,6 @@ def test_two_runs_at_once_equal_running_them_one_after_the_other(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="open (issue 16): fails since the merge of the batched event log storage; see the "
-    "closing note",
-    strict=False,
-)
 def test_a_run_whose_process_died_is_failed_and_its_slot_freed_by_the_daemon(tmp_path):
     settings = make_settings(tmp_path / "home", tickers="AAPL")
     dagster_home = tmp_path / "dagster"

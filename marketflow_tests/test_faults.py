@@ -107,15 +107,7 @@ def test_fault_points_are_inert_unless_named(monkeypatch):
     fault_point("raw.objects_written")
 
 
-LIVENESS_AFTER_MERGE = (
-    "open (issue 16): since the batched event log storage and per-session check reports were "
-    "merged, run monitoring does not fail the killed run within 30 s (still held); the "
-    "before-or-complete and re-run assertions are not reached"
-)
-
-
 @pytest.mark.slow
-@pytest.mark.xfail(reason=LIVENESS_AFTER_MERGE, strict=False)
 @pytest.mark.parametrize("phase, holds_pool, work", RUN_PHASES)
 def test_a_run_killed_at_any_phase_loses_nothing_and_leaves_nothing_held(
     built, tmp_path, phase, holds_pool, work

@@ -97,3 +97,19 @@ def test_without_batches_the_same_storage_records_the_same(isolated_dagster_home
     with dg.DagsterInstance.get() as instance:
         _run(instance)
         _assert_recorded(instance)
+
+
+def test_an_instance_opened_from_a_folder_keeps_its_events_there(tmp_path, isolated_dagster_home):
+    """`DagsterInstance.from_config(folder)` while DAGSTER_HOME names another folder (a script,
+    a test, `dagster-daemon` started elsewhere): the events go with the runs, into the opened
+    folder, never into DAGSTER_HOME's event log (where its runs' pool slots could not be seen)."""
+    opened = tmp_path / "opened"
+    opened.mkdir()
+    shutil.copy(REPO / "dagster.yaml", opened / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(opened)) as instance:
+        _run(instance)
+        _assert_recorded(instance)
+    assert (opened / "history" / "runs" / "index.db").exists()
+    assert not (Path(isolated_dagster_home) / "history").exists()
+    with dg.DagsterInstance.from_config(str(opened)) as again:  # and read back from there
+        _assert_recorded(again)

@@ -67,7 +67,7 @@ def build_snapshot_asset(upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
             result = publish_snapshot(
                 con,
                 root,
-                run_id=context.run_id,
+                run_id=context.run.run_id,
                 full_rebuild=config.full_rebuild,
                 parquet=ParquetCopy(root, store),
             )

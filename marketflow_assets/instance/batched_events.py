@@ -33,7 +33,6 @@ checks that what it writes reads back through Dagster's public API like per-even
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -283,24 +282,31 @@ def _without_subset(event: EventLogEntry, planned: AssetCheckEvaluationPlanned) 
 
 
 # -- storages ----------------------------------------------------------------------------------
-def default_event_log_dir() -> str:
-    """Where Dagster's default SQLite event log lives: $DAGSTER_HOME/history/runs."""
-    home = os.environ.get("DAGSTER_HOME")
-    if not home:
-        raise dg.DagsterInvariantViolationError(
-            "BatchedSqliteEventLogStorage needs `base_dir` in its config or DAGSTER_HOME set"
-        )
-    return str(Path(home) / "history" / "runs")
-
-
 class BatchedSqliteEventLogStorage(BatchedEventWrites, SqliteEventLogStorage):
     """Dagster's SQLite event log (run shards + index shard) with batched writes.
 
-    Config: `base_dir` (optional; default `$DAGSTER_HOME/history/runs`, Dagster's own default,
-    so switching between this class and Dagster's keeps the history).
+    Config: `base_dir` (optional). Without it the event log lives where Dagster's own default
+    puts it, `<instance root>/history/runs`, so switching between this class and Dagster's keeps
+    the history. The instance root is the folder the instance was opened from
+    (`DagsterInstance.from_config(path)` or `$DAGSTER_HOME`), known only once the instance
+    registers itself: opening the storage waits for that, never guesses from the environment
+    (an instance opened from one folder while `DAGSTER_HOME` names another would otherwise
+    record its events in the other folder).
     """
 
     mirrors_to_index_shard = True
+
+    def __init__(self, base_dir: str | None = None, inst_data: ConfigurableClassData | None = None):
+        self._pending_inst_data = inst_data
+        if base_dir is not None:
+            super().__init__(base_dir, inst_data)
+
+    def register_instance(self, instance) -> None:
+        if not hasattr(self, "_base_dir"):  # opened without base_dir: the instance's own
+            super().__init__(
+                str(Path(instance.root_directory) / "history" / "runs"), self._pending_inst_data
+            )
+        super().register_instance(instance)
 
     @classmethod
     def config_type(cls):
@@ -308,9 +314,7 @@ class BatchedSqliteEventLogStorage(BatchedEventWrites, SqliteEventLogStorage):
 
     @classmethod
     def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value):  # type: ignore[override]
-        return cls(
-            base_dir=config_value.get("base_dir") or default_event_log_dir(), inst_data=inst_data
-        )
+        return cls(base_dir=config_value.get("base_dir"), inst_data=inst_data)
 
 
 class BatchedInMemoryEventLogStorage(BatchedEventWrites, InMemoryEventLogStorage):
