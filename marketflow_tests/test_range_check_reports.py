@@ -173,3 +173,17 @@ def test_range_run_reports_every_session_truthfully_in_the_ui(tmp_path, repo_ins
             key, limit=1, status={AssetCheckExecutionRecordStatus.PLANNED}
         )
         assert planned == [], key
+
+    # Every session's verdict, passed or failed, targets that session's own latest
+    # materialization: the UI calls it current, not outdated.
+    asset = dg.AssetKey(["silver", "daily_bars"])
+    keys = [dg.AssetCheckKey(asset, name) for name in ("ohlc_consistency", "keys")]
+    infos = repo_instance.event_log_storage.get_asset_check_partition_info(
+        keys, partition_keys=sessions
+    )
+    assert len(infos) == len(keys) * len(sessions)
+    for info in infos:
+        assert info.latest_target_materialization_storage_id is not None, info
+        assert (
+            info.latest_target_materialization_storage_id == info.latest_materialization_storage_id
+        ), info

@@ -39,6 +39,7 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 from dagster._core.events import DagsterEventBatchMetadata, generate_event_batch_id
 
 from marketflow_assets.checks.framework import Evaluated, Scope, Suite, sample_markdown
+from marketflow_assets.instance.batched_events import COVERS_PLANNED_SESSIONS, BatchedEventWrites
 
 
 def latest_materializations(
@@ -105,51 +106,70 @@ def report_session_evaluations(
     scope: Scope,
     items: Sequence[Evaluated],
 ) -> int:
-    """Record one evaluation per check and session of the scope in the run's event log, as one
-    event batch (written in one transaction by MarketFlow's storages when
-    DAGSTER_EVENT_BATCH_SIZE > 0, one event at a time otherwise). Returns how many."""
+    """Record the verdict of each check for each session of the scope in the run's event log, as
+    one event batch (written in one transaction by MarketFlow's storages when
+    DAGSTER_EVENT_BATCH_SIZE > 0, one event at a time otherwise). Returns how many sessions.
+
+    On MarketFlow's storages a session without failing rows needs no event of its own: one
+    evaluation marked `COVERS_PLANNED_SESSIONS` resolves every session of the check the run still
+    has planned (each row keeps its own session and latest materialization; see
+    `instance/batched_events.py`). Only sessions that failed, or every session on a storage
+    without that support, get an evaluation each."""
     sessions = [s.isoformat() for s in scope.sessions]
     if not sessions or not items:
         return 0
     instance = context.instance
-    targets = latest_materializations(instance, suite.asset_key, sessions)
+    bulk = isinstance(instance.event_log_storage, BatchedEventWrites)
+    label = scope.label
+    planned: list[tuple[Evaluated, str | None]] = []
+    for item in items:
+        own = [s for s in sessions if not _session_verdict(item, s)[0]] if bulk else sessions
+        planned += [(item, s) for s in own]
+        if bulk and len(own) < len(sessions):
+            planned.append((item, None))
+    targets = latest_materializations(
+        instance, suite.asset_key, sorted({s for _, s in planned if s})
+    )
     run_id = context.run.run_id
     job_name = context.run.job_name
     step_key = context.op_execution_context.get_step_execution_context().step.key
     batch_id = generate_event_batch_id()
-    total = len(items) * len(sessions)
-    label = scope.label
-    n = 0
-    for item in items:
-        for session in sessions:
+    for n, (item, session) in enumerate(planned, start=1):
+        if session is None:
+            passed = True
+            others = len(sessions) - sum(1 for i, s in planned if i is item and s)
+            description = f"no failing rows on the {others} other session(s) of {label}"
+            metadata = {COVERS_PLANNED_SESSIONS: others, "range": label, "failing_rows": 0}
+        else:
             passed, description = _session_verdict(item, session)
-            evaluation = dg.AssetCheckEvaluation(
-                asset_key=suite.asset_key,
-                check_name=item.check.name,
-                passed=passed,
-                metadata=_session_metadata(item, label, session),
-                target_materialization_data=targets.get(session),
-                severity=item.severity,
-                description=description,
-                blocking=item.check.blocking,
-                partition=session,
-            )
-            event = dg.DagsterEvent(
-                event_type_value=dg.DagsterEventType.ASSET_CHECK_EVALUATION.value,
-                job_name=job_name,
-                step_key=step_key,
-                event_specific_data=evaluation,
-                message=(
-                    f"{item.check.name} on {suite.asset_key.to_user_string()} "
-                    f"{'passed' if passed else 'failed'} for session {session}"
-                ),
-                pid=os.getpid(),
-            )
-            n += 1
-            instance.report_dagster_event(
-                event,
-                run_id,
-                logging.DEBUG,
-                batch_metadata=DagsterEventBatchMetadata(batch_id, n == total),
-            )
-    return n
+            metadata = _session_metadata(item, label, session)
+        evaluation = dg.AssetCheckEvaluation(
+            asset_key=suite.asset_key,
+            check_name=item.check.name,
+            passed=passed,
+            metadata=metadata,
+            target_materialization_data=targets.get(session) if session else None,
+            severity=item.severity,
+            description=description,
+            blocking=item.check.blocking,
+            partition=session,
+        )
+        where = f"session {session}" if session else "the range's other sessions"
+        event = dg.DagsterEvent(
+            event_type_value=dg.DagsterEventType.ASSET_CHECK_EVALUATION.value,
+            job_name=job_name,
+            step_key=step_key,
+            event_specific_data=evaluation,
+            message=(
+                f"{item.check.name} on {suite.asset_key.to_user_string()} "
+                f"{'passed' if passed else 'failed'} for {where}"
+            ),
+            pid=os.getpid(),
+        )
+        instance.report_dagster_event(
+            event,
+            run_id,
+            logging.DEBUG,
+            batch_metadata=DagsterEventBatchMetadata(batch_id, n == len(planned)),
+        )
+    return len(sessions) * len(items)

@@ -19,7 +19,10 @@ observations, planned materializations, planned checks and check evaluations:
 - planned checks: one row per partition, each holding a planned event *without* the partition
   subset (the row's own partition says which);
 - check evaluations: the run's planned rows for those partitions updated to the verdict in one
-  executemany; evaluations without a planned row are inserted; a verdict without partition also
+  executemany; a passing evaluation marked `COVERS_PLANNED_SESSIONS` (the sessions of a range
+  that passed) then resolves the check's remaining planned rows in one UPDATE, each row getting
+  its session's latest materialization; evaluations without a planned row are inserted; a
+  verdict without partition also
   resolves the run's planned rows of that check still open (an unpartitioned check of a range
   run, which Dagster 1.13 plans once per partition of the run but evaluates once).
 
@@ -57,6 +60,11 @@ from dagster_postgres import PostgresEventLogStorage
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
 
 T = dg.DagsterEventType
+COVERS_PLANNED_SESSIONS = "sessions_covered"
+"""Metadata key of a passing evaluation without partition that stands for every session of its
+check the run still has planned (the sessions of a range that passed): written as one UPDATE of
+those rows, each keeping its session and getting its own latest materialization, instead of one
+event per session (`checks/per_session.py`)."""
 ASSET_TYPES = {T.ASSET_MATERIALIZATION, T.ASSET_OBSERVATION, T.ASSET_MATERIALIZATION_PLANNED}
 CHECK_TYPES = {T.ASSET_CHECK_EVALUATION, T.ASSET_CHECK_EVALUATION_PLANNED}
 BATCHED_TYPES = ASSET_TYPES | CHECK_TYPES
@@ -187,7 +195,7 @@ class BatchedEventWrites:
                     )
                 ).fetchall()
             }
-            updates, inserts, unplanned_verdict = [], [], None
+            updates, inserts, unplanned_verdict, covering = [], [], None, None
             for event, event_id in items:
                 evaluation = event.dagster_event.event_specific_data  # type: ignore[union-attr]
                 values = {
@@ -205,7 +213,9 @@ class BatchedEventWrites:
                         else None
                     ),
                 }
-                if evaluation.partition in planned:
+                if evaluation.partition is None and COVERS_PLANNED_SESSIONS in evaluation.metadata:
+                    covering = values
+                elif evaluation.partition in planned:
                     updates.append({"b_partition": evaluation.partition, **values})
                 else:
                     if evaluation.partition is None:
@@ -239,6 +249,30 @@ class BatchedEventWrites:
                         )
             if inserts:
                 conn.execute(table.insert(), inserts)
+            if covering is not None:  # after the sessions with their own verdicts
+                ev = SqlEventLogStorageTable
+                latest_materialization = (
+                    db.select(db.func.max(ev.c.id))
+                    .where(
+                        ev.c.asset_key == table.c.asset_key,
+                        ev.c.partition == table.c.partition,
+                        ev.c.dagster_event_type == T.ASSET_MATERIALIZATION.value,
+                    )
+                    .scalar_subquery()
+                )
+                conn.execute(
+                    table.update()
+                    .where(
+                        table.c.asset_key == asset_key,
+                        table.c.check_name == check_name,
+                        table.c.run_id == run_id,
+                        table.c.partition.is_not(None),
+                        table.c.execution_status == AssetCheckExecutionRecordStatus.PLANNED.value,
+                    )
+                    .values(
+                        **{**covering, "materialization_event_storage_id": latest_materialization}
+                    )
+                )
             if unplanned_verdict is not None:
                 # An unpartitioned check in a range run: Dagster plans it once per partition of
                 # the run (the run's partition subset) but reports one verdict without partition,
