@@ -35,7 +35,7 @@ import pandas as pd
 from marketflow_assets.calendar import EXCHANGE, EXCHANGE_TZ, xnys
 from marketflow_assets.exchanges import listing_of, union_sessions
 from marketflow_assets.settings import Settings
-from marketflow_assets.tickers import load_universe
+from marketflow_assets.tickers import InvalidTickerError, load_universe
 
 WEEKENDS_CRON = "0 0 * * 0,6"
 INTRADAY_CHUNK_SESSIONS = 1
@@ -82,10 +82,15 @@ def build_sessions_partitions_def(
 
 
 def universe_exchanges(settings: Settings) -> frozenset[str]:
-    """The MICs of the universe's exchanges (`exchanges.listing_of`, by Yahoo suffix)."""
-    return frozenset(listing_of(t).mic for t in load_universe(settings.tickers)) or frozenset(
-        {EXCHANGE}
-    )
+    """The MICs of the universe's exchanges (`exchanges.listing_of`, by Yahoo suffix).
+
+    A universe that cannot be read (an invalid ticker, a missing file) counts as US here: the
+    code location must still load so the UI can show the runs that fail naming the ticker."""
+    try:
+        tickers = load_universe(settings.tickers)
+    except InvalidTickerError:
+        return frozenset({EXCHANGE})
+    return frozenset(listing_of(t).mic for t in tickers) or frozenset({EXCHANGE})
 
 
 def sessions_partitions_def_for(settings: Settings) -> dg.DailyPartitionsDefinition:
@@ -144,8 +149,15 @@ def _bind(asset: AssetsLike, partitions_def: dg.PartitionsDefinition) -> AssetsL
 def sessions_of(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> list[dt.date]:
     """The sessions a (possibly range) run targets, in order."""
     if context.has_partition_key_range:
-        # the definition's own keys: the union of the universe's exchanges' sessions
-        return [dt.date.fromisoformat(k) for k in context.partition_keys]
+        # The definition's own keys (the union of the universe's exchanges' sessions) within
+        # the range's bounds: Dagster extends a range whose end is not a key (a holiday in
+        # range tags) to the next key, a session the run was not asked for.
+        bounds = context.partition_key_range
+        return [
+            dt.date.fromisoformat(k)
+            for k in context.partition_keys
+            if bounds.start <= k <= bounds.end
+        ]
     if context.has_partition_key:
         return [dt.date.fromisoformat(context.partition_key)]
     return []
