@@ -260,33 +260,31 @@ class BatchedEventWrites:
                     )
                     .scalar_subquery()
                 )
-                conn.execute(
-                    table.update()
-                    .where(
-                        table.c.asset_key == asset_key,
-                        table.c.check_name == check_name,
-                        table.c.run_id == run_id,
-                        table.c.partition.is_not(None),
-                        table.c.execution_status == AssetCheckExecutionRecordStatus.PLANNED.value,
-                    )
-                    .values(
-                        **{**covering, "materialization_event_storage_id": latest_materialization}
-                    )
-                )
+                covering["materialization_event_storage_id"] = latest_materialization
+                _resolve_planned(conn, (asset_key, check_name, run_id), covering, sessions=True)
             if unplanned_verdict is not None:
                 # An unpartitioned check in a range run: Dagster plans it once per partition of
                 # the run (the run's partition subset) but reports one verdict without partition,
                 # which would leave those rows PLANNED forever. That verdict covers them all.
-                conn.execute(
-                    table.update()
-                    .where(
-                        table.c.asset_key == asset_key,
-                        table.c.check_name == check_name,
-                        table.c.run_id == run_id,
-                        table.c.execution_status == AssetCheckExecutionRecordStatus.PLANNED.value,
-                    )
-                    .values(**unplanned_verdict)
-                )
+                _resolve_planned(conn, (asset_key, check_name, run_id), unplanned_verdict)
+
+
+def _resolve_planned(
+    conn, check: tuple[str, str, str], values: dict[str, Any], sessions: bool = False
+) -> None:
+    """Set `values` on the rows of (asset key, check name, run id) still PLANNED (only those of
+    a session when `sessions`)."""
+    table = AssetCheckExecutionsTable
+    asset_key, check_name, run_id = check
+    conditions = [
+        table.c.asset_key == asset_key,
+        table.c.check_name == check_name,
+        table.c.run_id == run_id,
+        table.c.execution_status == AssetCheckExecutionRecordStatus.PLANNED.value,
+    ]
+    if sessions:
+        conditions.append(table.c.partition.is_not(None))
+    conn.execute(table.update().where(*conditions).values(**values))
 
 
 _VALUE_COLUMNS = (
