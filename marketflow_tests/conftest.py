@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +15,15 @@ os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "true")
 # these): one planned event per asset of a range, and per-session events handed over in batches.
 os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")
 os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "5000")
+# Test modules are imported (collected) before any fixture runs, and importing
+# `marketflow_assets.definitions` builds `defs` from the environment: that must see an empty home,
+# never the developer's `.marketflow` that the Makefile exports and `make demo` fills (its
+# settings file moves the first session, so the UI-view tests would see other partitions).
+_COLLECTION_HOME = Path(tempfile.mkdtemp(prefix="marketflow-tests-"))
+atexit.register(shutil.rmtree, _COLLECTION_HOME, ignore_errors=True)
+for _variable, _name in (("MARKETFLOW_HOME", "marketflow"), ("DAGSTER_HOME", "dagster")):
+    (_COLLECTION_HOME / _name).mkdir()
+    os.environ[_variable] = str(_COLLECTION_HOME / _name)
 
 
 @pytest.fixture
