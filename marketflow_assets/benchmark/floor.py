@@ -26,25 +26,9 @@ import talib
 from marketflow_assets.benchmark.scenarios import RunSpec, symbols
 from marketflow_assets.sources.base import BarsQuery
 from marketflow_assets.sources.simulator import SimulatorSource
+from marketflow_assets.transforms.indicators import TALIB_INDICATORS
 
-INDICATORS = [
-    "sma_20",
-    "sma_50",
-    "sma_200",
-    "ema_12",
-    "ema_26",
-    "macd",
-    "macd_signal",
-    "macd_hist",
-    "rsi_14",
-    "bb_upper_20",
-    "bb_middle_20",
-    "bb_lower_20",
-    "atr_14",
-    "volatility_20d",
-    "high_52w",
-    "low_52w",
-]
+INDICATORS = list(TALIB_INDICATORS)
 
 
 def _indicators(frame: pd.DataFrame) -> pd.DataFrame:

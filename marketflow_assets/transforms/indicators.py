@@ -38,27 +38,27 @@ PRICE_COLUMNS = ("adj_open", "adj_high", "adj_low", "adj_close", "adj_volume")
 PANEL_COLUMNS = ("ticker", "session_date", *PRICE_COLUMNS, "close", "volume")
 FEATURE_COLUMNS = tuple(DAILY_FEATURES.column_names[2:])  # every DOUBLE column, contract order
 _ROW = {name: i for i, name in enumerate(FEATURE_COLUMNS)}
-_TALIB_ROWS = [
-    _ROW[name]
-    for name in (
-        "sma_20",
-        "sma_50",
-        "sma_200",
-        "ema_12",
-        "ema_26",
-        "macd",
-        "macd_signal",
-        "macd_hist",
-        "rsi_14",
-        "bb_upper_20",
-        "bb_middle_20",
-        "bb_lower_20",
-        "atr_14",
-        "volatility_20d",
-        "high_52w",
-        "low_52w",
-    )
-]
+TALIB_INDICATORS = (
+    "sma_20",
+    "sma_50",
+    "sma_200",
+    "ema_12",
+    "ema_26",
+    "macd",
+    "macd_signal",
+    "macd_hist",
+    "rsi_14",
+    "bb_upper_20",
+    "bb_middle_20",
+    "bb_lower_20",
+    "atr_14",
+    "volatility_20d",
+    "high_52w",
+    "low_52w",
+)
+"""The feature columns computed by TA-Lib calls, in the order the kernel (and the bench's
+hand-written floor) computes them."""
+_TALIB_ROWS = [_ROW[name] for name in TALIB_INDICATORS]
 # Sample (n - 1) instead of TA-Lib's population (n) standard deviation, annualised.
 _VOLATILITY_SCALE = np.sqrt(20 / 19) * np.sqrt(252)
 
