@@ -7,11 +7,15 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import random
+import shutil
 
+import dagster as dg
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
 
+from marketflow_assets.instance.batched_events import batched_ephemeral_instance
 from marketflow_assets.sources.simulator import SimulatorFaults, SimulatorSource
 from marketflow_assets.sources.simulator_fundamentals import SimulatorFundamentals
 from marketflow_tests.helpers import FRIDAY_EVENING, make_settings, materialize, query
@@ -201,3 +205,37 @@ def test_a_new_session_alone_equals_the_range_run(built, tmp_path):
     pd.testing.assert_frame_equal(ranged, alone)
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks["no_look_ahead"] and checks["outliers"]
+
+
+def test_coverage_judges_each_session_from_the_tickers_first_fundamentals(built, tmp_path):
+    """`coverage` (WARN) passes the sessions before a ticker's first statement was known and
+    fails, session by session, an equity with no fundamentals at all."""
+    settings, _ = built
+    home = tmp_path / "home"
+    shutil.copytree(settings.home, home)
+    copy = dataclasses.replace(settings, home=home)
+    profiles = ["raw/company_profiles", "bronze/company_profiles", "silver/symbols"]
+    gold = materialize(copy, select=[*profiles, "gold/fundamentals_daily"], partition_range=RANGE_2)
+    assert set(query(copy, "SELECT quote_type FROM silver.symbols")["quote_type"]) == {"EQUITY"}
+    coverage = [e for e in gold.get_asset_check_evaluations() if e.check_name == "coverage"]
+    assert coverage and all(e.passed for e in coverage)
+
+    with duckdb.connect(str(copy.warehouse)) as con:
+        con.execute("DELETE FROM silver.financial_facts WHERE ticker = 'CSCO'")
+    instance = batched_ephemeral_instance()
+    result = materialize(
+        copy, select="gold/fundamentals_daily", partition_range=RANGE_2, instance=instance
+    )
+    whole = next(e for e in result.get_asset_check_evaluations() if e.check_name == "coverage")
+    assert not whole.passed and whole.severity == dg.AssetCheckSeverity.WARN
+    history = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey(["gold", "fundamentals_daily"]), "coverage"), limit=1000
+    )
+    failed = {r.partition for r in history if r.partition and r.status.value == "FAILED"}
+    sessions = query(
+        copy,
+        "SELECT DISTINCT strftime(session_date, '%Y-%m-%d') AS s FROM silver.daily_bars "
+        "WHERE session_date BETWEEN ? AND ?",
+        list(RANGE_2),
+    )["s"]
+    assert failed == set(sessions)

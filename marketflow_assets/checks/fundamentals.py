@@ -9,8 +9,10 @@ gold.fundamentals_daily
 - `no_look_ahead` (ERROR): no row uses a fact known after its session (latest_known_at <=
   session_date) or a period not yet ended (latest_period_end < session_date), and every
   latest_known_at is the known_at of a fact version in silver. Failing rows: gold rows.
-- `coverage` (WARN): every equity with silver bars in the scope has fundamentals rows with a
-  market cap on every such session. Failing rows: (ticker, sessions without fundamentals).
+- `coverage` (WARN): every equity with silver bars in the scope has a fundamentals row with a
+  market cap on each such session from its first one on (before a ticker's first statement is
+  known there is nothing to have); an equity with none at all fails on every session. Failing
+  rows: (ticker, session) pairs, so a range run's sessions without a gap pass.
 - `outliers` (WARN): non-positive shares or market cap, P/E above 1,000, P/B above 200, a
   net margin beyond +-10 (1,000%). Failing rows: gold rows. Warnings: such numbers happen (tiny
   earnings, restructurings); they deserve a look, not a stopped pipeline.
@@ -108,29 +110,35 @@ def coverage_check() -> CheckDef:
         where, params = "TRUE", []
         if run.scope.partitioned:
             where, params = "b.session_date BETWEEN ? AND ?", [run.scope.start, run.scope.end]
+        # Failing rows are (ticker, session) pairs, so a range's verdict splits by session
+        # (checks/per_session.py): only the sessions with a gap fail.
         return run.failures(
             f"""
-            SELECT b.ticker, count(*) AS sessions_without_fundamentals,
-                min(b.session_date) AS first_missing, max(b.session_date) AS last_missing
+            WITH covered_from AS (
+                SELECT ticker, min(session_date) AS first_session
+                FROM gold.fundamentals_daily WHERE market_cap IS NOT NULL GROUP BY ticker
+            )
+            SELECT b.ticker, b.session_date, c.first_session AS fundamentals_from
             FROM silver.daily_bars b
             JOIN silver.symbols s ON s.ticker = b.ticker AND s.quote_type = 'EQUITY'
+            LEFT JOIN covered_from c ON c.ticker = b.ticker
             LEFT JOIN _scoped g ON g.ticker = b.ticker AND g.session_date = b.session_date
             WHERE {where} AND g.market_cap IS NULL
-            GROUP BY b.ticker
+              AND (c.first_session IS NULL OR b.session_date > c.first_session)
             """,
             params,
-            ok="every equity has fundamentals with a market cap on every session it traded",
-            failed="{n} equity ticker(s) lack fundamentals on some sessions",
-            session=None,
-            order="sessions_without_fundamentals DESC, ticker",
+            ok="every equity has fundamentals with a market cap on every session it traded "
+            "since its first",
+            failed="{n} equity session(s) lack fundamentals ({tickers} ticker(s), {sessions} session(s))",
+            order="session_date, ticker",
         )
 
     return CheckDef(
         name="coverage",
         description=(
             "Every equity (silver.symbols) with silver bars in scope has a fundamentals row with "
-            "a market cap on each of those sessions. Failing rows: tickers, with the number of "
-            "sessions missing. WARN: a provider without statements for a ticker is not a "
+            "a market cap on each of those sessions from its first such row on (an equity with "
+            "none fails everywhere). Failing rows: (ticker, session) pairs. WARN: a provider without statements for a ticker is not a "
             "pipeline error."
         ),
         evaluate=evaluate,
