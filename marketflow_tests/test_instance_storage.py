@@ -13,6 +13,7 @@ import dagster as dg
 import pytest
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
+from marketflow_assets.checks.per_session import latest_materializations
 from marketflow_assets.instance.batched_events import (
     BatchedSqliteEventLogStorage,
     batched_ephemeral_instance,
@@ -159,3 +160,18 @@ def test_an_instance_opened_from_a_folder_keeps_its_events_there(tmp_path, isola
     assert not (Path(isolated_dagster_home) / "history").exists()
     with dg.DagsterInstance.from_config(str(opened)) as again:  # and read back from there
         _assert_recorded(again)
+
+
+def test_latest_materializations_read_from_columns_match_the_records(batched_instance):
+    """Per-session verdicts target each session's latest materialization; on MarketFlow's
+    storages its run and time come from the event rows' columns, as the records have them."""
+    _run(batched_instance)
+    targets = latest_materializations(batched_instance, A, KEYS)
+    records = batched_instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=A), limit=len(KEYS) + 1
+    ).records
+    assert len(records) == len(targets) == len(KEYS)
+    for record in records:
+        target = targets[record.partition_key]
+        assert (target.storage_id, target.run_id) == (record.storage_id, record.run_id)
+        assert target.timestamp == pytest.approx(record.timestamp, abs=1e-3)

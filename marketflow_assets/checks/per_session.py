@@ -45,25 +45,28 @@ from marketflow_assets.instance.batched_events import COVERS_PLANNED_SESSIONS, B
 def latest_materializations(
     instance: dg.DagsterInstance, asset_key: dg.AssetKey, partitions: Sequence[str]
 ) -> dict[str, AssetCheckEvaluationTargetMaterializationData]:
-    """The latest materialization of each partition (storage id, run, time), in two queries."""
+    """The latest materialization of each partition (storage id, run, time), in two queries
+    (on MarketFlow's storages without deserializing the events)."""
     ids = instance.get_latest_storage_id_by_partition(
         asset_key, dg.DagsterEventType.ASSET_MATERIALIZATION, set(partitions)
     )
     if not ids:
         return {}
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=asset_key, storage_ids=list(ids.values())),
-        limit=len(ids),
-    ).records
-    by_id = {r.storage_id: r for r in records}
+    storage = instance.event_log_storage
+    if isinstance(storage, BatchedEventWrites):
+        found = storage.event_run_and_time(list(ids.values()))
+    else:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=asset_key, storage_ids=list(ids.values())),
+            limit=len(ids),
+        ).records
+        found = {r.storage_id: (r.run_id, r.timestamp) for r in records}
     return {
         partition: AssetCheckEvaluationTargetMaterializationData(
-            storage_id=storage_id,
-            run_id=by_id[storage_id].run_id,
-            timestamp=by_id[storage_id].timestamp,
+            storage_id=storage_id, run_id=found[storage_id][0], timestamp=found[storage_id][1]
         )
         for partition, storage_id in ids.items()
-        if storage_id in by_id
+        if storage_id in found
     }
 
 

@@ -36,6 +36,7 @@ checks that what it writes reads back through Dagster's public API like per-even
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,23 @@ class BatchedEventWrites:
         if len(ids) != len(rows):
             raise dg.DagsterInvariantViolationError("batched event insert returned no ids")
         return ids
+
+    # -- reads --------------------------------------------------------------------------------
+    def event_run_and_time(self, storage_ids: Sequence[int]) -> dict[int, tuple[str, float]]:
+        """Run id and time of event rows by storage id, from their columns: a range's check
+        suites look up 2,520 materializations each, and deserializing each event (~10 KB with
+        the column schema) cost more than the checks."""
+        table = SqlEventLogStorageTable
+        found: dict[int, tuple[str, float]] = {}
+        ids = list(storage_ids)
+        with self.index_connection() as conn:  # type: ignore[attr-defined]
+            for start in range(0, len(ids), 5000):
+                query = db.select(table.c.id, table.c.run_id, table.c.timestamp).where(
+                    table.c.id.in_(ids[start : start + 5000])
+                )
+                for storage_id, run_id, stamp in conn.execute(query):
+                    found[int(storage_id)] = (run_id, stamp.replace(tzinfo=dt.UTC).timestamp())
+        return found
 
     # -- assets -------------------------------------------------------------------------------
     def _store_asset_events(self, conn, pairs: list[tuple[EventLogEntry, int]]) -> None:
