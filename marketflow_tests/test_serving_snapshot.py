@@ -188,6 +188,29 @@ def test_parquet_copy_is_date_partitioned_and_equals_the_snapshot(warehouse, tmp
     )
 
 
+def test_parquet_rebuild_writes_one_ordered_file_per_month(warehouse, tmp_path):
+    """A rebuilt table is written in one partitioned COPY (also when DuckDB may hold only one
+    file open at a time): one file per month, sorted by ticker and session, no staging left."""
+    root = tmp_path / "serving"
+    con = duckdb.connect(str(warehouse))
+    try:
+        con.execute("SET partitioned_write_max_open_files = 1")
+        result = publish_snapshot(con, root, run_id="run-split", parquet=ParquetCopy(root))
+    finally:
+        con.close()
+    folder = root / "parquet" / "silver" / "daily_bars"
+    months = sorted(folder.glob("session_month=*"))
+    assert months and all([p.name for p in m.iterdir()] == ["data.parquet"] for m in months)
+    assert not list(folder.parent.glob(".tmp-*"))
+    served = table(result.path, "silver.daily_bars")
+    for month in months:
+        rows = pd.read_parquet(month / "data.parquet")
+        keys = list(zip(rows["ticker"], pd.to_datetime(rows["session_date"]), strict=True))
+        assert keys == sorted(keys), month.name
+    bars = pd.read_parquet(folder).drop(columns="session_month")
+    assert len(bars) == len(served)
+
+
 def test_parquet_copy_goes_to_s3_when_the_lake_is_there(warehouse, tmp_path, monkeypatch):
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

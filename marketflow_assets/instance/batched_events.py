@@ -177,9 +177,10 @@ class BatchedEventWrites:
                 compact = _without_subset(event, planned)
             serialized = serialize_value(compact)
             timestamp = self._event_insert_timestamp(event)  # type: ignore[attr-defined]
+            asset_key = planned.asset_key.to_string()
             rows += [
                 {
-                    "asset_key": planned.asset_key.to_string(),
+                    "asset_key": asset_key,
                     "check_name": planned.check_name,
                     "partition": key,
                     "run_id": event.run_id,
