@@ -18,14 +18,12 @@ from marketflow_assets.instance.batched_events import (
     BatchedSqliteEventLogStorage,
     batched_ephemeral_instance,
 )
-from marketflow_assets.instance.event_rows import event_rows
 
 REPO = Path(__file__).resolve().parents[1]
 DAYS = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_date="2024-03-01")
 KEYS = DAYS.get_partition_keys()[:40]
 BAD = {KEYS[3], KEYS[17]}
 A = dg.AssetKey("a")
-MATERIALIZATION = dg.DagsterEventType.ASSET_MATERIALIZATION
 
 
 @dg.asset(partitions_def=DAYS, backfill_policy=dg.BackfillPolicy.single_run())
@@ -98,8 +96,8 @@ def test_batched_storage_records_a_range_run_per_partition(batched_instance):
 
 
 def test_each_partition_keeps_its_own_event(batched_instance):
-    """Materializations of a range are serialized once per shape (`instance/event_rows.py`):
-    each stored event still carries its own partition, timestamp and the full metadata."""
+    """Each stored materialization of a range run carries its own partition, timestamp and
+    the full metadata, and is found by its partition."""
     _run(batched_instance)
     stamps = []
     for key in KEYS:
@@ -113,29 +111,6 @@ def test_each_partition_keeps_its_own_event(batched_instance):
         assert metadata["dagster/column_schema"].value.columns[0].name == "close"
         stamps.append(event.timestamp)
     assert len(set(stamps)) == len(KEYS)
-
-
-def test_event_rows_are_the_rows_dagster_would_write(batched_instance):
-    """Differential: the shortcut's rows equal the storage's own `_event_to_row` for a real
-    run's events, also when one partition's event differs in more than partition and time."""
-    _run(batched_instance)
-    run_id = batched_instance.get_runs(limit=1)[0].run_id
-    events = batched_instance.all_logs(run_id)
-    storage = batched_instance.event_log_storage
-    materializations = [e for e in events if e.dagster_event_type == MATERIALIZATION]
-    assert len(materializations) == len(KEYS)
-    odd = materializations[5]
-    data = odd.dagster_event.event_specific_data
-    changed = odd._replace(
-        dagster_event=odd.dagster_event._replace(
-            event_specific_data=data._replace(
-                materialization=data.materialization._replace(metadata={"other": 1})
-            )
-        )
-    )
-    events = [changed if e is odd else e for e in events]
-    expected = [storage._event_to_row(e) for e in events]
-    assert event_rows(events, storage._event_to_row, storage._event_insert_timestamp) == expected
 
 
 def test_without_batches_the_same_storage_records_the_same(isolated_dagster_home, monkeypatch):

@@ -60,8 +60,6 @@ from dagster._serdes.config_class import ConfigurableClassData
 from dagster_postgres import PostgresEventLogStorage
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
 
-from marketflow_assets.instance.event_rows import event_rows
-
 T = dg.DagsterEventType
 COVERS_PLANNED_SESSIONS = "sessions_covered"
 """Metadata key of a passing evaluation without partition that stands for every session of its
@@ -97,7 +95,7 @@ class BatchedEventWrites:
             super().store_event_batch(events)  # type: ignore[misc]
             return
         events = list(events)
-        rows = event_rows(events, self._event_to_row, self._event_insert_timestamp)  # type: ignore[attr-defined]
+        rows = [self._event_to_row(e) for e in events]  # type: ignore[attr-defined]
         if self.mirrors_to_index_shard:  # SQLite: the run's own shard holds every event
             with self.run_connection(events[0].run_id) as conn:  # type: ignore[attr-defined]
                 conn.execute(SqlEventLogStorageTable.insert(), rows)
