@@ -33,7 +33,12 @@ from marketflow_assets.sources.base import (
 from marketflow_assets.storage.lake import LakeResource
 from marketflow_assets.storage.raw_io_manager import Landing, RawLanding
 from marketflow_assets.tickers import InvalidTickerError
-from marketflow_assets.transforms.payloads import bar_dates, corporate_action_events, session_dates
+from marketflow_assets.transforms.payloads import (
+    bar_dates,
+    corporate_action_events,
+    minute_session_dates,
+    session_dates,
+)
 
 # Whole-step retries for provider outages that outlast the per-request backoff. Permanent
 # problems (bad files, unknown symbols, closed windows) fail at once: see `fail_fast`.
@@ -164,7 +169,7 @@ def _daily_landing(payload: Payload, group: fetch_plan.FetchGroup) -> Landing:
         return Landing(
             payload, partitions=pd.Series([], dtype=object), landed=(group.first, group.last)
         )
-    sessions = session_dates(bar_dates(frame["Date"]))
+    sessions = session_dates(bar_dates(frame["Date"]), frame["Ticker"])
     in_range = sessions.between(pd.Timestamp(group.first), pd.Timestamp(group.last))
     in_group = frame["Ticker"].isin(group.tickers)
     keys = sessions.dt.strftime("%Y-%m-%d").where(in_range & in_group)
@@ -334,7 +339,8 @@ def _land_intraday_bars(
         payload = market_data.fetch_bars(BarsQuery(group, chunk[0], chunk[-1], "1m", since=since))
         metadata["provider_requests"] += 1
         errors.update(payload.errors)
-        keys = session_dates(bar_dates(payload.frame["Datetime"])).dt.strftime("%Y-%m-%d")
+        frame = payload.frame
+        keys = minute_session_dates(frame["Ticker"], frame["Datetime"]).dt.strftime("%Y-%m-%d")
         keys = keys.where(keys.isin([s.isoformat() for s in chunk]))
         return Landing(
             payload, partitions=keys, landed=(chunk[0], chunk[-1]), watermark_column="Datetime"

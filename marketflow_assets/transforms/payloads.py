@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from marketflow_assets.calendar import EXCHANGE_TZ, xnys
-from marketflow_assets.exchanges import own_session_dates
+from marketflow_assets.exchanges import own_exchange_dates, own_session_dates
 from marketflow_assets.sources.base import (
     DAILY_PAYLOAD_COLUMNS,
     INTRADAY_PAYLOAD_COLUMNS,
@@ -111,6 +111,10 @@ def exchange_dates(ts_utc: pd.Series) -> pd.Series:
 def bar_dates(values: pd.Series) -> pd.Series:
     """Exchange-time date of each provider timestamp (a daily bar *is* its date); text that
     only holds a date is read as that date."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype) and str(values.dt.tz) != "UTC":
+        # Stamped at midnight in the exchange's own zone (a Tokyo bar 2023-04-14 00:00+09:00):
+        # the wall date is the bar's date, whatever New York's is.
+        return values.dt.tz_localize(None).dt.normalize()
     dates = exchange_dates(bar_timestamps(values))
     if not isinstance(values.dtype, pd.DatetimeTZDtype):
         # Text with a UTC offset is the exchange's own local time (a Tokyo daily bar is
@@ -127,13 +131,23 @@ def bar_dates(values: pd.Series) -> pd.Series:
     return dates.where(~unparsed, text_dates)
 
 
-def session_dates(bar_dates: pd.Series) -> pd.Series:
-    """Session partition of each bar date: itself if a session, else the session before."""
+def session_dates(bar_dates: pd.Series, tickers: pd.Series | None = None) -> pd.Series:
+    """Session partition of each bar date: itself if a session, else the session before. With
+    `tickers`, each on its own ticker's exchange (a London bar on the 4th of July is the 4th);
+    without, on the NYSE's."""
+    if tickers is not None:
+        return own_session_dates(tickers.astype(str), bar_dates)["session_date"]
     cal = xnys()
     values = bar_dates.to_numpy().astype("datetime64[D]")
     idx = np.searchsorted(cal.sessions, values, side="right") - 1
     out = cal.sessions[np.clip(idx, 0, None)].astype("datetime64[ns]")
     return pd.Series(np.where(idx >= 0, out, np.datetime64("NaT")), index=bar_dates.index)
+
+
+def minute_session_dates(tickers: pd.Series, values: pd.Series) -> pd.Series:
+    """Session of each one-minute bar time, on its own ticker's exchange clock and calendar."""
+    tickers = tickers.astype(str)
+    return session_dates(own_exchange_dates(tickers, bar_timestamps(values)), tickers)
 
 
 def missing_columns(frame: pd.DataFrame, required: tuple[str, ...]) -> list[str]:
@@ -157,18 +171,16 @@ def type_bars(raw: pd.DataFrame, interval: str) -> pd.DataFrame:
     time_col = "Date" if interval == "1d" else "Datetime"
     numeric = _DAILY_NUMERIC if interval == "1d" else _INTRADAY_NUMERIC
     ts = bar_timestamps(raw[time_col])
-    bar_date = bar_dates(raw[time_col]) if interval == "1d" else exchange_dates(ts)
+    tickers = raw[TICKER_COLUMN].astype(str)
+    # A minute's date is on its own exchange's clock (a Tokyo 09:00 minute is that Tokyo date).
+    bar_date = bar_dates(raw[time_col]) if interval == "1d" else own_exchange_dates(tickers, ts)
     out = pd.DataFrame(
         {
-            "ticker": raw[TICKER_COLUMN].astype(str),
+            "ticker": tickers,
             "ts": ts,
             "interval": interval,
             "bar_date": bar_date,
-            "session_date": (
-                own_session_dates(raw[TICKER_COLUMN].astype(str), bar_date)["session_date"]
-                if interval == "1d"
-                else session_dates(bar_date)
-            ),
+            "session_date": own_session_dates(tickers, bar_date)["session_date"],
         }
     )
     for source_col, name in numeric.items():
@@ -262,6 +274,7 @@ __all__ = [
     "check_payload_columns",
     "corporate_action_events",
     "latest_fetch_rows",
+    "minute_session_dates",
     "session_dates",
     "type_bars",
 ]
