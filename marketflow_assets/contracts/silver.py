@@ -259,12 +259,13 @@ SYMBOLS = TableContract(
 INTRADAY_BARS_1M = TableContract(
     table="silver.intraday_bars_1m",
     description=(
-        "One-minute bars inside each session's regular hours (09:30 to the close in New York, "
-        "early closes included), UTC minute starts, one row per ticker and minute, traded basis."
+        "One-minute bars inside the regular hours of each ticker's own exchange (exchange_calendars: "
+        "open to close, early closes included, lunch breaks excluded: XTKS, XHKG), UTC minute "
+        "starts, one row per ticker and minute, traded basis."
     ),
     columns=(
         Col("ticker", "VARCHAR", "Yahoo symbol."),
-        Col("session_date", "DATE", "NYSE session of the minute."),
+        Col("session_date", "DATE", "Session of the ticker's own exchange the minute belongs to."),
         Col("ts", "TIMESTAMPTZ", "Minute start, UTC."),
         Col("open", "DOUBLE", "Open of the minute.", checks=(POSITIVE,)),
         Col("high", "DOUBLE", "High of the minute.", checks=(POSITIVE,)),
