@@ -9,7 +9,7 @@ from marketflow_assets import cadence
 from marketflow_assets.calendar import EXCHANGE
 from marketflow_assets.calendar import session_hours as exchange_session_hours
 from marketflow_assets.contracts import silver as contracts
-from marketflow_assets.exchanges import listings_frame, mics_of
+from marketflow_assets.exchanges import listing_of, listings_frame, mics_of
 from marketflow_assets.partitions import (
     INTRADAY_CHUNK_SESSIONS,
     sessions_of,
@@ -152,6 +152,37 @@ def silver_intraday_bars_1m(
         frames={"session_hours": session_hours(context, universe, sessions)},
         # Every rule (hours, duplicates per bar, splits) looks at one session's bars at a time.
         chunk_sessions=INTRADAY_CHUNK_SESSIONS,
+    )
+
+
+@dg.asset(
+    key=["silver", "session_hours"],
+    tags=cadence.INTRADAY,
+    group_name="silver",
+    kinds={"pandas", "duckdb"},
+    partitions_def=sessions_partitions_def,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    io_manager_key="warehouse_io_manager",
+    pool=WAREHOUSE_POOL,
+    retry_policy=WAREHOUSE_RETRY_POLICY,
+    description=contracts.SESSION_HOURS.description,
+    metadata=contracts.SESSION_HOURS.asset_metadata(),
+)
+def silver_session_hours(
+    context: dg.AssetExecutionContext, universe: UniverseResource
+) -> TableWrite:
+    """Each universe ticker x its own exchange's sessions among the run's: a join of the
+    exchanges' hours (one calendar lookup per exchange) with the tickers' MICs."""
+    sessions = sessions_of(context)
+    tickers = list(ticker_scope(context) or universe.symbols())
+    listed = pd.DataFrame({"ticker": tickers, "mic": [listing_of(t).mic for t in tickers]})
+    hours = exchange_session_hours(set(listed["mic"]), sessions[0], sessions[-1])
+    hours = hours[pd.to_datetime(hours["session_date"]).isin(pd.to_datetime(sessions))]
+    rows = listed.merge(hours, on="mic")
+    return TableWrite(
+        rows=rows[contracts.SESSION_HOURS.column_names],
+        tickers=ticker_scope(context),
+        metadata={"exchanges": dg.MetadataValue.json(sorted(set(listed["mic"])))},
     )
 
 

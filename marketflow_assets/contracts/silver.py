@@ -278,3 +278,39 @@ INTRADAY_BARS_1M = TableContract(
     key=("ticker", "ts"),
     frame_checks=(_ohlc_consistent(""),),
 )
+
+SESSION_HOURS = TableContract(
+    table="silver.session_hours",
+    description=(
+        "Regular trading hours of each universe ticker's own exchange, one row per ticker and "
+        "session of that exchange (exchange_calendars): open, close, lunch break, in UTC. What "
+        "the one-minute path judges and buckets minutes against (gold.hourly_bars)."
+    ),
+    columns=(
+        Col("ticker", "VARCHAR", "Yahoo symbol."),
+        Col("session_date", "DATE", "Session of the ticker's own exchange."),
+        Col("mic", "VARCHAR", "ISO 10383 MIC of the ticker's exchange (by its Yahoo suffix)."),
+        Col("timezone", "VARCHAR", "IANA time zone of the exchange."),
+        Col("open_utc", "TIMESTAMPTZ", "Regular open (UTC)."),
+        Col("close_utc", "TIMESTAMPTZ", "Regular close (UTC), early closes included."),
+        Col(
+            "break_start_utc",
+            "TIMESTAMPTZ",
+            "Start of the lunch break (UTC); NULL without one.",
+            nullable=True,
+        ),
+        Col(
+            "break_end_utc",
+            "TIMESTAMPTZ",
+            "End of the lunch break (UTC); NULL without one.",
+            nullable=True,
+        ),
+        Col(
+            "minutes",
+            "BIGINT",
+            "Regular-hours one-minute bars of the session (lunch break excluded).",
+            checks=(POSITIVE,),
+        ),
+    ),
+    key=("ticker", "session_date"),
+)
