@@ -15,7 +15,8 @@ import pandas as pd
 
 from marketflow_assets import cadence, fetch_plan
 from marketflow_assets.automation.landing import land_dropped_files
-from marketflow_assets.calendar import EXCHANGE_TZ, xnys
+from marketflow_assets.calendar import EXCHANGE, EXCHANGE_TZ, exchange_calendar
+from marketflow_assets.exchanges import mics_of
 from marketflow_assets.partitions import (
     ensure_sessions_opened,
     sessions_of,
@@ -115,17 +116,16 @@ def _land_daily_bars(
     manifests = lake.raw().manifests(source.name, "daily_bars")
     groups, already = fetch_plan.plan(manifests, tickers, sessions, refresh=config.refresh)
 
-    cal = xnys()
-    latest = cal.latest_opened_session(now)
     landings: list[Landing] = []
     errors: dict[str, str] = {}
     for group in groups:
-        # One session before the range gives every dividend its previous close; asking through
-        # `now` brings the splits and dividends that re-base these bars (Yahoo serves bars as
-        # of the fetch). Only the run's sessions are landed.
-        query = BarsQuery(
-            group.tickers, cal.previous_session(group.first) or group.first, latest, "1d"
-        )
+        # One session before the range (on each ticker's own exchange) gives every dividend its
+        # previous close; asking through `now` brings the splits and dividends that re-base
+        # these bars (Yahoo serves bars as of the fetch). Only the run's sessions are landed.
+        calendars = [exchange_calendar(mic) for mic in mics_of(group.tickers) or {EXCHANGE}]
+        first = min(c.previous_session(group.first) or group.first for c in calendars)
+        latest = max(c.latest_opened_session(now) or group.last for c in calendars)
+        query = BarsQuery(group.tickers, first, max(latest, group.last), "1d")
         payload = market_data.fetch_bars(query)
         errors.update(payload.errors)
         landings.append(_daily_landing(payload, group))
@@ -169,7 +169,7 @@ def _daily_landing(payload: Payload, group: fetch_plan.FetchGroup) -> Landing:
         return Landing(
             payload, partitions=pd.Series([], dtype=object), landed=(group.first, group.last)
         )
-    sessions = session_dates(bar_dates(frame["Date"]), frame["Ticker"])
+    sessions = session_dates(bar_dates(frame["Date"], frame["Ticker"]), frame["Ticker"])
     in_range = sessions.between(pd.Timestamp(group.first), pd.Timestamp(group.last))
     in_group = frame["Ticker"].isin(group.tickers)
     keys = sessions.dt.strftime("%Y-%m-%d").where(in_range & in_group)

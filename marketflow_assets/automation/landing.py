@@ -464,7 +464,8 @@ def land_dropped_files(
     for dropped in claimed_drops(store, batch, now, kind="bars"):
         key = dropped.key
         frame = dropped.frame
-        keys_by_row = session_dates(bar_dates(frame["Date"]), frame[TICKER_COLUMN]).dt.strftime(
+        tickers = frame[TICKER_COLUMN]
+        keys_by_row = session_dates(bar_dates(frame["Date"], tickers), tickers).dt.strftime(
             "%Y-%m-%d"
         )
         partitions = keys_by_row.where(keys_by_row.isin(sessions))

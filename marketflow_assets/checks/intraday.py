@@ -45,7 +45,7 @@ def intraday_vs_daily_check() -> CheckDef:
                 run.scalar(
                     f"""
                     SELECT count(*) FROM (
-                        SELECT ticker, session_date FROM _scoped m JOIN _hours h
+                        SELECT m.ticker, m.session_date FROM _scoped m JOIN _hours h
                             ON h.session_date = m.session_date AND h.mic = {ticker_mic_sql("m.ticker")}
                         GROUP BY ALL HAVING max(m.ts) >= any_value(h.close_utc) - INTERVAL 1 MINUTE
                     ) JOIN silver.daily_bars d USING (ticker, session_date)

@@ -108,9 +108,13 @@ def exchange_dates(ts_utc: pd.Series) -> pd.Series:
     return ts_utc.dt.tz_convert(EXCHANGE_TZ).dt.tz_localize(None).dt.normalize()
 
 
-def bar_dates(values: pd.Series) -> pd.Series:
+def bar_dates(values: pd.Series, tickers: pd.Series | None = None) -> pd.Series:
     """Exchange-time date of each provider timestamp (a daily bar *is* its date); text that
-    only holds a date is read as that date."""
+    only holds a date is read as that date. With `tickers`, a timezone-aware instant is dated on
+    its own ticker's exchange clock: a column mixing exchanges keeps the instants but not each
+    row's zone (pandas and Arrow give the whole column one), so the zone comes from the ticker."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype) and tickers is not None:
+        return own_exchange_dates(tickers.astype(str), values.dt.tz_convert("UTC"))
     if isinstance(values.dtype, pd.DatetimeTZDtype) and str(values.dt.tz) != "UTC":
         # Stamped at midnight in the exchange's own zone (a Tokyo bar 2023-04-14 00:00+09:00):
         # the wall date is the bar's date, whatever New York's is.
@@ -173,7 +177,9 @@ def type_bars(raw: pd.DataFrame, interval: str) -> pd.DataFrame:
     ts = bar_timestamps(raw[time_col])
     tickers = raw[TICKER_COLUMN].astype(str)
     # A minute's date is on its own exchange's clock (a Tokyo 09:00 minute is that Tokyo date).
-    bar_date = bar_dates(raw[time_col]) if interval == "1d" else own_exchange_dates(tickers, ts)
+    bar_date = (
+        bar_dates(raw[time_col], tickers) if interval == "1d" else own_exchange_dates(tickers, ts)
+    )
     out = pd.DataFrame(
         {
             "ticker": tickers,
@@ -237,7 +243,8 @@ def corporate_action_events(frame: pd.DataFrame) -> list[dict]:
     previous = valid.groupby(ordered[TICKER_COLUMN], sort=False).shift(1).reindex(frame.index)
     # the next row with prices: a dividend the provider dated a session early shows its drop there
     priced_rows = ordered[ordered["_close"].notna()].assign(
-        _open=pd.to_numeric(ordered["Open"], errors="coerce"), _day=bar_dates(ordered["Date"])
+        _open=pd.to_numeric(ordered["Open"], errors="coerce"),
+        _day=bar_dates(ordered["Date"], ordered[TICKER_COLUMN]),
     )
     following = (
         priced_rows.groupby(TICKER_COLUMN, sort=False)[["_open", "_day"]]
@@ -248,7 +255,7 @@ def corporate_action_events(frame: pd.DataFrame) -> list[dict]:
     events = pd.DataFrame(
         {
             "ticker": frame[TICKER_COLUMN],
-            "date": bar_dates(frame["Date"]).dt.strftime("%Y-%m-%d"),
+            "date": bar_dates(frame["Date"], frame[TICKER_COLUMN]).dt.strftime("%Y-%m-%d"),
             "dividend": dividends,
             "split_ratio": splits.where(splits > 0, 1.0),
             "prev_close": previous["_close"].astype("float64"),
