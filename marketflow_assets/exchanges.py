@@ -61,6 +61,28 @@ SUFFIX_EXCHANGES: dict[str, Listing] = {
 }
 
 
+# Each exchange's time zone (exchange_calendars' `tz`, checked by the tests), without building its
+# calendar: dates on an exchange's clock in SQL and pandas.
+MIC_TIMEZONES: dict[str, str] = {
+    "XNYS": "America/New_York",
+    "XLON": "Europe/London",
+    "XTKS": "Asia/Tokyo",
+    "XHKG": "Asia/Hong_Kong",
+    "XBOM": "Asia/Kolkata",
+    "XTSE": "America/Toronto",
+    "XASX": "Australia/Sydney",
+    "XETR": "Europe/Berlin",
+    "XPAR": "Europe/Paris",
+    "XMIL": "Europe/Rome",
+    "XMAD": "Europe/Madrid",
+    "XAMS": "Europe/Amsterdam",
+    "XSTO": "Europe/Stockholm",
+    "XTAE": "Asia/Tel_Aviv",
+    "XJSE": "Africa/Johannesburg",
+    "XSWX": "Europe/Zurich",
+}
+
+
 def listing_of(ticker: str) -> Listing:
     """The listing a Yahoo symbol names by its suffix (`AZN.L` -> XLON); US without one.
     An unknown suffix is a clear error rather than a silent NYSE calendar."""
@@ -102,6 +124,13 @@ def ticker_mic_sql(column: str = "ticker") -> str:
     )
 
 
+def ticker_timezone_sql(column: str = "ticker") -> str:
+    """SQL expression: the IANA time zone of the exchange of the ticker in `column` (New York's
+    for an unknown suffix, which never reaches silver: bronze refuses it)."""
+    cases = " ".join(f"WHEN '{mic}' THEN '{tz}'" for mic, tz in MIC_TIMEZONES.items())
+    return f"(CASE {ticker_mic_sql(column)} {cases} ELSE '{MIC_TIMEZONES[EXCHANGE]}' END)"
+
+
 def own_exchange_dates(tickers: pd.Series, ts_utc: pd.Series) -> pd.Series:
     """Per UTC timestamp: its date on the clock of its ticker's exchange (datetime64, midnight),
     so a Tokyo minute at 00:00 UTC is that Tokyo morning's date, not New York's evening before.
@@ -110,7 +139,7 @@ def own_exchange_dates(tickers: pd.Series, ts_utc: pd.Series) -> pd.Series:
     out = pd.Series(pd.NaT, index=ts_utc.index, dtype="datetime64[ns]")
     for mic in mics.unique():
         rows = (mics == mic).to_numpy()
-        local = ts_utc[rows].dt.tz_convert(exchange_calendar(mic).tz)
+        local = ts_utc[rows].dt.tz_convert(MIC_TIMEZONES[mic])
         out[rows] = local.dt.tz_localize(None).dt.normalize().to_numpy()
     return out
 
