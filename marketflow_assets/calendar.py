@@ -42,7 +42,11 @@ class SessionCalendar:
         self.break_ends = schedule["break_end"].values.astype("datetime64[ns]")
         self._early_closes = calendar.early_closes.values.astype("datetime64[D]")
         # Yahoo stamps daily bars at midnight exchange time; localising is slow, so do it once.
-        self.local_midnights = pd.DatetimeIndex(schedule.index).tz_localize(self.tz)
+        # Where a daylight-saving change skips or repeats midnight (Tel Aviv, 1990s), the first
+        # valid instant of the day.
+        self.local_midnights = pd.DatetimeIndex(schedule.index).tz_localize(
+            self.tz, nonexistent="shift_forward", ambiguous=np.zeros(len(schedule), dtype=bool)
+        )
         self.first = _to_date(self.sessions[0])
         self.last = _to_date(self.sessions[-1])
 

@@ -44,6 +44,12 @@ def test_time_zones_are_exchange_calendars_own():
         assert str(xcals.get_calendar(mic, start="2024-01-02", end="2024-02-01").tz) == tz, mic
 
 
+def test_a_midnight_that_daylight_saving_skips_still_dates_a_bar():
+    # Tel Aviv moved its clocks at midnight in 1990: the calendar still builds, every session
+    # has a local midnight stamp (what the simulator and Yahoo date daily bars with).
+    assert exchange_calendar("XTAE").local_midnights.notna().all()
+
+
 def test_regular_minutes_skip_the_lunch_break_and_follow_early_closes():
     tokyo = exchange_calendar("XTKS")
     minutes = tokyo.minutes(dt.date(2024, 6, 19))
