@@ -1,12 +1,16 @@
-"""The NYSE (XNYS) trading calendar: sessions, opens and closes, early closes, trading minutes.
+"""Exchange trading calendars: sessions, opens and closes, lunch breaks, early closes, minutes.
 
 A thin, vectorised wrapper over `exchange_calendars`, so the rest of the code asks questions in
-dates and UTC timestamps and never re-derives holiday or daylight-saving rules.
+dates and UTC timestamps and never re-derives holiday or daylight-saving rules. `xnys()` is the
+NYSE calendar (automation's clock, a US universe's partitions); `exchange_calendar(mic)` is any
+exchange's (a ticker's own sessions and regular hours, see `exchanges.py`), and `session_hours`
+is the one table of regular hours per (exchange, session) that intraday SQL joins against.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from functools import cache
 from zoneinfo import ZoneInfo
 
@@ -27,12 +31,22 @@ class SessionCalendar:
 
     def __init__(self, calendar: xcals.ExchangeCalendar):
         self._cal = calendar
+        self.name = calendar.name
+        self.tz = ZoneInfo(str(calendar.tz))
         schedule = calendar.schedule
         self.sessions = schedule.index.values.astype("datetime64[D]")
         self.opens = schedule["open"].values.astype("datetime64[ns]")
         self.closes = schedule["close"].values.astype("datetime64[ns]")
+        # Lunch breaks (XTKS, XHKG, ...): NaT on sessions without one.
+        self.break_starts = schedule["break_start"].values.astype("datetime64[ns]")
+        self.break_ends = schedule["break_end"].values.astype("datetime64[ns]")
+        self._early_closes = calendar.early_closes.values.astype("datetime64[D]")
         # Yahoo stamps daily bars at midnight exchange time; localising is slow, so do it once.
-        self.local_midnights = pd.DatetimeIndex(schedule.index).tz_localize(EXCHANGE_TZ)
+        # Where a daylight-saving change skips or repeats midnight (Tel Aviv, 1990s), the first
+        # valid instant of the day.
+        self.local_midnights = pd.DatetimeIndex(schedule.index).tz_localize(
+            self.tz, nonexistent="shift_forward", ambiguous=np.zeros(len(schedule), dtype=bool)
+        )
         self.first = _to_date(self.sessions[0])
         self.last = _to_date(self.sessions[-1])
 
@@ -62,7 +76,7 @@ class SessionCalendar:
         """The session `n` sessions after (n > 0) or before (n < 0) session `day`."""
         i = np.searchsorted(self.sessions, np.datetime64(day, "D"), side="left") + n
         if not 0 <= i < len(self.sessions):
-            raise ValueError(f"{n} sessions from {day} is outside the {EXCHANGE} calendar")
+            raise ValueError(f"{n} sessions from {day} is outside the {self.name} calendar")
         return _to_date(self.sessions[i])
 
     def map_to_sessions(self, days: pd.Series) -> pd.Series:
@@ -81,7 +95,7 @@ class SessionCalendar:
     def _index(self, session: dt.date) -> int:
         i = int(np.searchsorted(self.sessions, np.datetime64(session, "D")))
         if i >= len(self.sessions) or self.sessions[i] != np.datetime64(session, "D"):
-            raise ValueError(f"{session} is not an {EXCHANGE} session")
+            raise ValueError(f"{session} is not an {self.name} session")
         return i
 
     def open_utc(self, session: dt.date) -> dt.datetime:
@@ -91,26 +105,43 @@ class SessionCalendar:
         return _to_utc(self.closes[self._index(session)])
 
     def is_early_close(self, session: dt.date) -> bool:
-        close_local = self.close_utc(session).astimezone(EXCHANGE_TZ)
-        return (close_local.hour, close_local.minute) < (16, 0)
-
-    def minutes(self, session: dt.date) -> pd.DatetimeIndex:
-        """Start of every regular-hours minute bar of the session, in UTC."""
-        return pd.date_range(
-            self.open_utc(session), self.close_utc(session), freq="1min", inclusive="left"
+        self._index(session)
+        i = np.searchsorted(self._early_closes, np.datetime64(session, "D"))
+        return bool(
+            i < len(self._early_closes) and self._early_closes[i] == np.datetime64(session, "D")
         )
 
+    def minutes(self, session: dt.date) -> pd.DatetimeIndex:
+        """Start of every regular-hours minute bar of the session, in UTC (none in a break)."""
+        i = self._index(session)
+        minutes = pd.date_range(
+            self.open_utc(session), self.close_utc(session), freq="1min", inclusive="left"
+        )
+        if np.isnat(self.break_starts[i]):
+            return minutes
+        in_break = (minutes >= _to_utc(self.break_starts[i])) & (
+            minutes < _to_utc(self.break_ends[i])
+        )
+        return minutes[~in_break]
+
     def schedule(self, start: dt.date, end: dt.date) -> pd.DataFrame:
-        """session_date, open_utc, close_utc for every session in [start, end]."""
+        """session_date, open_utc, close_utc, break_start_utc, break_end_utc (NaT without a
+        break) and minutes (regular-hours minute bars) for every session in [start, end]."""
         lo = np.searchsorted(self.sessions, np.datetime64(start, "D"), side="left")
         hi = np.searchsorted(self.sessions, np.datetime64(end, "D"), side="right")
-        return pd.DataFrame(
+        frame = pd.DataFrame(
             {
                 "session_date": pd.to_datetime(self.sessions[lo:hi]).date,
                 "open_utc": pd.to_datetime(self.opens[lo:hi]).tz_localize("UTC"),
                 "close_utc": pd.to_datetime(self.closes[lo:hi]).tz_localize("UTC"),
+                "break_start_utc": pd.to_datetime(self.break_starts[lo:hi]).tz_localize("UTC"),
+                "break_end_utc": pd.to_datetime(self.break_ends[lo:hi]).tz_localize("UTC"),
             }
         )
+        trading = frame["close_utc"] - frame["open_utc"]
+        lunch = (frame["break_end_utc"] - frame["break_start_utc"]).fillna(pd.Timedelta(0))
+        frame["minutes"] = ((trading - lunch).dt.total_seconds() // 60).astype("int64")
+        return frame
 
     # -- "now" questions -----------------------------------------------------------------
     def latest_closed_session(self, now: dt.datetime) -> dt.date | None:
@@ -135,6 +166,38 @@ class SessionCalendar:
 def xnys() -> SessionCalendar:
     end = dt.date.today() + dt.timedelta(days=365 * CALENDAR_YEARS_AHEAD)
     return SessionCalendar(xcals.get_calendar(EXCHANGE, start=CALENDAR_START, end=end))
+
+
+@cache
+def exchange_calendar(mic: str) -> SessionCalendar:
+    """The calendar of exchange `mic` (an ISO 10383 MIC = exchange_calendars name), cached per
+    process: building one costs about a second. Clipped to what exchange_calendars records
+    (XTKS from 1997, XBOM's holidays only a few years ahead)."""
+    if mic == EXCHANGE:
+        return xnys()
+    start = pd.Timestamp(CALENDAR_START)
+    end = pd.Timestamp.today().normalize() + pd.DateOffset(years=CALENDAR_YEARS_AHEAD)
+    try:
+        return SessionCalendar(xcals.get_calendar(mic, start=start, end=end))
+    except ValueError:  # outside the years the calendar records: clip to its bounds
+        recorded = xcals.get_calendar(mic)
+        start = max(start, recorded.bound_min() or start)
+        end = min(end, recorded.bound_max() or end)
+        return SessionCalendar(xcals.get_calendar(mic, start=start, end=end))
+
+
+def session_hours(mics: Iterable[str], start: dt.date, end: dt.date) -> pd.DataFrame:
+    """Regular hours of every session of the exchanges `mics` in [start, end]: mic, timezone
+    (IANA) and the `schedule` columns. One calendar lookup per exchange; SQL joins it on (mic, session_date)."""
+    frames = [
+        exchange_calendar(m)
+        .schedule(start, end)
+        .assign(mic=m, timezone=exchange_calendar(m).tz.key)
+        for m in sorted(set(mics))
+    ]
+    if not frames:
+        frames = [xnys().schedule(start, start).iloc[:0].assign(mic="", timezone="")]
+    return pd.concat(frames, ignore_index=True)
 
 
 def _to_date(value: np.datetime64) -> dt.date:

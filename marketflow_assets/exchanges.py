@@ -16,14 +16,14 @@ Daily partitions are the union of the sessions of every exchange the universe tr
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cache
 
-import exchange_calendars as xcals
 import numpy as np
 import pandas as pd
 
-from marketflow_assets.calendar import CALENDAR_START, CALENDAR_YEARS_AHEAD, EXCHANGE
+from marketflow_assets.calendar import EXCHANGE, exchange_calendar
+from marketflow_assets.tickers import InvalidTickerError
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,10 @@ class Listing:
     currency: str  # ISO 4217 currency of the listing
     price_unit: str  # what one unit of a quoted price is: the currency, or its 1/100 subunit
     price_scale: float  # prices / price_scale = amounts in `currency` (100 for pence, cents)
+
+
+class UnknownExchangeError(InvalidTickerError):
+    """A ticker's Yahoo suffix is not in `SUFFIX_EXCHANGES`: its sessions are unknown."""
 
 
 US_LISTING = Listing(EXCHANGE, "USD", "USD", 1.0)
@@ -57,6 +61,28 @@ SUFFIX_EXCHANGES: dict[str, Listing] = {
 }
 
 
+# Each exchange's time zone (exchange_calendars' `tz`, checked by the tests), without building its
+# calendar: dates on an exchange's clock in SQL and pandas.
+MIC_TIMEZONES: dict[str, str] = {
+    "XNYS": "America/New_York",
+    "XLON": "Europe/London",
+    "XTKS": "Asia/Tokyo",
+    "XHKG": "Asia/Hong_Kong",
+    "XBOM": "Asia/Kolkata",
+    "XTSE": "America/Toronto",
+    "XASX": "Australia/Sydney",
+    "XETR": "Europe/Berlin",
+    "XPAR": "Europe/Paris",
+    "XMIL": "Europe/Rome",
+    "XMAD": "Europe/Madrid",
+    "XAMS": "Europe/Amsterdam",
+    "XSTO": "Europe/Stockholm",
+    "XTAE": "Asia/Tel_Aviv",
+    "XJSE": "Africa/Johannesburg",
+    "XSWX": "Europe/Zurich",
+}
+
+
 def listing_of(ticker: str) -> Listing:
     """The listing a Yahoo symbol names by its suffix (`AZN.L` -> XLON); US without one.
     An unknown suffix is a clear error rather than a silent NYSE calendar."""
@@ -64,23 +90,58 @@ def listing_of(ticker: str) -> Listing:
     if not dot or not base:
         return US_LISTING
     if suffix.upper() not in SUFFIX_EXCHANGES:
-        raise ValueError(
+        raise UnknownExchangeError(
             f"{ticker}: unknown exchange suffix .{suffix}; known: "
             + ", ".join(f".{s}" for s in sorted(SUFFIX_EXCHANGES))
         )
     return SUFFIX_EXCHANGES[suffix.upper()]
 
 
-@cache
 def exchange_sessions(mic: str) -> np.ndarray:
     """Sorted session dates (datetime64[D]) of one exchange."""
-    end = pd.Timestamp.today().normalize() + pd.DateOffset(years=CALENDAR_YEARS_AHEAD)
-    try:
-        calendar = xcals.get_calendar(mic, start=str(CALENDAR_START), end=end.strftime("%Y-%m-%d"))
-    except ValueError:  # a calendar that cannot go back that far (XTKS: 1997): its earliest
-        calendar = xcals.get_calendar(mic, end=end.strftime("%Y-%m-%d"))
-        calendar = xcals.get_calendar(mic, start=calendar.bound_min(), end=calendar.last_session)
-    return calendar.sessions.values.astype("datetime64[D]")
+    return exchange_calendar(mic).sessions
+
+
+def mics_of(tickers: Iterable[str]) -> set[str]:
+    """The exchanges (MICs) of `tickers`, skipping unknown suffixes (named elsewhere: the universe
+    refuses them, bronze fails naming the ticker)."""
+    mics = set()
+    for ticker in set(tickers):  # per distinct ticker, not per row
+        try:
+            mics.add(listing_of(ticker).mic)
+        except UnknownExchangeError:
+            continue
+    return mics
+
+
+def ticker_mic_sql(column: str = "ticker") -> str:
+    """SQL expression: the MIC of the ticker in `column` by its Yahoo suffix, exactly as
+    `listing_of` (no suffix: XNYS); NULL for an unknown suffix."""
+    cases = " ".join(f"WHEN '{s}' THEN '{x.mic}'" for s, x in SUFFIX_EXCHANGES.items())
+    return (
+        f"(CASE WHEN NOT regexp_matches({column}, '^.+[.][^.]*$') THEN '{US_LISTING.mic}' "
+        f"ELSE CASE upper(regexp_extract({column}, '[.]([^.]*)$', 1)) {cases} END END)"
+    )
+
+
+def ticker_timezone_sql(column: str = "ticker") -> str:
+    """SQL expression: the IANA time zone of the exchange of the ticker in `column` (New York's
+    for an unknown suffix, which never reaches silver: bronze refuses it)."""
+    cases = " ".join(f"WHEN '{mic}' THEN '{tz}'" for mic, tz in MIC_TIMEZONES.items())
+    return f"(CASE {ticker_mic_sql(column)} {cases} ELSE '{MIC_TIMEZONES[EXCHANGE]}' END)"
+
+
+def own_exchange_dates(tickers: pd.Series, ts_utc: pd.Series) -> pd.Series:
+    """Per UTC timestamp: its date on the clock of its ticker's exchange (datetime64, midnight),
+    so a Tokyo minute at 00:00 UTC is that Tokyo morning's date, not New York's evening before.
+    One conversion per exchange time zone."""
+    mics = tickers.map({t: listing_of(t).mic for t in tickers.unique()})
+    out = pd.Series(pd.NaT, index=ts_utc.index, dtype="datetime64[ns]")
+    for mic in mics.unique():
+        rows = (mics == mic).to_numpy()
+        local = ts_utc[rows].dt.tz_convert(MIC_TIMEZONES[mic])
+        out[rows] = local.dt.tz_localize(None).dt.normalize().to_numpy()
+    return out
 
 
 def union_sessions(mics: frozenset[str] | set[str]) -> np.ndarray:

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from marketflow_assets.calendar import xnys
+from marketflow_assets.calendar import exchange_calendar
+from marketflow_assets.exchanges import listing_of
 from marketflow_assets.storage.raw_lake import FetchManifest
 
 
@@ -32,16 +33,18 @@ class FetchGroup:
 def covered(
     manifests: list[FetchManifest], tickers: list[str], sessions: list[dt.date]
 ) -> np.ndarray:
-    """Boolean matrix [ticker, session]: already fetched after that session's close."""
-    cal = xnys()
+    """Boolean matrix [ticker, session]: already fetched after that session's close on the
+    ticker's own exchange. A date its exchange does not trade (a London holiday in a mixed
+    universe's partitions) has nothing to fetch: covered."""
     mask = np.zeros((len(tickers), len(sessions)), dtype=bool)
     if not sessions:
         return mask
     row = {t: i for i, t in enumerate(tickers)}
     days = np.array(sessions, dtype="datetime64[D]")
-    closes = np.array(
-        [np.datetime64(cal.close_utc(s).replace(tzinfo=None), "ns") for s in sessions]
-    )
+    mics = [listing_of(t).mic for t in tickers]
+    closes_of = {mic: _own_closes(mic, days) for mic in set(mics)}  # one lookup per exchange
+    closes = np.stack([closes_of[mic] for mic in mics])  # [ticker, session], NaT: no session
+    mask |= np.isnat(closes)
     for manifest in manifests:
         span = manifest.request.get("landed")
         if not span:
@@ -51,11 +54,17 @@ def covered(
         if lo >= hi:
             continue
         fetched = np.datetime64(manifest.fetched_at.astimezone(dt.UTC).replace(tzinfo=None), "ns")
-        final = closes[lo:hi] <= fetched
         for ticker in manifest.ok_tickers:
             if ticker in row:
-                mask[row[ticker], lo:hi] |= final
+                mask[row[ticker], lo:hi] |= closes[row[ticker], lo:hi] <= fetched
     return mask
+
+
+def _own_closes(mic: str, days: np.ndarray) -> np.ndarray:
+    """Close (UTC, naive ns) of each day on exchange `mic`; NaT where it is not a session."""
+    cal = exchange_calendar(mic)
+    idx = np.clip(np.searchsorted(cal.sessions, days), 0, len(cal.sessions) - 1)
+    return np.where(cal.sessions[idx] == days, cal.closes[idx], np.datetime64("NaT"))
 
 
 def nothing_covered(tickers: list[str], sessions: list[dt.date]) -> np.ndarray:

@@ -87,10 +87,11 @@ def universe_exchanges(settings: Settings) -> frozenset[str]:
     A universe that cannot be read (an invalid ticker, a missing file) counts as US here: the
     code location must still load so the UI can show the runs that fail naming the ticker."""
     try:
-        tickers = load_universe(settings.tickers)
-    except InvalidTickerError:
+        return frozenset(listing_of(t).mic for t in load_universe(settings.tickers)) or frozenset(
+            {EXCHANGE}
+        )
+    except InvalidTickerError:  # incl. an unknown exchange suffix (exchanges.UnknownExchangeError)
         return frozenset({EXCHANGE})
-    return frozenset(listing_of(t).mic for t in tickers) or frozenset({EXCHANGE})
 
 
 def sessions_partitions_def_for(settings: Settings) -> dg.DailyPartitionsDefinition:

@@ -14,6 +14,7 @@ from pydantic import PrivateAttr
 
 from marketflow_assets.automation.notify import AlertingResource
 from marketflow_assets.checks.config import QualityResource
+from marketflow_assets.exchanges import listing_of
 from marketflow_assets.settings import Settings
 from marketflow_assets.sources.base import BarsQuery, MarketDataSource, Payload
 from marketflow_assets.sources.retry import Backoff, call_with_retries
@@ -108,9 +109,12 @@ class UniverseResource(dg.ConfigurableResource):
 
     def symbols(self) -> list[str]:
         try:
-            return load_universe(self.tickers)
-        except InvalidTickerError as exc:
+            tickers = load_universe(self.tickers)
+            for ticker in tickers:  # each needs a known exchange (its sessions and hours)
+                listing_of(ticker)
+        except InvalidTickerError as exc:  # incl. exchanges.UnknownExchangeError
             raise dg.Failure(str(exc), allow_retries=False) from exc
+        return tickers
 
 
 def ticker_scope(context: Any) -> tuple[str, ...] | None:

@@ -154,7 +154,8 @@ def test_marts_build_from_a_clean_warehouse_and_every_dbt_test_passes_as_a_check
         "gold/ma_crossovers": {"gold/daily_features"},
         "gold/sector_daily": {"gold/daily_features", "silver/symbols"},
         "gold/monthly_returns": {"silver/daily_bars"},
-        "gold/hourly_bars": {"silver/intraday_bars_1m"},  # built in test_intraday
+        # built in test_intraday; hours since the open of the ticker's own exchange
+        "gold/hourly_bars": {"silver/intraday_bars_1m", "silver/session_hours"},
         # test_fundamentals_pipeline builds and checks it
         "gold/sector_fundamentals_daily": {"gold/fundamentals_daily", "silver/symbols"},
     }

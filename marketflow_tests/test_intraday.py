@@ -20,6 +20,7 @@ INTRADAY = [
     "raw/intraday_bars_1m",
     "bronze/intraday_bars_1m",
     "silver/corporate_actions",
+    "silver/session_hours",
     "silver/intraday_bars_1m",
     "silver/rejected_bars",
     "gold/intraday_vwap",

@@ -560,8 +560,9 @@ def create_app(
         q = PageQuery(
             "gold.sector_daily",
             [(c, c) for c in models.SectorDay.model_fields if c in present],
-            ["session_date", "sector"],
-            ["date", "str"],
+            # one row per (session, sector, exchange); snapshots before exchanges: no mic
+            ["session_date", "sector", *(["mic"] if "mic" in present else [])],
+            ["date", "str", *(["str"] if "mic" in present else [])],
             "sectors",
         )
         range_filter(q, "session_date", start, end)

@@ -208,6 +208,8 @@ class FundamentalsResponse(BaseModel):
 
 class SectorDay(BaseModel):
     sector: str | None
+    mic: str | None = None  # one row per sector and exchange: never mixes currencies
+    currency: str | None = None
     session_date: dt.date
     tickers: int | None = None
     avg_return_1d: float | None = None

@@ -4,10 +4,12 @@ Every query here works per (ticker, session), so range runs compute a few sessio
 (`chunk_sessions`): same rows, memory of one chunk."""
 
 import dagster as dg
+import pandas as pd
 
 from marketflow_assets import cadence
 from marketflow_assets.assets.silver import scope_params, session_hours
 from marketflow_assets.contracts import gold_intraday as contracts
+from marketflow_assets.exchanges import ticker_mic_sql
 from marketflow_assets.partitions import (
     INTRADAY_CHUNK_SESSIONS,
     sessions_of,
@@ -17,6 +19,7 @@ from marketflow_assets.resources import (
     WAREHOUSE_POOL,
     WAREHOUSE_RETRY_POLICY,
     MarketDataResource,
+    UniverseResource,
     ticker_scope,
 )
 from marketflow_assets.storage.warehouse import TableWrite
@@ -66,15 +69,20 @@ WINDOW session_so_far AS (
 
 @gold_asset(contracts.INTRADAY_DAILY_SUMMARY)
 def intraday_daily_summary(
-    context: dg.AssetExecutionContext, market_data: MarketDataResource
+    context: dg.AssetExecutionContext, market_data: MarketDataResource, universe: UniverseResource
 ) -> TableWrite:
-    hours = session_hours(sessions_of(context))
-    now = market_data.get_source().now()
-    # Minutes expected so far: the whole session once closed, up to the clock while trading.
+    hours = session_hours(context, universe, sessions_of(context))
+    now = pd.Timestamp(market_data.get_source().now()).tz_convert("UTC")
+
+    # Minutes expected so far on the ticker's own exchange: the whole session once closed, up to
+    # the clock while trading, never the lunch break (XTKS, XHKG).
+    def elapsed(start: pd.Series, end: pd.Series) -> pd.Series:
+        return (end.clip(upper=now) - start.clip(upper=now)).dt.total_seconds().fillna(0) // 60
+
+    lunch = elapsed(hours["break_start_utc"], hours["break_end_utc"])
     hours["minutes_expected"] = (
-        (hours["close_utc"].clip(upper=now) - hours["open_utc"]).dt.total_seconds().clip(lower=0)
-        // 60
-    ).astype("int64")
+        (elapsed(hours["open_utc"], hours["close_utc"]) - lunch).clip(lower=0).astype("int64")
+    )
     return TableWrite(
         rows=f"""
 WITH m AS (SELECT * FROM silver.intraday_bars_1m WHERE {SCOPE_FILTER})
@@ -91,7 +99,7 @@ SELECT m.ticker, m.session_date,
     min(m.ts) AS first_minute,
     max(m.ts) AS last_minute
 FROM m
-JOIN session_hours h ON h.session_date = m.session_date
+JOIN session_hours h ON h.session_date = m.session_date AND h.mic = {ticker_mic_sql("m.ticker")}
 GROUP BY m.ticker, m.session_date""",
         params=scope_params(context),
         tickers=ticker_scope(context),

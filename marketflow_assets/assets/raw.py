@@ -15,7 +15,8 @@ import pandas as pd
 
 from marketflow_assets import cadence, fetch_plan
 from marketflow_assets.automation.landing import land_dropped_files
-from marketflow_assets.calendar import EXCHANGE_TZ, xnys
+from marketflow_assets.calendar import EXCHANGE, EXCHANGE_TZ, exchange_calendar
+from marketflow_assets.exchanges import mics_of
 from marketflow_assets.partitions import (
     ensure_sessions_opened,
     sessions_of,
@@ -33,7 +34,12 @@ from marketflow_assets.sources.base import (
 from marketflow_assets.storage.lake import LakeResource
 from marketflow_assets.storage.raw_io_manager import Landing, RawLanding
 from marketflow_assets.tickers import InvalidTickerError
-from marketflow_assets.transforms.payloads import bar_dates, corporate_action_events, session_dates
+from marketflow_assets.transforms.payloads import (
+    bar_dates,
+    corporate_action_events,
+    minute_session_dates,
+    session_dates,
+)
 
 # Whole-step retries for provider outages that outlast the per-request backoff. Permanent
 # problems (bad files, unknown symbols, closed windows) fail at once: see `fail_fast`.
@@ -110,17 +116,16 @@ def _land_daily_bars(
     manifests = lake.raw().manifests(source.name, "daily_bars")
     groups, already = fetch_plan.plan(manifests, tickers, sessions, refresh=config.refresh)
 
-    cal = xnys()
-    latest = cal.latest_opened_session(now)
     landings: list[Landing] = []
     errors: dict[str, str] = {}
     for group in groups:
-        # One session before the range gives every dividend its previous close; asking through
-        # `now` brings the splits and dividends that re-base these bars (Yahoo serves bars as
-        # of the fetch). Only the run's sessions are landed.
-        query = BarsQuery(
-            group.tickers, cal.previous_session(group.first) or group.first, latest, "1d"
-        )
+        # One session before the range (on each ticker's own exchange) gives every dividend its
+        # previous close; asking through `now` brings the splits and dividends that re-base
+        # these bars (Yahoo serves bars as of the fetch). Only the run's sessions are landed.
+        calendars = [exchange_calendar(mic) for mic in mics_of(group.tickers) or {EXCHANGE}]
+        first = min(c.previous_session(group.first) or group.first for c in calendars)
+        latest = max(c.latest_opened_session(now) or group.last for c in calendars)
+        query = BarsQuery(group.tickers, first, max(latest, group.last), "1d")
         payload = market_data.fetch_bars(query)
         errors.update(payload.errors)
         landings.append(_daily_landing(payload, group))
@@ -164,7 +169,7 @@ def _daily_landing(payload: Payload, group: fetch_plan.FetchGroup) -> Landing:
         return Landing(
             payload, partitions=pd.Series([], dtype=object), landed=(group.first, group.last)
         )
-    sessions = session_dates(bar_dates(frame["Date"]))
+    sessions = session_dates(bar_dates(frame["Date"], frame["Ticker"]), frame["Ticker"])
     in_range = sessions.between(pd.Timestamp(group.first), pd.Timestamp(group.last))
     in_group = frame["Ticker"].isin(group.tickers)
     keys = sessions.dt.strftime("%Y-%m-%d").where(in_range & in_group)
@@ -334,7 +339,8 @@ def _land_intraday_bars(
         payload = market_data.fetch_bars(BarsQuery(group, chunk[0], chunk[-1], "1m", since=since))
         metadata["provider_requests"] += 1
         errors.update(payload.errors)
-        keys = session_dates(bar_dates(payload.frame["Datetime"])).dt.strftime("%Y-%m-%d")
+        frame = payload.frame
+        keys = minute_session_dates(frame["Ticker"], frame["Datetime"]).dt.strftime("%Y-%m-%d")
         keys = keys.where(keys.isin([s.isoformat() for s in chunk]))
         return Landing(
             payload, partitions=keys, landed=(chunk[0], chunk[-1]), watermark_column="Datetime"

@@ -6,9 +6,10 @@ import dagster as dg
 import pandas as pd
 
 from marketflow_assets import cadence
-from marketflow_assets.calendar import xnys
+from marketflow_assets.calendar import EXCHANGE
+from marketflow_assets.calendar import session_hours as exchange_session_hours
 from marketflow_assets.contracts import silver as contracts
-from marketflow_assets.exchanges import listings_frame
+from marketflow_assets.exchanges import listing_of, listings_frame, mics_of
 from marketflow_assets.partitions import (
     INTRADAY_CHUNK_SESSIONS,
     sessions_of,
@@ -42,8 +43,14 @@ def scope_params(context: dg.AssetExecutionContext) -> dict:
     }
 
 
-def session_hours(sessions: list[dt.date]) -> pd.DataFrame:
-    return xnys().schedule(sessions[0], sessions[-1])
+def session_hours(
+    context: dg.AssetExecutionContext, universe: UniverseResource, sessions: list[dt.date]
+) -> pd.DataFrame:
+    """Regular hours (`calendar.session_hours`) of the run's sessions on every exchange of the
+    universe and the run's ticker scope (plus XNYS), for SQL to join on each ticker's own
+    exchange: one calendar lookup per exchange, never per row."""
+    mics = mics_of([*universe.symbols(), *(ticker_scope(context) or ())]) | {EXCHANGE}
+    return exchange_session_hours(mics, sessions[0], sessions[-1])
 
 
 class DividendRepairConfig(dg.Config):
@@ -134,15 +141,48 @@ def silver_corporate_actions(
     description=contracts.INTRADAY_BARS_1M.description,
     metadata=contracts.INTRADAY_BARS_1M.asset_metadata(),
 )
-def silver_intraday_bars_1m(context: dg.AssetExecutionContext) -> TableWrite:
+def silver_intraday_bars_1m(
+    context: dg.AssetExecutionContext, universe: UniverseResource
+) -> TableWrite:
     sessions = sessions_of(context)
     return TableWrite(
         rows=silver_intraday_bars_sql(),
         params=scope_params(context),
         tickers=ticker_scope(context),
-        frames={"session_hours": session_hours(sessions)},
+        frames={"session_hours": session_hours(context, universe, sessions)},
         # Every rule (hours, duplicates per bar, splits) looks at one session's bars at a time.
         chunk_sessions=INTRADAY_CHUNK_SESSIONS,
+    )
+
+
+@dg.asset(
+    key=["silver", "session_hours"],
+    tags=cadence.INTRADAY,
+    group_name="silver",
+    kinds={"pandas", "duckdb"},
+    partitions_def=sessions_partitions_def,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    io_manager_key="warehouse_io_manager",
+    pool=WAREHOUSE_POOL,
+    retry_policy=WAREHOUSE_RETRY_POLICY,
+    description=contracts.SESSION_HOURS.description,
+    metadata=contracts.SESSION_HOURS.asset_metadata(),
+)
+def silver_session_hours(
+    context: dg.AssetExecutionContext, universe: UniverseResource
+) -> TableWrite:
+    """Each universe ticker x its own exchange's sessions among the run's: a join of the
+    exchanges' hours (one calendar lookup per exchange) with the tickers' MICs."""
+    sessions = sessions_of(context)
+    tickers = list(ticker_scope(context) or universe.symbols())
+    listed = pd.DataFrame({"ticker": tickers, "mic": [listing_of(t).mic for t in tickers]})
+    hours = exchange_session_hours(set(listed["mic"]), sessions[0], sessions[-1])
+    hours = hours[pd.to_datetime(hours["session_date"]).isin(pd.to_datetime(sessions))]
+    rows = listed.merge(hours, on="mic")
+    return TableWrite(
+        rows=rows[contracts.SESSION_HOURS.column_names],
+        tickers=ticker_scope(context),
+        metadata={"exchanges": dg.MetadataValue.json(sorted(set(listed["mic"])))},
     )
 
 
@@ -196,7 +236,10 @@ BRONZE_DAILY = dg.AssetKey(["bronze", "daily_bars"])
     can_subset=False,
 )
 def silver_daily_validation(
-    context: dg.AssetExecutionContext, config: SilverRepairConfig, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext,
+    config: SilverRepairConfig,
+    warehouse: WarehouseResource,
+    universe: UniverseResource,
 ):
     """Validate the run's bronze daily bars once: accepted (and repaired) bars to silver, the
     others to silver.rejected_bars with a reason, every repair to silver.bar_repairs."""
@@ -209,7 +252,7 @@ def silver_daily_validation(
             params["end"],
             params["tickers"],
             config.switches(),
-            session_hours=session_hours(sessions_of(context)),
+            session_hours=session_hours(context, universe, sessions_of(context)),
         )
     tickers = ticker_scope(context)
     counts = result.repairs["kind"].str.split(",").explode().value_counts()

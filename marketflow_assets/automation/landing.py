@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from marketflow_assets.calendar import EXCHANGE_TZ
+from marketflow_assets.exchanges import UnknownExchangeError
 from marketflow_assets.partitions import sessions_of
 from marketflow_assets.sources.base import TICKER_COLUMN, Payload
 from marketflow_assets.sources.csv_files import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
@@ -256,7 +257,10 @@ def parse_drop(key: str, data: bytes, *, today: dt.date) -> DroppedFile:
             f"{key}: rows dated after today ({today}), e.g. {dates.max().date()}; bars must "
             "have happened"
         )
-    sessions = session_dates(bar_dates(frame["Date"].astype(str)))
+    try:
+        sessions = session_dates(bar_dates(frame["Date"].astype(str)), frame[TICKER_COLUMN])
+    except UnknownExchangeError as exc:
+        raise DropRejected(f"{key}: {exc}") from exc
     if sessions.isna().any():
         raise DropRejected(f"{key}: rows dated before the exchange calendar starts")
     ordered = [c for c in COLUMNS if c in frame.columns]
@@ -460,7 +464,10 @@ def land_dropped_files(
     for dropped in claimed_drops(store, batch, now, kind="bars"):
         key = dropped.key
         frame = dropped.frame
-        keys_by_row = session_dates(bar_dates(frame["Date"])).dt.strftime("%Y-%m-%d")
+        tickers = frame[TICKER_COLUMN]
+        keys_by_row = session_dates(bar_dates(frame["Date"], tickers), tickers).dt.strftime(
+            "%Y-%m-%d"
+        )
         partitions = keys_by_row.where(keys_by_row.isin(sessions))
         payload = Payload(
             source=FILE_DROP_SOURCE,

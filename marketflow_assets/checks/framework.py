@@ -50,6 +50,7 @@ import pandas as pd
 
 from marketflow_assets.calendar import xnys
 from marketflow_assets.contracts import ops as ops_contracts
+from marketflow_assets.partitions import sessions_of
 from marketflow_assets.resources import WAREHOUSE_POOL
 from marketflow_assets.storage.warehouse import ensure_table, release_cache
 
@@ -66,6 +67,9 @@ class Scope:
 
     start: dt.date | None = None
     end: dt.date | None = None
+    # The run's partition keys (the union of the universe's exchanges' sessions); None: the
+    # NYSE sessions of [start, end].
+    keys: tuple[dt.date, ...] | None = None
 
     @property
     def partitioned(self) -> bool:
@@ -75,6 +79,8 @@ class Scope:
     def sessions(self) -> list[dt.date]:
         if self.start is None or self.end is None:
             return []
+        if self.keys is not None:
+            return list(self.keys)
         return xnys().sessions_in_range(self.start, self.end)
 
     @property
@@ -102,7 +108,11 @@ class Scope:
             return cls(day, day)
         if context.has_partition_key_range:
             key_range = context.partition_key_range
-            return cls(dt.date.fromisoformat(key_range.start), dt.date.fromisoformat(key_range.end))
+            return cls(
+                dt.date.fromisoformat(key_range.start),
+                dt.date.fromisoformat(key_range.end),
+                keys=tuple(sessions_of(context)),
+            )
         return cls()
 
 

@@ -14,9 +14,10 @@ in-scope minutes (`_scoped`, loaded once per run).
 import dagster as dg
 import pandas as pd
 
-from marketflow_assets.calendar import xnys
+from marketflow_assets.calendar import session_hours
 from marketflow_assets.checks.framework import WARN, CheckDef, CheckRun, Outcome
 from marketflow_assets.checks.silver import reconciliation_check
+from marketflow_assets.exchanges import mics_of, ticker_mic_sql
 
 RAW_MINUTES = dg.AssetKey(["raw", "intraday_bars_1m"])
 BRONZE_MINUTES = dg.AssetKey(["bronze", "intraday_bars_1m"])
@@ -34,27 +35,32 @@ def intraday_vs_daily_check() -> CheckDef:
         ]
         if not sessions:
             return Outcome(True, "no one-minute bars in scope", 0, 0)
-        hours = xnys().schedule(min(sessions), max(sessions))
+        # Each ticker's own exchange's hours: one calendar lookup per exchange in scope.
+        tickers = run.df("SELECT DISTINCT ticker FROM _scoped")["ticker"]
+        hours = session_hours(mics_of(tickers), min(sessions), max(sessions))
+        hours = hours[["mic", "session_date", "close_utc"]]
         run.con.register("_hours", hours)
         try:
             compared = int(
                 run.scalar(
-                    """
+                    f"""
                     SELECT count(*) FROM (
-                        SELECT ticker, session_date FROM _scoped m JOIN _hours h USING (session_date)
+                        SELECT m.ticker, m.session_date FROM _scoped m JOIN _hours h
+                            ON h.session_date = m.session_date AND h.mic = {ticker_mic_sql("m.ticker")}
                         GROUP BY ALL HAVING max(m.ts) >= any_value(h.close_utc) - INTERVAL 1 MINUTE
                     ) JOIN silver.daily_bars d USING (ticker, session_date)
                     """
                 )
             )
             return run.failures(
-                """
+                f"""
                 WITH days AS (
                     SELECT m.ticker, m.session_date,
                         arg_min(m.open, m.ts) AS open, max(m.high) AS high, min(m.low) AS low,
                         arg_max(m.close, m.ts) AS close, sum(m.volume) AS volume,
                         max(m.ts) AS last_minute, any_value(h.close_utc) AS close_utc
-                    FROM _scoped m JOIN _hours h USING (session_date)
+                    FROM _scoped m JOIN _hours h
+                        ON h.session_date = m.session_date AND h.mic = {ticker_mic_sql("m.ticker")}
                     GROUP BY ALL
                 ),
                 compared AS (

@@ -5,18 +5,20 @@ the suite's slice (`_scoped`):
   adjusted prices, non-negative volumes.
 - `row_reconciliation` (ERROR, blocking): per (ticker, session), raw rows = bronze rows = silver
   rows + rejected rows. Nothing is lost or invented between the layers.
-- `completeness` (WARN): every ticker of the universe has a silver bar for every session since
-  its first bar; the missing (ticker, session) pairs are listed with why (the rejection reason,
+- `completeness` (WARN): every ticker of the universe has a silver bar for every session of its
+  own exchange since its first bar; the missing (ticker, session) pairs are listed with why (the rejection reason,
   or no bar from the provider). WARN: data the provider did not serve is not a pipeline error.
 """
 
 import datetime as dt
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from marketflow_assets.checks.framework import ERROR, WARN, CheckDef, CheckRun, Outcome, Scope
 from marketflow_assets.checks.raw import objects_in_scope, raw_manifests, raw_row_counts
+from marketflow_assets.exchanges import exchange_sessions, ticker_mic_sql, union_sessions
 from marketflow_assets.resources import ticker_scope
 
 RAW_DAILY = dg.AssetKey(["raw", "daily_bars"])
@@ -248,32 +250,50 @@ def _totals(run, raw, bronze_totals, rejected_table, interval, where, params) ->
 
 
 # -- completeness -------------------------------------------------------------------------------
+def _own_sessions(mics: pd.Series, sessions: list[dt.date]) -> pd.DataFrame:
+    """(mic, session_date) for each exchange's own sessions among `sessions`."""
+    days = pd.to_datetime(pd.Series(sessions, dtype=object)).to_numpy().astype("datetime64[D]")
+    frames = [
+        pd.DataFrame({"mic": mic, "session_date": days[np.isin(days, exchange_sessions(mic))]})
+        for mic in sorted(set(mics))
+    ]
+    if not frames:
+        return pd.DataFrame({"mic": pd.Series(dtype=str), "session_date": days[:0]})
+    frame = pd.concat(frames, ignore_index=True)
+    frame["session_date"] = frame["session_date"].astype("datetime64[ns]")
+    return frame
+
+
 def completeness_check() -> CheckDef:
     def evaluate(run: CheckRun) -> Outcome:
         scope = run.scope
         universe = run.resources.universe.symbols()
+        where, params = _between("session_date", scope)
+        firsts = run.df(
+            f"SELECT ticker, {ticker_mic_sql()} AS mic, min(session_date) AS first_bar "
+            "FROM silver.daily_bars WHERE list_contains(?, ticker) GROUP BY ALL",
+            [universe],
+        )
         sessions = scope.sessions
         if not scope.partitioned:
             first, last = run.con.execute(
                 "SELECT min(session_date), max(session_date) FROM _scoped"
             ).fetchall()[0]
-            sessions = Scope(first, last).sessions if first else []
-        where, params = _between("session_date", scope)
-        firsts = run.df(
-            "SELECT ticker, min(session_date) AS first_bar FROM silver.daily_bars "
-            "WHERE list_contains(?, ticker) GROUP BY ALL",
-            [universe],
-        )
+            days = union_sessions(set(firsts["mic"].dropna())).astype("datetime64[D]")
+            sessions = (
+                days[(days >= np.datetime64(first, "D")) & (days <= np.datetime64(last, "D"))]
+                if first
+                else days[:0]
+            ).tolist()
         run.con.register("_firsts", firsts)
-        run.con.register(
-            "_sessions",
-            pd.DataFrame({"session_date": pd.to_datetime(sessions)}, dtype="datetime64[ns]"),
-        )
+        # Each ticker is judged on its own exchange's sessions (a London holiday is no missing
+        # bar for a .L ticker): (mic, session) pairs, one calendar lookup per exchange.
+        run.con.register("_sessions", _own_sessions(firsts["mic"].dropna(), sessions))
         try:
             expected = int(
                 run.scalar(
                     "SELECT count(*) FROM _firsts f JOIN _sessions s "
-                    "ON s.session_date::DATE >= f.first_bar"
+                    "ON s.mic = f.mic AND s.session_date::DATE >= f.first_bar"
                 )
             )
             never = sorted(set(universe) - set(firsts["ticker"]))
@@ -281,7 +301,8 @@ def completeness_check() -> CheckDef:
                 f"""
                 WITH expected AS (
                     SELECT f.ticker, s.session_date::DATE AS session_date
-                    FROM _firsts f JOIN _sessions s ON s.session_date::DATE >= f.first_bar
+                    FROM _firsts f JOIN _sessions s
+                        ON s.mic = f.mic AND s.session_date::DATE >= f.first_bar
                 ),
                 missing AS (
                     SELECT * FROM expected e
@@ -314,8 +335,8 @@ def completeness_check() -> CheckDef:
     return CheckDef(
         name="completeness",
         description=(
-            "Every ticker of the universe has a silver bar for every NYSE session since its first "
-            "silver bar. Failing rows: missing (ticker, session) pairs, each with why (the "
+            "Every ticker of the universe has a silver bar for every session of its own exchange "
+            "(in the run's sessions) since its first silver bar. Failing rows: missing (ticker, session) pairs, each with why (the "
             "rejection reason from silver.rejected_bars, or no bar from the provider). WARN. "
             "Universe tickers with no bar at all are listed in `tickers_without_any_bar` (see "
             "raw provider_errors)."

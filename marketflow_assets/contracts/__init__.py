@@ -19,6 +19,7 @@ CONTRACTS: dict[str, TableContract] = {
         silver.BAR_REPAIRS,
         silver.CORPORATE_ACTIONS,
         silver.SYMBOLS,
+        silver.SESSION_HOURS,
         gold.DAILY_FEATURES,
         gold_intraday.INTRADAY_VWAP,
         gold_intraday.INTRADAY_DAILY_SUMMARY,

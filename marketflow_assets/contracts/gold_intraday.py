@@ -13,12 +13,12 @@ INTRADAY_VWAP = TableContract(
     table="gold.intraday_vwap",
     description=(
         "Session VWAP per ticker and minute: sum(typical price x volume) / sum(volume) from the "
-        "session open (New York) through the minute, reset at every open. Typical price = "
+        "session open (of the ticker's own exchange) through the minute, reset at every open. Typical price = "
         "(high + low + close) / 3."
     ),
     columns=(
         Col("ticker", "VARCHAR", "Yahoo symbol."),
-        Col("session_date", "DATE", "NYSE session."),
+        Col("session_date", "DATE", "Session of the ticker's own exchange."),
         Col("ts", "TIMESTAMPTZ", "Minute start, UTC."),
         Col(
             "typical_price", "DOUBLE", "(high + low + close) / 3 of the minute.", checks=(POSITIVE,)
@@ -47,7 +47,7 @@ INTRADAY_DAILY_SUMMARY = TableContract(
     ),
     columns=(
         Col("ticker", "VARCHAR", "Yahoo symbol."),
-        Col("session_date", "DATE", "NYSE session."),
+        Col("session_date", "DATE", "Session of the ticker's own exchange."),
         Col("open", "DOUBLE", "Open of the first minute.", checks=(POSITIVE,)),
         Col("high", "DOUBLE", "Highest minute high.", checks=(POSITIVE,)),
         Col("low", "DOUBLE", "Lowest minute low.", checks=(POSITIVE,)),
@@ -58,7 +58,8 @@ INTRADAY_DAILY_SUMMARY = TableContract(
         Col(
             "minutes_expected",
             "BIGINT",
-            "Regular-hours minutes of the session so far.",
+            "Regular-hours minutes of the session so far on the ticker's own exchange (lunch "
+            "break excluded).",
             checks=(NON_NEGATIVE,),
         ),
         Col("minutes_missing", "BIGINT", "Expected minutes without a bar.", checks=(NON_NEGATIVE,)),
@@ -77,7 +78,7 @@ INTRADAY_ANOMALIES = TableContract(
     ),
     columns=(
         Col("ticker", "VARCHAR", "Yahoo symbol."),
-        Col("session_date", "DATE", "NYSE session."),
+        Col("session_date", "DATE", "Session of the ticker's own exchange."),
         Col("ts", "TIMESTAMPTZ", "Minute start, UTC."),
         Col(
             "metric",

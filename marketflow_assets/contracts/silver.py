@@ -259,12 +259,13 @@ SYMBOLS = TableContract(
 INTRADAY_BARS_1M = TableContract(
     table="silver.intraday_bars_1m",
     description=(
-        "One-minute bars inside each session's regular hours (09:30 to the close in New York, "
-        "early closes included), UTC minute starts, one row per ticker and minute, traded basis."
+        "One-minute bars inside the regular hours of each ticker's own exchange (exchange_calendars: "
+        "open to close, early closes included, lunch breaks excluded: XTKS, XHKG), UTC minute "
+        "starts, one row per ticker and minute, traded basis."
     ),
     columns=(
         Col("ticker", "VARCHAR", "Yahoo symbol."),
-        Col("session_date", "DATE", "NYSE session of the minute."),
+        Col("session_date", "DATE", "Session of the ticker's own exchange the minute belongs to."),
         Col("ts", "TIMESTAMPTZ", "Minute start, UTC."),
         Col("open", "DOUBLE", "Open of the minute.", checks=(POSITIVE,)),
         Col("high", "DOUBLE", "High of the minute.", checks=(POSITIVE,)),
@@ -276,4 +277,40 @@ INTRADAY_BARS_1M = TableContract(
     ),
     key=("ticker", "ts"),
     frame_checks=(_ohlc_consistent(""),),
+)
+
+SESSION_HOURS = TableContract(
+    table="silver.session_hours",
+    description=(
+        "Regular trading hours of each universe ticker's own exchange, one row per ticker and "
+        "session of that exchange (exchange_calendars): open, close, lunch break, in UTC. What "
+        "the one-minute path judges and buckets minutes against (gold.hourly_bars)."
+    ),
+    columns=(
+        Col("ticker", "VARCHAR", "Yahoo symbol."),
+        Col("session_date", "DATE", "Session of the ticker's own exchange."),
+        Col("mic", "VARCHAR", "ISO 10383 MIC of the ticker's exchange (by its Yahoo suffix)."),
+        Col("timezone", "VARCHAR", "IANA time zone of the exchange."),
+        Col("open_utc", "TIMESTAMPTZ", "Regular open (UTC)."),
+        Col("close_utc", "TIMESTAMPTZ", "Regular close (UTC), early closes included."),
+        Col(
+            "break_start_utc",
+            "TIMESTAMPTZ",
+            "Start of the lunch break (UTC); NULL without one.",
+            nullable=True,
+        ),
+        Col(
+            "break_end_utc",
+            "TIMESTAMPTZ",
+            "End of the lunch break (UTC); NULL without one.",
+            nullable=True,
+        ),
+        Col(
+            "minutes",
+            "BIGINT",
+            "Regular-hours one-minute bars of the session (lunch break excluded).",
+            checks=(POSITIVE,),
+        ),
+    ),
+    key=("ticker", "session_date"),
 )

@@ -13,7 +13,12 @@ clock a request used. What the simulator reproduces:
   exactly to the daily bar, only for the last 30 days and at most 7 days per request; the
   session in progress has a forming daily bar and a forming last minute;
 - switchable faults: missing bars, duplicated rows, bad ticks, 100x price errors, HTTP 429s,
-  unknown tickers (empty result).
+  unknown tickers (empty result);
+- exchanges: a ticker trades on the exchange of its Yahoo suffix (`exchanges.listing_of`: `.L`
+  London in pence, `.T` Tokyo, `.HK` Hong Kong, `.TO` Toronto, ...) on that exchange's own
+  sessions and regular hours (holidays, early closes, Tokyo's and Hong Kong's lunch breaks), with
+  Yahoo's exchange code, price unit and time zone in its profile. A suffix-less ticker is a US
+  listing on the NYSE calendar, exactly as before.
 
 The injectable clock (`now`) is the provider's: nothing after it is ever served.
 """
@@ -31,7 +36,8 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
-from marketflow_assets.calendar import EXCHANGE_TZ, xnys
+from marketflow_assets.calendar import EXCHANGE, SessionCalendar, exchange_calendar
+from marketflow_assets.exchanges import UnknownExchangeError, listing_of
 from marketflow_assets.sources.base import (
     DAILY_PAYLOAD_COLUMNS,
     INTRADAY_LOOKBACK_DAYS,
@@ -53,6 +59,10 @@ DEFAULT_LISTING = dt.date(2000, 1, 3)
 SPLIT_HORIZON = dt.date(2030, 12, 31)
 DIVIDEND_EVERY_SESSIONS = 63
 GENERIC_SPLIT_RATIOS = (2.0, 3.0, 1.5, 4.0)
+# Yahoo's exchange code and price level (a typical share price, in the quoted unit, relative to
+# a US share) per exchange; a US listing is NYQ or NMS at 1.
+YAHOO_EXCHANGE_CODES = {"XLON": "LSE", "XTKS": "JPX", "XHKG": "HKG", "XTSE": "TOR", "XBOM": "BSE"}
+PRICE_LEVELS = {"XLON": 15.0, "XTKS": 40.0, "XHKG": 1.5}
 SECTORS = (
     "Technology",
     "Communication Services",
@@ -204,6 +214,7 @@ class SimulatorSource(MarketDataSource):
             return self.listings[ticker]
         h = _stable_int(self.seed, ticker, "listing")
         sector = SECTORS[h % len(SECTORS)]
+        exchange = listing_of(ticker)
         splits = (
             (GENERIC_SPLIT_RATIOS[(h >> 8) % len(GENERIC_SPLIT_RATIOS)],)
             if (h >> 16) % 10 < 3
@@ -212,8 +223,10 @@ class SimulatorSource(MarketDataSource):
         return Listing(
             ticker=ticker,
             name=f"{ticker} Simulated Holdings Inc.",
-            exchange="NYQ",
-            currency="USD",
+            exchange=YAHOO_EXCHANGE_CODES.get(
+                exchange.mic, "NYQ" if exchange.mic == EXCHANGE else exchange.mic
+            ),
+            currency=exchange.price_unit,  # Yahoo's profile says the quote unit: GBp, ZAc
             quote_type="EQUITY",
             sector=sector,
             industry=f"{sector} - Simulated",
@@ -222,10 +235,16 @@ class SimulatorSource(MarketDataSource):
             dividend_yield=((h >> 24) % 5) * 0.008,
         )
 
+    def calendar(self, ticker: str) -> SessionCalendar:
+        """The calendar of the ticker's own exchange (by its Yahoo suffix)."""
+        return exchange_calendar(listing_of(ticker).mic)
+
     # -- ground truth ----------------------------------------------------------------------
     def history(self, ticker: str, until: dt.date) -> TickerHistory:
-        """Traded (unadjusted) daily bars and actions from listing through `until`."""
-        cal = xnys()
+        """Traded (unadjusted) daily bars and actions from listing through `until`, on the
+        sessions of the ticker's own exchange."""
+        cal = self.calendar(ticker)
+        mic = cal.name
         listing = self.listing(ticker)
         first = int(np.searchsorted(cal.sessions, np.datetime64(listing.listed, "D")))
         last = int(np.searchsorted(cal.sessions, np.datetime64(until, "D"), side="right"))
@@ -233,21 +252,27 @@ class SimulatorSource(MarketDataSource):
         sessions = cal.sessions[first : first + n]
         is_index = listing.quote_type == "INDEX"
 
-        # Each array has its own stream, so a shorter history is a prefix of a longer one.
-        market = _rng(self.seed, "market").standard_normal(first + n)[first:] * 0.010 + 0.0003
-        sector = (
-            _rng(self.seed, "sector", listing.sector).standard_normal(first + n)[first:] * 0.006
+        # Each array has its own stream, so a shorter history is a prefix of a longer one. Each
+        # exchange has its own market and sector factors (indexed by its own sessions); the US
+        # streams keep their original names.
+        market_key = ("market",) if mic == EXCHANGE else ("market", mic)
+        sector_key = (
+            ("sector", listing.sector) if mic == EXCHANGE else ("sector", listing.sector, mic)
         )
+        market = _rng(self.seed, *market_key).standard_normal(first + n)[first:] * 0.010 + 0.0003
+        sector = _rng(self.seed, *sector_key).standard_normal(first + n)[first:] * 0.006
         params = _rng(self.seed, ticker, "params")
         beta = 1.0 if is_index else params.uniform(0.6, 1.4)
         idio_sigma = 0.002 if is_index else params.uniform(0.008, 0.022)
-        start_price = float(np.exp(params.uniform(np.log(15), np.log(120))))
+        start_price = float(np.exp(params.uniform(np.log(15), np.log(120)))) * PRICE_LEVELS.get(
+            mic, 1.0
+        )
         base_volume = 3e9 if is_index else params.uniform(2e6, 4e7)
         idio = _rng(self.seed, ticker, "idio").standard_normal(n) * idio_sigma
         log_ret = beta * market + (0.0 if is_index else sector) + idio
 
         dividends_at = self._dividend_schedule(ticker, listing, n)
-        splits = self._split_schedule(ticker, listing, first, n, avoid=dividends_at)
+        splits = self._split_schedule(ticker, listing, cal, first, n, avoid=dividends_at)
 
         # Per-original-share value path; dividends lower it on their ex-date (price drops by
         # the cash paid), splits divide the traded price by their ratio from the ex-date on.
@@ -289,11 +314,16 @@ class SimulatorSource(MarketDataSource):
         )
 
     def _split_schedule(
-        self, ticker: str, listing: Listing, first: int, n: int, avoid: np.ndarray
+        self,
+        ticker: str,
+        listing: Listing,
+        cal: SessionCalendar,
+        first: int,
+        n: int,
+        avoid: np.ndarray,
     ) -> np.ndarray:
         """Split ex-dates drawn over a fixed horizon; never on a dividend ex-date, so each
         event's as-of basis is unambiguous."""
-        cal = xnys()
         splits = np.ones(n)
         if not listing.split_ratios or n == 0:
             return splits
@@ -342,7 +372,11 @@ class SimulatorSource(MarketDataSource):
         now = self.now()
         frames, errors = [], {}
         for ticker in query.tickers:  # one pass per ticker, vectorised within
-            frame = self._daily_payload(ticker, query.start, query.end, now)
+            try:
+                frame = self._daily_payload(ticker, query.start, query.end, now)
+            except UnknownExchangeError as exc:
+                errors[ticker] = str(exc)
+                continue
             if frame is None:
                 errors[ticker] = "No data found, symbol may be delisted"
             elif frame.empty:
@@ -366,7 +400,7 @@ class SimulatorSource(MarketDataSource):
     ) -> pd.DataFrame | None:
         if ticker in self.faults.unknown:
             return None
-        cal = xnys()
+        cal = self.calendar(ticker)
         opened = cal.latest_opened_session(now)
         if opened is None:
             return pd.DataFrame()
@@ -388,7 +422,7 @@ class SimulatorSource(MarketDataSource):
 
         # As-of basis: splits with D < ex-date <= F are applied to bar D; Yahoo's Adj Close
         # also applies dividends with D < ex-date <= F.
-        known = hist.sessions <= np.datetime64(now.astimezone(EXCHANGE_TZ).date(), "D")
+        known = hist.sessions <= np.datetime64(now.astimezone(cal.tz).date(), "D")
         split = np.where(known, hist.split, 1.0)
         div = np.where(known, hist.dividend, 0.0)
         later_splits = _product_after(split)
@@ -467,13 +501,17 @@ class SimulatorSource(MarketDataSource):
             )
         self._count_request(f"1m bars for {len(query.tickers)} tickers")
         now = self.now()
-        cal = xnys()
-        opened = cal.latest_opened_session(now)
         frames, errors = [], {}
         for ticker in query.tickers:
             if ticker in self.faults.unknown:
                 errors[ticker] = "No data found, symbol may be delisted"
                 continue
+            try:
+                cal = self.calendar(ticker)
+            except UnknownExchangeError as exc:
+                errors[ticker] = str(exc)
+                continue
+            opened = cal.latest_opened_session(now)
             hist = self.history(ticker, opened) if opened else None
             parts = []
             for session in cal.sessions_in_range(
@@ -491,7 +529,7 @@ class SimulatorSource(MarketDataSource):
                     pd.DataFrame(
                         {
                             TICKER_COLUMN: ticker,
-                            "Datetime": m["ts"].tz_convert(EXCHANGE_TZ),
+                            "Datetime": m["ts"].tz_convert(cal.tz),
                             "Open": m["open"],
                             "High": m["high"],
                             "Low": m["low"],
@@ -519,8 +557,9 @@ class SimulatorSource(MarketDataSource):
 
     def _minute_bars(self, hist: TickerHistory, i: int, now: dt.datetime) -> dict:
         """Minute bars of session i that aggregate exactly to its daily bar (traded basis),
-        cut at `now` with the last minute still forming."""
-        cal = xnys()
+        cut at `now` with the last minute still forming. The ticker's own exchange's regular
+        hours: no minute in a lunch break."""
+        cal = self.calendar(hist.ticker)
         session = dt.date.fromisoformat(str(hist.sessions[i]))
         minutes = cal.minutes(session)
         n = len(minutes)
@@ -579,7 +618,11 @@ class SimulatorSource(MarketDataSource):
             if ticker in self.faults.unknown:
                 errors[ticker] = "No fundamentals data found for symbol, may be delisted"
                 continue
-            listing = self.listing(ticker)
+            try:
+                listing, cal = self.listing(ticker), self.calendar(ticker)
+            except UnknownExchangeError as exc:
+                errors[ticker] = str(exc)
+                continue
             records[ticker] = {
                 "symbol": ticker,
                 "longName": listing.name,
@@ -597,7 +640,7 @@ class SimulatorSource(MarketDataSource):
                 "firstTradeDateEpochUtc": int(
                     dt.datetime.combine(listing.listed, dt.time(14, 30), dt.UTC).timestamp()
                 ),
-                "exchangeTimezoneName": "America/New_York",
+                "exchangeTimezoneName": cal.tz.key,
                 "dataSource": "simulator",
             }
         return Payload(

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from marketflow_assets.contracts import silver as silver_contracts
-from marketflow_assets.exchanges import exchange_sessions, listing_of
+from marketflow_assets.exchanges import exchange_sessions, listing_of, ticker_timezone_sql
 from marketflow_assets.transforms.bar_quality import classified_bars_sql
 from marketflow_assets.transforms.repairs import RepairSwitches
 from marketflow_assets.transforms.repairs.dividends import repair_dividends
@@ -61,7 +61,7 @@ def corporate_actions_frame(
     try:
         con.register("events", events)
         actions = con.execute(
-            """
+            f"""
 WITH ranked AS (
     SELECT *,
         min(fetched_at) OVER w AS first_seen_at,
@@ -85,7 +85,7 @@ rebased AS (
         ON l.ticker = after_ex.ticker AND after_ex.ex_date > l.ex_date
     ASOF LEFT JOIN split_suffix after_fetch
         ON l.ticker = after_fetch.ticker
-        AND after_fetch.ex_date > (l.fetched_at AT TIME ZONE 'America/New_York')::DATE
+        AND after_fetch.ex_date > (l.fetched_at AT TIME ZONE {ticker_timezone_sql("l.ticker")})::DATE
 )
 SELECT
     ticker,
@@ -161,7 +161,7 @@ based AS (
         ON a.ticker = after_bar.ticker AND after_bar.ex_date > a.session_date
     ASOF LEFT JOIN split_suffix after_fetch
         ON a.ticker = after_fetch.ticker
-        AND after_fetch.ex_date > (a.fetched_at AT TIME ZONE 'America/New_York')::DATE
+        AND after_fetch.ex_date > (a.fetched_at AT TIME ZONE {ticker_timezone_sql("a.ticker")})::DATE
     ASOF LEFT JOIN dividend_suffix div_after_bar
         ON a.ticker = div_after_bar.ticker AND div_after_bar.ex_date > a.session_date
 ),
@@ -227,7 +227,7 @@ based AS (
         ON a.ticker = after_bar.ticker AND after_bar.ex_date > a.session_date
     ASOF LEFT JOIN split_suffix after_fetch
         ON a.ticker = after_fetch.ticker
-        AND after_fetch.ex_date > (a.fetched_at AT TIME ZONE 'America/New_York')::DATE
+        AND after_fetch.ex_date > (a.fetched_at AT TIME ZONE {ticker_timezone_sql("a.ticker")})::DATE
 )
 SELECT ticker, session_date, ts,
     open * to_traded AS open,

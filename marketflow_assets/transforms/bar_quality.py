@@ -15,12 +15,16 @@ copies keep one and reject the rest as `duplicate`; copies that disagree are all
 reports the missing bar).
 
 Parameters: $start, $end (session dates), $tickers (VARCHAR[] or NULL for all). The intraday
-query also reads a registered frame `session_hours` (session_date, open_utc, close_utc).
+query also reads a registered frame `session_hours` (`calendar.session_hours`: mic, session_date,
+open_utc, close_utc, break_start_utc, break_end_utc, timezone), joined on each ticker's own
+exchange.
 """
 
 from __future__ import annotations
 
 from typing import Literal
+
+from marketflow_assets.exchanges import ticker_mic_sql
 
 Interval = Literal["1d", "1m"]
 
@@ -47,13 +51,20 @@ def _session_rule(interval: Interval) -> tuple[str, str, str]:
             "non_session_date",
             "'bar dated ' || strftime(bar_date, '%Y-%m-%d (%A)') || ' is not a session of the ticker''s exchange'",
         )
-    # Intraday: the minute must start inside the session's regular hours.
+    # Intraday: the minute must start inside its own exchange's regular hours of the session,
+    # and not in its lunch break (XTKS, XHKG).
+    mic = ticker_mic_sql("src.ticker")
     return (
-        "NOT EXISTS (SELECT 1 FROM session_hours h WHERE h.session_date = src.session_date "
-        "AND src.ts >= h.open_utc AND src.ts < h.close_utc)",
+        f"NOT EXISTS (SELECT 1 FROM session_hours h WHERE h.mic = {mic} "
+        "AND h.session_date = src.session_date AND src.ts >= h.open_utc AND src.ts < h.close_utc "
+        "AND NOT coalesce(src.ts >= h.break_start_utc AND src.ts < h.break_end_utc, FALSE))",
         "outside_session_hours",
-        "'minute ' || strftime(ts AT TIME ZONE 'America/New_York', '%H:%M') || "
-        "' New York is outside regular hours of ' || strftime(session_date, '%Y-%m-%d')",
+        # e.g. "minute 09:29 XNYS time is outside the regular hours (or the lunch break) of its
+        # 2024-06-07 session"
+        "'minute ' || strftime(timezone(coalesce((SELECT any_value(h.timezone) FROM session_hours h "
+        f"WHERE h.mic = {ticker_mic_sql('ticker')}), 'UTC'), ts), '%H:%M') || ' ' || "
+        f"coalesce({ticker_mic_sql('ticker')}, 'unknown exchange') || ' time is outside the regular "
+        "hours (or the lunch break) of its ' || strftime(session_date, '%Y-%m-%d') || ' session'",
     )
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from marketflow_assets.calendar import EXCHANGE_TZ, xnys
-from marketflow_assets.exchanges import own_session_dates
+from marketflow_assets.exchanges import own_exchange_dates, own_session_dates
 from marketflow_assets.sources.base import (
     DAILY_PAYLOAD_COLUMNS,
     INTRADAY_PAYLOAD_COLUMNS,
@@ -108,9 +108,17 @@ def exchange_dates(ts_utc: pd.Series) -> pd.Series:
     return ts_utc.dt.tz_convert(EXCHANGE_TZ).dt.tz_localize(None).dt.normalize()
 
 
-def bar_dates(values: pd.Series) -> pd.Series:
+def bar_dates(values: pd.Series, tickers: pd.Series | None = None) -> pd.Series:
     """Exchange-time date of each provider timestamp (a daily bar *is* its date); text that
-    only holds a date is read as that date."""
+    only holds a date is read as that date. With `tickers`, a timezone-aware instant is dated on
+    its own ticker's exchange clock: a column mixing exchanges keeps the instants but not each
+    row's zone (pandas and Arrow give the whole column one), so the zone comes from the ticker."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype) and tickers is not None:
+        return own_exchange_dates(tickers.astype(str), values.dt.tz_convert("UTC"))
+    if isinstance(values.dtype, pd.DatetimeTZDtype) and str(values.dt.tz) != "UTC":
+        # Stamped at midnight in the exchange's own zone (a Tokyo bar 2023-04-14 00:00+09:00):
+        # the wall date is the bar's date, whatever New York's is.
+        return values.dt.tz_localize(None).dt.normalize()
     dates = exchange_dates(bar_timestamps(values))
     if not isinstance(values.dtype, pd.DatetimeTZDtype):
         # Text with a UTC offset is the exchange's own local time (a Tokyo daily bar is
@@ -127,13 +135,23 @@ def bar_dates(values: pd.Series) -> pd.Series:
     return dates.where(~unparsed, text_dates)
 
 
-def session_dates(bar_dates: pd.Series) -> pd.Series:
-    """Session partition of each bar date: itself if a session, else the session before."""
+def session_dates(bar_dates: pd.Series, tickers: pd.Series | None = None) -> pd.Series:
+    """Session partition of each bar date: itself if a session, else the session before. With
+    `tickers`, each on its own ticker's exchange (a London bar on the 4th of July is the 4th);
+    without, on the NYSE's."""
+    if tickers is not None:
+        return own_session_dates(tickers.astype(str), bar_dates)["session_date"]
     cal = xnys()
     values = bar_dates.to_numpy().astype("datetime64[D]")
     idx = np.searchsorted(cal.sessions, values, side="right") - 1
     out = cal.sessions[np.clip(idx, 0, None)].astype("datetime64[ns]")
     return pd.Series(np.where(idx >= 0, out, np.datetime64("NaT")), index=bar_dates.index)
+
+
+def minute_session_dates(tickers: pd.Series, values: pd.Series) -> pd.Series:
+    """Session of each one-minute bar time, on its own ticker's exchange clock and calendar."""
+    tickers = tickers.astype(str)
+    return session_dates(own_exchange_dates(tickers, bar_timestamps(values)), tickers)
 
 
 def missing_columns(frame: pd.DataFrame, required: tuple[str, ...]) -> list[str]:
@@ -157,18 +175,18 @@ def type_bars(raw: pd.DataFrame, interval: str) -> pd.DataFrame:
     time_col = "Date" if interval == "1d" else "Datetime"
     numeric = _DAILY_NUMERIC if interval == "1d" else _INTRADAY_NUMERIC
     ts = bar_timestamps(raw[time_col])
-    bar_date = bar_dates(raw[time_col]) if interval == "1d" else exchange_dates(ts)
+    tickers = raw[TICKER_COLUMN].astype(str)
+    # A minute's date is on its own exchange's clock (a Tokyo 09:00 minute is that Tokyo date).
+    bar_date = (
+        bar_dates(raw[time_col], tickers) if interval == "1d" else own_exchange_dates(tickers, ts)
+    )
     out = pd.DataFrame(
         {
-            "ticker": raw[TICKER_COLUMN].astype(str),
+            "ticker": tickers,
             "ts": ts,
             "interval": interval,
             "bar_date": bar_date,
-            "session_date": (
-                own_session_dates(raw[TICKER_COLUMN].astype(str), bar_date)["session_date"]
-                if interval == "1d"
-                else session_dates(bar_date)
-            ),
+            "session_date": own_session_dates(tickers, bar_date)["session_date"],
         }
     )
     for source_col, name in numeric.items():
@@ -225,7 +243,8 @@ def corporate_action_events(frame: pd.DataFrame) -> list[dict]:
     previous = valid.groupby(ordered[TICKER_COLUMN], sort=False).shift(1).reindex(frame.index)
     # the next row with prices: a dividend the provider dated a session early shows its drop there
     priced_rows = ordered[ordered["_close"].notna()].assign(
-        _open=pd.to_numeric(ordered["Open"], errors="coerce"), _day=bar_dates(ordered["Date"])
+        _open=pd.to_numeric(ordered["Open"], errors="coerce"),
+        _day=bar_dates(ordered["Date"], ordered[TICKER_COLUMN]),
     )
     following = (
         priced_rows.groupby(TICKER_COLUMN, sort=False)[["_open", "_day"]]
@@ -236,7 +255,7 @@ def corporate_action_events(frame: pd.DataFrame) -> list[dict]:
     events = pd.DataFrame(
         {
             "ticker": frame[TICKER_COLUMN],
-            "date": bar_dates(frame["Date"]).dt.strftime("%Y-%m-%d"),
+            "date": bar_dates(frame["Date"], frame[TICKER_COLUMN]).dt.strftime("%Y-%m-%d"),
             "dividend": dividends,
             "split_ratio": splits.where(splits > 0, 1.0),
             "prev_close": previous["_close"].astype("float64"),
@@ -262,6 +281,7 @@ __all__ = [
     "check_payload_columns",
     "corporate_action_events",
     "latest_fetch_rows",
+    "minute_session_dates",
     "session_dates",
     "type_bars",
 ]

@@ -1,7 +1,14 @@
--- Daily features of equities with their sector. Indices and funds (NULL sector) and tickers
--- without reference data are left out: they belong to no sector.
+-- Daily features of equities with their sector and listing (exchange MIC and ISO currency).
+-- Indices and funds (NULL sector) and tickers without reference data are left out: they belong
+-- to no sector. `to_currency` turns a quoted amount into the listing's currency: 1/100 where
+-- Yahoo quotes a 1/100 subunit (GBp, ZAc, ILA: price_unit differs from currency), else 1.
 select
     symbols.sector,
+    coalesce(symbols.mic, 'unknown') as mic,
+    coalesce(symbols.currency, symbols.price_unit) as currency,
+    case
+        when symbols.price_unit is distinct from symbols.currency then 0.01 else 1.0
+    end as to_currency,
     features.ticker,
     features.session_date,
     features.adj_close,

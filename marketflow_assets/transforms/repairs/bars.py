@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from marketflow_assets.calendar import EXCHANGE_TZ
+from marketflow_assets.exchanges import own_exchange_dates
 from marketflow_assets.transforms.repairs import RepairSwitches
 
 # Relative distance outside [low, high] still read as an auction print: the opening and closing
@@ -151,10 +151,9 @@ def repair_bars(
     # pre-split prices): compare them all in the latest basis, or a fetch boundary would look
     # like an unapplied split.
     splits = actions[actions["split_ratio"] != 1]
-    fetched = pd.to_datetime(bars["fetched_at"], utc=True).dt.tz_convert(EXCHANGE_TZ)
-    latest = bars["close"].to_numpy(dtype=float) / _splits_after(
-        bars["ticker"], fetched.dt.tz_localize(None).dt.normalize(), splits
-    )
+    # the fetch's date on the ticker's own exchange clock (a split is known from its ex-date on)
+    fetched = own_exchange_dates(bars["ticker"], pd.to_datetime(bars["fetched_at"], utc=True))
+    latest = bars["close"].to_numpy(dtype=float) / _splits_after(bars["ticker"], fetched, splits)
     log_close = pd.Series(np.log(latest), index=bars.index)
     log_jump = np.nan_to_num((log_close - log_close.groupby(bars["ticker"]).shift(1)).to_numpy())
 
