@@ -25,6 +25,7 @@ this asset runs in the warehouse pool and the Dagster process holds no connectio
 (WarehouseResource closes its connections after each use).
 """
 
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -32,6 +33,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cached_property
@@ -220,6 +222,31 @@ def dbt_run_environment(
     }
 
 
+def _parse_state_cache(project: DbtProject, warehouse_path: str) -> Path:
+    """Where the partial-parse state of dbt runs on this warehouse is kept between runs.
+
+    dbt keys its parse state on the profile's connection values, the warehouse path included, so
+    the state prepared with the manifest (parsed with the environment's default warehouse) serves
+    only runs on that file. Runs on another warehouse (another home, each test's) keep theirs here,
+    one file per warehouse, in this checkout's dbt target folder."""
+    key = hashlib.sha256(warehouse_path.encode()).hexdigest()[:16]
+    return project.project_dir / project.target_path / "partial_parse" / f"{key}.msgpack"
+
+
+def _invocation_target_path(context: dg.AssetExecutionContext, project: DbtProject) -> Path:
+    """A fresh target folder for one dbt invocation, named as dagster-dbt names its own
+    (`<op>-<run id[:7]>-<random>`), so artifacts and logs of concurrent runs never mix."""
+    name = f"{context.op_execution_context.op.name}-{context.run.run_id[:7]}-{uuid.uuid4().hex[:7]}"
+    return project.project_dir / project.target_path / name
+
+
+def _copy_atomically(source: Path, destination: Path) -> None:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_name(f".{destination.name}.{uuid.uuid4().hex}")
+    shutil.copyfile(source, partial)
+    partial.replace(destination)
+
+
 _environment_lock = threading.Lock()
 
 
@@ -262,14 +289,25 @@ def dbt_marts(
     args = ["build"]
     if config.full_refresh:
         args.append("--full-refresh")
+    environment = dbt_run_environment(context, warehouse)
+    target_path = _invocation_target_path(context, dbt_project)
+    parse_state = _parse_state_cache(dbt_project, environment[WAREHOUSE_ENV])
+    if parse_state.exists():  # else dagster-dbt seeds it with the state prepared with the manifest
+        _copy_atomically(parse_state, target_path / PARTIAL_PARSE_FILE)
     try:
         # dbt opens the warehouse file itself: hold the warehouse lock for the whole build.
         with warehouse.lock("dbt build"):
-            with _environment(dbt_run_environment(context, warehouse)):
-                invocation = dbt.cli(args, context=context)  # starts dbt with this environment
-            for event in invocation.stream():
-                fault_point("dbt.build")
-                yield event
+            with _environment(environment):
+                # Starts dbt with this environment.
+                invocation = dbt.cli(args, context=context, target_path=target_path)
+            try:
+                for event in invocation.stream():
+                    fault_point("dbt.build")
+                    yield event
+            finally:
+                # dbt writes its state right after parsing: valid even when a model failed.
+                if (target_path / PARTIAL_PARSE_FILE).exists():
+                    _copy_atomically(target_path / PARTIAL_PARSE_FILE, parse_state)
     except DagsterDbtCliRuntimeError as exc:
         # Only a warehouse held by another process is worth a retry; a failing dbt test or
         # model is not (retrying it would rebuild the marts for nothing).
