@@ -13,9 +13,9 @@ the SQL is kept to dbt's own start-up:
 - the run's session window, ticker scope and warehouse file reach dbt in its environment, not as
   `--vars` (dbt drops its partial-parse state whenever vars change, i.e. on every run); dbt's
   first hook turns them into the SQL macros the marts' predicates read (dbt/macros/run_scope.sql);
-- `prepare_manifest` keeps dbt's partial-parse state (`target/partial_parse.msgpack`) beside the
-  manifest, and dagster-dbt copies it into each invocation's target folder, so a run's dbt parses
-  nothing unless the project changed;
+- dbt's partial-parse state is kept between runs and seeds each invocation's target folder:
+  prepared with the manifest, then kept per warehouse (dbt keys it on the warehouse path), so a
+  run's dbt parses nothing unless the project changed (the first run on a new warehouse may);
 - `MarketflowDbtCliResource` skips two things dagster-dbt does before each invocation that
   MarketFlow has no use for (see there).
 The incremental marts replace exactly the rows of the run's window and scope.
