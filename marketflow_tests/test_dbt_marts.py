@@ -10,6 +10,8 @@ as they were right after it, which the tests compare.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -19,9 +21,17 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+from dagster_dbt import DbtCliResource
 
 from marketflow_assets import cadence
-from marketflow_assets.assets.dbt import DBT_PROJECT_DIR, dbt_marts, manifest_is_fresh
+from marketflow_assets.assets.dbt import (
+    DBT_PROJECT_DIR,
+    PARTIAL_PARSE_FILE,
+    RUN_SCOPE_ENV,
+    WAREHOUSE_ENV,
+    dbt_marts,
+    manifest_is_fresh,
+)
 from marketflow_assets.calendar import xnys
 from marketflow_assets.definitions import build_definitions
 from marketflow_tests.helpers import make_settings, materializations, materialize, query, table
@@ -425,18 +435,63 @@ def test_manifest_is_reparsed_only_when_the_project_changed(tmp_path):
         for path in [project_dir, *project_dir.rglob("*")]:
             os.utime(path, (stamp, stamp))
 
+    state = project.manifest_path.with_name(PARTIAL_PARSE_FILE)  # dbt's partial-parse state
+
+    def parsed(seconds_ago: float = 0) -> None:
+        stamp = dt.datetime.now().timestamp() - seconds_ago
+        for path in (project.manifest_path, state):
+            os.utime(path, (stamp, stamp))
+
     project.manifest_path.parent.mkdir()
     project.manifest_path.write_text("{}")
     age_everything(60)
     os.utime(project.manifest_path)
+    assert not manifest_is_fresh(project)  # a manifest without the state: runs would parse all
+    state.write_bytes(b"")
+    parsed(30)
     assert manifest_is_fresh(project)
 
     (project_dir / "models" / "marts" / "sector_daily.sql").touch()  # an edit
     assert not manifest_is_fresh(project)
-    os.utime(project.manifest_path)
+    parsed()
     assert manifest_is_fresh(project)
 
     age_everything(60)
     os.utime(project.manifest_path, (0, dt.datetime.now().timestamp() - 30))
+    os.utime(state, (0, dt.datetime.now().timestamp() - 30))
     (project_dir / "models" / "marts" / "monthly_returns.sql").unlink()  # a deletion
     assert not manifest_is_fresh(project)
+
+
+# -- what a dbt invocation costs beyond its SQL -------------------------------------------------
+
+
+def dbt_log_events(result: dg.ExecuteInProcessResult) -> list[str]:
+    """Names of the events dbt logged (its debug log, in the invocation's own target folder,
+    `<op>-<run id[:7]>-<uuid>` as dagster-dbt names it) during the run's dbt build."""
+    (folder,) = (DBT_PROJECT_DIR / "target").glob(f"dbt_marts-{result.run_id[:7]}-*")
+    lines = (folder / "dbt.log").read_text().splitlines()
+    return [json.loads(line)["info"]["name"] for line in lines if line.startswith("{")]
+
+
+def test_runs_with_different_windows_keep_dbts_partial_parse_state(history, incremented):
+    # Two runs over different session windows (HISTORY, LATER) on one warehouse. The window
+    # reaches dbt outside its vars, so the parse state of the first run stays valid for the
+    # second, which parses nothing. (dbt keys its state on the warehouse path too: the first run
+    # on this test's new warehouse may parse the project, once.)
+    second = dbt_log_events(incremented.result)
+    assert "UnableToPartialParse" not in second
+    assert "PartialParsingSkipParsing" in second
+    for stage in (history, incremented):
+        # The scope was defined for the run and dropped at its end.
+        assert dbt_log_events(stage.result).count("LogHookEndLine") == 2
+    # Only the dbt process saw the run's scope: the run's own environment is as it was.
+    assert RUN_SCOPE_ENV not in os.environ and WAREHOUSE_ENV not in os.environ
+
+
+def test_dbt_cli_resource_overrides_still_exist_upstream():
+    # MarketflowDbtCliResource replaces these dagster-dbt members to skip a `dbt --version`
+    # subprocess and an in-process adapter per invocation; a dagster-dbt upgrade that renames
+    # them would silently bring those seconds back.
+    assert isinstance(DbtCliResource.__dict__.get("_cli_version"), functools.cached_property)
+    assert callable(DbtCliResource.__dict__.get("_initialize_dbt_core_adapter"))

@@ -8,20 +8,35 @@ dbt sources map to the assets that write those tables (["silver", "daily_bars"],
 check on its mart with dbt's severity (`error` -> ERROR and a failed run, `warn` -> WARN).
 
 A run invokes dbt once: one `dbt build` for the selected models and their tests (dbt start-up
-costs seconds, the daily increment of the marts milliseconds). The run's session window and
-ticker scope go to dbt as vars; the incremental marts replace exactly those rows.
+costs seconds, the daily increment of the marts milliseconds). What each invocation costs beyond
+the SQL is kept to dbt's own start-up:
+- the run's session window, ticker scope and warehouse file reach dbt in its environment, not as
+  `--vars` (dbt drops its partial-parse state whenever vars change, i.e. on every run); dbt's
+  first hook turns them into the SQL macros the marts' predicates read (dbt/macros/run_scope.sql);
+- dbt's partial-parse state is kept between runs and seeds each invocation's target folder:
+  prepared with the manifest, then kept per warehouse (dbt keys it on the warehouse path), so a
+  run's dbt parses nothing unless the project changed (the first run on a new warehouse may);
+- `MarketflowDbtCliResource` skips two things dagster-dbt does before each invocation that
+  MarketFlow has no use for (see there).
+The incremental marts replace exactly the rows of the run's window and scope.
 
 dbt writes to the warehouse from a subprocess. DuckDB allows one writing process per file, so
 this asset runs in the warehouse pool and the Dagster process holds no connection meanwhile
 (WarehouseResource closes its connections after each use).
 """
 
+import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+import threading
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +50,7 @@ from dagster_dbt import (
     dbt_assets,
 )
 from filelock import FileLock
+from packaging import version
 from pydantic import Field
 
 from marketflow_assets import cadence
@@ -54,6 +70,35 @@ DBT_EXECUTABLE = (
 )
 # What dbt reads to build its manifest; a manifest older than any of them is stale.
 _PROJECT_SOURCES = ("dbt_project.yml", "profiles.yml", "models", "macros", "tests")
+# dbt's partial-parse state, next to the manifest; dagster-dbt seeds every invocation with it.
+PARTIAL_PARSE_FILE = "partial_parse.msgpack"
+# The environment of a run's dbt process (read by dbt/profiles.yml and dbt/macros/run_scope.sql).
+WAREHOUSE_ENV = "MARKETFLOW_DBT_WAREHOUSE"
+RUN_SCOPE_ENV = "MARKETFLOW_DBT_RUN_SCOPE"
+
+
+class MarketflowDbtCliResource(DbtCliResource):
+    """dagster-dbt's `DbtCliResource` without two costs it pays before every dbt invocation,
+    seconds each on the project machine (profiled), that buy MarketFlow nothing:
+
+    - `dbt --version` in a subprocess (a whole dbt start-up) to learn dbt's version: the
+      executable is this environment's dbt (`DBT_EXECUTABLE`), whose version is that of the
+      installed dbt-core package;
+    - a dbt adapter built in the run process (importing dbt, loading its macros), used only by
+      `fetch_column_metadata()` / `fetch_row_counts()` on the event stream, which MarketFlow
+      does not call (the marts' schemas are their enforced dbt contracts). dagster-dbt already
+      runs without one when it cannot build it, and for the dbt Fusion engine.
+
+    Both override private members of dagster-dbt (pinned in requirements.lock);
+    test_dbt_marts checks they still exist, so an upgrade that renames them fails loudly.
+    """
+
+    @cached_property
+    def _cli_version(self) -> version.Version:
+        return version.parse(importlib.metadata.version("dbt-core"))
+
+    def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> None:  # type: ignore[override]
+        return None
 
 
 def _newest_source_mtime(project_dir: Path) -> float:
@@ -69,15 +114,18 @@ def _newest_source_mtime(project_dir: Path) -> float:
 
 
 def manifest_is_fresh(project: DbtProject) -> bool:
-    """The manifest exists and is newer than every file and folder dbt parses."""
-    manifest = project.manifest_path
-    return manifest.exists() and manifest.stat().st_mtime >= _newest_source_mtime(
-        project.project_dir
+    """The manifest and dbt's partial-parse state exist and are newer than every file and folder
+    dbt parses."""
+    newest = _newest_source_mtime(project.project_dir)
+    return all(
+        path.exists() and path.stat().st_mtime >= newest
+        for path in (project.manifest_path, project.manifest_path.with_name(PARTIAL_PARSE_FILE))
     )
 
 
 def prepare_manifest(project: DbtProject) -> Path:
-    """Make `target/manifest.json` exist and be newer than every project file.
+    """Make `target/manifest.json` and `target/partial_parse.msgpack` exist and be newer than
+    every project file.
 
     `@dbt_assets` reads the manifest when the code is imported, and a fresh clone has none. A
     `dbt parse` (about 5 s here, once) runs only when the manifest is missing or older than a model,
@@ -88,6 +136,10 @@ def prepare_manifest(project: DbtProject) -> Path:
     dev code server and its runs) serialise on a lock, and the manifest is moved into place
     whole, so no process reads a half-written one. (A packaged deployment would run
     `dagster-dbt project prepare-and-package` at build time instead.)
+
+    The partial-parse state is what makes each run's `dbt build` skip parsing: dagster-dbt copies
+    it into the invocation's own target folder, and it stays valid as long as the project files,
+    the dbt version and the vars (none: see `dbt_run_environment`) are those it was parsed with.
     """
     manifest = project.manifest_path
     if manifest_is_fresh(project):
@@ -98,10 +150,13 @@ def prepare_manifest(project: DbtProject) -> Path:
             return manifest
         scratch = Path(tempfile.mkdtemp(prefix="parse-", dir=manifest.parent))
         try:
-            DbtCliResource(
+            MarketflowDbtCliResource(
                 project_dir=os.fspath(project.project_dir), dbt_executable=DBT_EXECUTABLE
             ).cli(["parse", "--quiet"], target_path=scratch).wait()
-            (scratch / "manifest.json").replace(manifest)  # atomic: readers never see half a file
+            # Atomic renames: readers never see half a file. The state first: a fresh manifest
+            # promises a fresh state (manifest_is_fresh).
+            (scratch / PARTIAL_PARSE_FILE).replace(manifest.with_name(PARTIAL_PARSE_FILE))
+            (scratch / "manifest.json").replace(manifest)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     return manifest
@@ -109,7 +164,7 @@ def prepare_manifest(project: DbtProject) -> Path:
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR)
 prepare_manifest(dbt_project)
-dbt_resource = DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE)
+dbt_resource = MarketflowDbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE)
 
 
 class MarketflowDbtTranslator(DagsterDbtTranslator):
@@ -145,21 +200,73 @@ class DbtBuildConfig(dg.Config):
     )
 
 
-def dbt_vars(
+def dbt_run_environment(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
-) -> dict[str, str | list[str] | None]:
-    """The run's scope for dbt (see dbt/dbt_project.yml): the warehouse file, the first and last
-    session of the partition window (None without partitions, e.g. a run of checks only: the
-    whole history), and the tickers of a ticker-scoped run (None = all)."""
+) -> dict[str, str]:
+    """The environment of the run's dbt process (dbt/profiles.yml, dbt/macros/run_scope.sql):
+    the warehouse file, the first and last session of the partition window (None without
+    partitions, e.g. a run of checks only: the whole history), and the tickers of a
+    ticker-scoped run (None = all). Not `--vars`: dbt re-parses the whole project whenever its
+    vars change, which for a window is every run."""
     sessions = sessions_of(context)
     scope = ticker_scope(context)
-    return {
-        # Absolute: dbt runs in the project directory, the warehouse path may be relative.
-        "warehouse_path": str(Path(warehouse.database).resolve()),
+    run_scope = {
         "start_date": sessions[0].isoformat() if sessions else None,
         "end_date": sessions[-1].isoformat() if sessions else None,
         "tickers": list(scope) if scope is not None else None,
     }
+    return {
+        # Absolute: dbt runs in the project directory, the warehouse path may be relative.
+        WAREHOUSE_ENV: str(Path(warehouse.database).resolve()),
+        RUN_SCOPE_ENV: json.dumps(run_scope),
+    }
+
+
+def _parse_state_cache(project: DbtProject, warehouse_path: str) -> Path:
+    """Where the partial-parse state of dbt runs on this warehouse is kept between runs.
+
+    dbt keys its parse state on the profile's connection values, the warehouse path included, so
+    the state prepared with the manifest (parsed with the environment's default warehouse) serves
+    only runs on that file. Runs on another warehouse (another home, each test's) keep theirs here,
+    one file per warehouse, in this checkout's dbt target folder."""
+    key = hashlib.sha256(warehouse_path.encode()).hexdigest()[:16]
+    return project.project_dir / project.target_path / "partial_parse" / f"{key}.msgpack"
+
+
+def _invocation_target_path(context: dg.AssetExecutionContext, project: DbtProject) -> Path:
+    """A fresh target folder for one dbt invocation, named as dagster-dbt names its own
+    (`<op>-<run id[:7]>-<random>`), so artifacts and logs of concurrent runs never mix."""
+    name = f"{context.op_execution_context.op.name}-{context.run.run_id[:7]}-{uuid.uuid4().hex[:7]}"
+    return project.project_dir / project.target_path / name
+
+
+def _copy_atomically(source: Path, destination: Path) -> None:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_name(f".{destination.name}.{uuid.uuid4().hex}")
+    shutil.copyfile(source, partial)
+    partial.replace(destination)
+
+
+_environment_lock = threading.Lock()
+
+
+@contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """`values` in os.environ for the block, restored after. dagster-dbt hands the dbt process a
+    copy of os.environ taken when `DbtCliResource.cli` starts it (its maintainers' way to give
+    one invocation its own variables, dagster-io/dagster#29656); the lock keeps two steps of one
+    process from mixing theirs."""
+    with _environment_lock:
+        saved = {name: os.environ.get(name) for name in values}
+        os.environ.update(values)
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 @dbt_assets(
@@ -179,15 +286,28 @@ def dbt_marts(
     config: DbtBuildConfig,
 ) -> Iterator[Any]:
     """One `dbt build` of the selected models and their tests over the run's window."""
-    args = ["build", "--vars", json.dumps(dbt_vars(context, warehouse))]
+    args = ["build"]
     if config.full_refresh:
         args.append("--full-refresh")
+    environment = dbt_run_environment(context, warehouse)
+    target_path = _invocation_target_path(context, dbt_project)
+    parse_state = _parse_state_cache(dbt_project, environment[WAREHOUSE_ENV])
+    if parse_state.exists():  # else dagster-dbt seeds it with the state prepared with the manifest
+        _copy_atomically(parse_state, target_path / PARTIAL_PARSE_FILE)
     try:
         # dbt opens the warehouse file itself: hold the warehouse lock for the whole build.
         with warehouse.lock("dbt build"):
-            for event in dbt.cli(args, context=context).stream():
-                fault_point("dbt.build")
-                yield event
+            with _environment(environment):
+                # Starts dbt with this environment.
+                invocation = dbt.cli(args, context=context, target_path=target_path)
+            try:
+                for event in invocation.stream():
+                    fault_point("dbt.build")
+                    yield event
+            finally:
+                # dbt writes its state right after parsing: valid even when a model failed.
+                if (target_path / PARTIAL_PARSE_FILE).exists():
+                    _copy_atomically(target_path / PARTIAL_PARSE_FILE, parse_state)
     except DagsterDbtCliRuntimeError as exc:
         # Only a warehouse held by another process is worth a retry; a failing dbt test or
         # model is not (retrying it would rebuild the marts for nothing).
