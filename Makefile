@@ -56,9 +56,9 @@ lock: | $(UV)
 		--output-file $(LOCK)
 
 # Byte-compile the venv once per install. uv writes no .pyc files, and where Python may not write
-# them either (PYTHONDONTWRITEBYTECODE, as on the CI machines) every process compiled dagster, dbt
-# and pandas from source again: ~10 s of CPU per process, and the suite starts hundreds (xdist
-# workers, dbt invocations, run workers, CLIs). See README, `make test`.
+# them either (PYTHONDONTWRITEBYTECODE is set on the project machines) every process compiled
+# dagster, dbt and pandas from source again: ~10 s of CPU per Python process, ~4 s per dbt
+# invocation, and the tests start many (xdist workers, dbt, run workers, CLIs, `make demo` too).
 $(VENV)/.bytecode: $(VENV)/.installed
 	$(BIN)/python -m compileall -q -j 0 \
 		"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
