@@ -82,6 +82,7 @@ def test_step_breakdown_phases_and_bookkeeping():
     assert out["event_counts"]["ASSET_MATERIALIZATION"] == 2
 
 
+@pytest.mark.slow
 def test_smoke_benchmark_end_to_end(tmp_path, capsys):
     out = tmp_path / "out"
     code = main(

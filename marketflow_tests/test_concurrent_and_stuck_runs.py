@@ -30,7 +30,7 @@ from marketflow_tests.fault_harness import (
     tables,
     write_instance_yaml,
 )
-from marketflow_tests.helpers import make_settings
+from marketflow_tests.helpers import make_settings, materialize
 
 # dagster.yaml: poll_interval_seconds 15 (the run is failed on the first poll that sees it dead)
 # + free_slots_after_run_end_seconds 5 (slots freed on a later poll): under a minute.
@@ -97,10 +97,19 @@ def test_two_runs_at_once_equal_running_them_one_after_the_other(tmp_path):
     sensor_run = {"select": DAILY, "tags": request.tags, "run_config": request.run_config}
     backfill = {"select": DAILY, "tags": range_tags(_date("2024-06-03"), _date("2024-06-07"))}
 
+    # The reference: the same two runs one after the other, in this process (the same instance
+    # config and definitions as the children, without two more interpreter starts).
     sequential, sequential_dagster = copy_home(seed, seed_dagster, tmp_path / "sequential")
-    for spec in (sensor_run, backfill):
-        code, out = run_child(sequential, sequential_dagster, spec)
-        assert code == 0, out[-3000:]
+    with dg.DagsterInstance.from_config(str(sequential_dagster)) as instance:
+        for spec in (sensor_run, backfill):
+            result = materialize(
+                sequential,
+                select=spec["select"],
+                tags=spec["tags"],
+                run_config=spec.get("run_config"),
+                instance=instance,
+            )
+            assert result.success
 
     concurrent, concurrent_dagster = copy_home(seed, seed_dagster, tmp_path / "concurrent")
     children = [start_child(concurrent, concurrent_dagster, s) for s in (sensor_run, backfill)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import shutil
 
 import dagster as dg
 import numpy as np
@@ -14,7 +15,14 @@ from marketflow_assets.definitions import build_definitions
 from marketflow_assets.sources.simulator import SimulatorSource
 from marketflow_assets.storage.object_store import LocalObjectStore
 from marketflow_assets.storage.raw_lake import RawLake
-from marketflow_tests.helpers import materializations, materialize, output_metadata, query, table
+from marketflow_tests.helpers import (
+    make_settings,
+    materializations,
+    materialize,
+    output_metadata,
+    query,
+    table,
+)
 
 DAILY = [
     "raw/daily_bars",
@@ -23,6 +31,7 @@ DAILY = [
     "silver/daily_bars",
     "silver/rejected_bars",
 ]
+PROFILES = ["raw/company_profiles", "bronze/company_profiles", "silver/symbols"]
 RANGE = ("2024-05-09", "2024-06-06")  # 20 sessions
 
 
@@ -30,12 +39,22 @@ def lake(settings) -> RawLake:
     return RawLake(LocalObjectStore(settings.lake_root))
 
 
-def test_twenty_sessions_in_one_run_then_load_by_key(settings):
-    result = materialize(
-        settings,
-        select=[*DAILY, "raw/company_profiles", "bronze/company_profiles", "silver/symbols"],
-        partition_range=RANGE,
-    )
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """RANGE of the daily spine and the profiles in one run, built once per module: (settings,
+    result). Tests only read it; a test that runs more work takes a copy (`copy_of`)."""
+    settings = make_settings(tmp_path_factory.mktemp("daily") / "home")
+    return settings, materialize(settings, select=[*DAILY, *PROFILES], partition_range=RANGE)
+
+
+def copy_of(built, tmp_path):
+    settings, _ = built
+    shutil.copytree(settings.home, tmp_path / "home")
+    return dataclasses.replace(settings, home=tmp_path / "home")
+
+
+def test_twenty_sessions_in_one_run_then_load_by_key(built):
+    settings, result = built
     assert result.success
     # One run; each partitioned asset records a materialization for each of the 20 sessions.
     partitions = {m.partition for m in materializations(result, ["silver", "daily_bars"])}
@@ -67,8 +86,8 @@ def test_twenty_sessions_in_one_run_then_load_by_key(settings):
     assert (silver["session_date"] == pd.Timestamp("2024-06-03")).all()
 
 
-def test_silver_matches_simulator_ground_truth_and_provider_adj_close(settings):
-    materialize(settings, select=DAILY, partition_range=RANGE)
+def test_silver_matches_simulator_ground_truth_and_provider_adj_close(built):
+    settings, _ = built
     sim = SimulatorSource(seed=0)
     bars = table(settings, "silver.daily_bars", "ticker, session_date")
     for ticker, rows in bars.groupby("ticker"):
@@ -86,8 +105,8 @@ def test_silver_matches_simulator_ground_truth_and_provider_adj_close(settings):
     np.testing.assert_allclose(provider["adj_close"], provider["provider"], rtol=1e-6)
 
 
-def test_rematerializing_is_idempotent_and_fetches_nothing_new(settings):
-    materialize(settings, select=DAILY, partition_range=RANGE)
+def test_rematerializing_is_idempotent_and_fetches_nothing_new(built, tmp_path):
+    settings = copy_of(built, tmp_path)
     before = {t: table(settings, t, "ALL") for t in ("bronze.daily_bars", "silver.daily_bars")}
     manifests_before = len(lake(settings).manifests("simulator", "daily_bars"))
 
@@ -98,8 +117,8 @@ def test_rematerializing_is_idempotent_and_fetches_nothing_new(settings):
         pd.testing.assert_frame_equal(table(settings, name, "ALL"), frame)
 
 
-def test_ticker_subset_run_leaves_other_tickers_untouched(settings):
-    materialize(settings, select=DAILY, partition_range=RANGE)
+def test_ticker_subset_run_leaves_other_tickers_untouched(built, tmp_path):
+    settings = copy_of(built, tmp_path)
     before = table(settings, "silver.daily_bars", "ALL")
     # Re-fetch KO only, with the clock later: KO's rows are rebuilt, the others are not touched.
     later = dataclasses.replace(settings, simulator_now=dt.datetime(2024, 6, 10, 22, tzinfo=dt.UTC))
@@ -119,8 +138,8 @@ def test_ticker_subset_run_leaves_other_tickers_untouched(settings):
     assert len(ko) == 20 and (ko["fetched_at"] == pd.Timestamp("2024-06-10 22:00", tz="UTC")).all()
 
 
-def test_adding_a_ticker_fetches_only_that_ticker(settings):
-    materialize(settings, select=DAILY, partition_range=RANGE)
+def test_adding_a_ticker_fetches_only_that_ticker(built, tmp_path):
+    settings = copy_of(built, tmp_path)
     grown = dataclasses.replace(settings, tickers=settings.tickers + ",NVDA")
     result = materialize(grown, select=DAILY, partition_range=RANGE)
     newest = lake(settings).manifests("simulator", "daily_bars")[-1]
@@ -160,8 +179,6 @@ def test_a_session_fetched_while_trading_is_fetched_again_after_the_close(settin
 
 def test_split_between_fetches_gives_the_same_silver_as_one_fetch(tmp_path):
     """TSLA splits 5:1 on 2014-04-21 in the simulator (seed 0); KO pays dividends meanwhile."""
-    from marketflow_tests.helpers import make_settings
-
     assert (
         5.0
         in SimulatorSource(seed=0)

@@ -86,6 +86,7 @@ def test_design_asset_keys_exist(defs):
         assert expected in keys
 
 
+@pytest.mark.slow
 def test_headless_partition_range_is_one_run(tmp_path):
     env = cli_env(tmp_path)
     done = subprocess.run(

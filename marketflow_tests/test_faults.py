@@ -58,6 +58,10 @@ RUN_PHASES = [
     pytest.param("snapshot.publish", True, "serving", id="mid-snapshot-publish"),
 ]
 WORKS = {"daily": SELECT, "intraday": INTRADAY, "serving": [*SELECT, "serving/snapshot"]}
+# The state each work crashes from. The daily work crashes from the serving state (its build also
+# published a snapshot, which the daily work neither reads nor changes): the same bronze, silver
+# and gold tables before and after, one state build fewer (two runs with dbt).
+STATE_OF = {"daily": "serving", "intraday": "intraday", "serving": "serving"}
 
 
 def build_states(root, select):
@@ -82,9 +86,10 @@ def built(tmp_path_factory):
     states = {}
 
     def get(work: str):
-        if work not in states:
-            states[work] = build_states(tmp_path_factory.mktemp(f"faults-{work}"), WORKS[work])
-        return states[work]
+        state = STATE_OF[work]
+        if state not in states:
+            states[state] = build_states(tmp_path_factory.mktemp(f"faults-{state}"), WORKS[state])
+        return states[state]
 
     return get
 
