@@ -15,12 +15,12 @@ import pytest
 from marketflow_assets.calendar import xnys
 from marketflow_assets.checks import build_asset_checks
 from marketflow_assets.checks.anomalies import volume_spike_check
-from marketflow_assets.checks.config import QualityResource
 from marketflow_assets.checks.framework import CheckRun, Scope, Suite
 from marketflow_assets.contracts import CONTRACTS, TableContract
 from marketflow_assets.definitions import build_definitions
 from marketflow_assets.partitions import sessions_partitions_def_for
 from marketflow_assets.resources import WAREHOUSE_POOL
+from marketflow_assets.resources.quality import QualityResource
 from marketflow_tests.helpers import materialize
 from marketflow_tests.test_checks_support import evaluations, metadata
 

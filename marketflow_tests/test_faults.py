@@ -167,7 +167,7 @@ def _date(text: str):
 @pytest.mark.slow
 def test_a_file_drops_tick_killed_mid_claim_gives_the_files_back(tmp_path, monkeypatch):
     from marketflow_assets.automation import file_drops
-    from marketflow_assets.automation.landing import (
+    from marketflow_assets.ingestion.landing import (
         claimed_batches,
         dropped_keys,
         unplanned_claims,

@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 
 from marketflow_assets.automation import file_drops
-from marketflow_assets.automation.landing import (
+from marketflow_assets.ingestion.landing import (
     claim,
     claimed_batches,
     dropped_keys,

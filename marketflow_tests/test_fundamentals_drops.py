@@ -12,7 +12,7 @@ import pytest
 
 from marketflow_assets.automation.common import AUTOMATION_TAG, RANGE_START_TAG
 from marketflow_assets.automation.file_drops import FILE_BATCH_TAG
-from marketflow_assets.automation.landing import DropRejected, parse_drop
+from marketflow_assets.ingestion.landing import DropRejected, parse_drop
 from marketflow_assets.resources import TICKERS_TAG
 from marketflow_assets.storage.object_store import LocalObjectStore
 from marketflow_assets.storage.raw_lake import RawLake

@@ -14,8 +14,8 @@ import dagster as dg
 import pandas as pd
 
 from marketflow_assets import cadence, fetch_plan
-from marketflow_assets.automation.landing import land_dropped_files
 from marketflow_assets.calendar import EXCHANGE_TZ, xnys
+from marketflow_assets.ingestion.landing import land_dropped_files
 from marketflow_assets.partitions import (
     ensure_sessions_opened,
     sessions_of,

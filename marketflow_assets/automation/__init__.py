@@ -35,13 +35,19 @@ Clock: automation reads the provider's clock, i.e. real time, or MARKETFLOW_SIMU
 the simulator's clock is pinned (demos, tests), so sensors and the provider agree on "now".
 Sessions, closes and early closes come from `calendar.py`, never from Dagster's last partition
 key (dagster-io/dagster#33551, see `partitions.py`).
-
-Submodules are imported inside `build_automation`, so `resources.py` can import
-`automation.notify` without an import cycle.
 """
 
 import dagster as dg
 
+from marketflow_assets.automation import (
+    alerts,
+    close,
+    corporate_actions,
+    file_drops,
+    intraday,
+    late_facts,
+    universe,
+)
 from marketflow_assets.settings import Settings
 
 
@@ -49,16 +55,6 @@ def build_automation(
     settings: Settings,
 ) -> tuple[list[dg.ScheduleDefinition], list[dg.SensorDefinition]]:
     """Every schedule and sensor, configured from the environment (poll interval, lookback)."""
-    from marketflow_assets.automation import (
-        alerts,
-        close,
-        corporate_actions,
-        file_drops,
-        intraday,
-        late_facts,
-        universe,
-    )
-
     schedules = [close.daily_close_schedule]
     sensors = [
         close.build_catch_up_sensor(settings.catch_up_lookback_sessions),

@@ -10,9 +10,6 @@
 
 One op per table (`checks/framework.py`), in the warehouse pool. Add checks of a table in
 `extra_checks()` below (silver/intraday_bars_1m: `checks/intraday.py`).
-
-Submodules are imported inside the functions so `resources.py` can import `checks.config`
-without an import cycle.
 """
 
 import dataclasses
@@ -21,11 +18,22 @@ from collections.abc import Sequence
 
 import dagster as dg
 
+from marketflow_assets.checks import (
+    anomalies,
+    freshness,
+    fundamentals,
+    intraday,
+    raw,
+    repairs,
+    silver,
+    table_checks,
+)
+from marketflow_assets.checks.framework import build_suite
+from marketflow_assets.contracts import CONTRACTS
+
 
 def extra_checks() -> dict[dg.AssetKey, tuple]:
     """Checks beyond contract + keys, by asset."""
-    from marketflow_assets.checks import anomalies, fundamentals, intraday, repairs, silver
-
     return {
         **fundamentals.fundamentals_checks(),
         dg.AssetKey(["silver", "daily_bars"]): (
@@ -66,10 +74,6 @@ def build_asset_checks(assets: Sequence[dg.AssetsDefinition]) -> list[dg.AssetCh
     2,520 sessions takes ~4 s; Dagster's own bookkeeping of planned checks in range runs costs
     more (see framework.py, Scope).
     """
-    from marketflow_assets.checks import freshness, raw, table_checks
-    from marketflow_assets.checks.framework import build_suite
-    from marketflow_assets.contracts import CONTRACTS
-
     specs = _specs(assets)
     extras = extra_checks()
     suites, tables = [], []
