@@ -89,16 +89,31 @@ def test_check_ops_are_partitioned_like_their_assets_and_run_in_the_warehouse_po
     } == {None}
 
 
-def test_checks_of_a_subset_of_assets_only_reference_those_assets():
+def test_checks_of_a_subset_of_assets_only_target_those_assets():
     from marketflow_assets.assets import raw, silver
+    from marketflow_assets.checks.fundamentals import fundamentals_checks
 
     assets = dg.load_assets_from_modules([raw, silver])
     keys = {k for a in assets for k in a.keys}
-    checks = build_asset_checks(assets)
+    # Declarations about assets not given (the fundamentals tables) are ignored.
+    checks = build_asset_checks(assets, table_checks=fundamentals_checks())
     targets = {spec.asset_key for c in checks for spec in c.check_specs}
-    deps = {d.asset_key for c in checks for spec in c.check_specs for d in spec.additional_deps}
-    assert targets <= keys and deps <= keys
+    assert targets <= keys
     assert dg.AssetKey(["silver", "daily_bars"]) in targets
+
+
+def test_a_domain_keeps_its_checks_dependencies_on_other_domains(settings):
+    """fundamentals' no-look-ahead check reads silver bars (market data): standalone, the
+    domain's Definitions still name them, so the merged graph orders the check after them."""
+    from marketflow_assets.domains import Deployment, fundamentals
+
+    defs = fundamentals.definitions(Deployment.from_settings(settings))
+    graph = defs.resolve_asset_graph()
+    check = graph.get(
+        dg.AssetCheckKey(dg.AssetKey(["gold", "fundamentals_daily"]), "no_look_ahead")
+    )
+    assert dg.AssetKey(["silver", "daily_bars"]) in check.parent_entity_keys
+    assert dg.AssetKey(["silver", "daily_bars"]) not in graph.get_all_asset_keys()
 
 
 def _volume_run(

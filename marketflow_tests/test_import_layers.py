@@ -50,7 +50,11 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
         "features: assets, checks, automation; the API and BI read the snapshot",
         frozenset({"assets", "checks", "automation", "api", "bi"}),
     ),
-    ("definitions: everything merged into one Definitions", frozenset({"definitions"})),
+    (
+        "domains: each domain's Definitions (its assets, checks, automation, resources)",
+        frozenset({"domains"}),
+    ),
+    ("definitions: the domains merged into one Definitions", frozenset({"definitions"})),
     (
         "apps: demo, benchmark, repair report (they run the definitions)",
         frozenset({"demo", "demo_progress", "benchmark", "repair_report"}),

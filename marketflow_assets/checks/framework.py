@@ -30,8 +30,9 @@ Per-session verdicts of a range are in the metadata and in ops.check_results
 Adding a check (e.g. the intraday-vs-daily reconciliation): write
 `def evaluate(run: CheckRun) -> Outcome` (usually `return run.failures(sql, ...)` with a SELECT
 of the failing rows over `_scoped`, the in-scope rows of the suite's table), wrap it in a
-`CheckDef`, and return it from `extra_checks()` in `marketflow_assets/checks/__init__.py` under
-the asset it judges; for silver/intraday_bars_1m that is `checks/intraday.py`.
+`CheckDef`, and declare it under the asset it judges in the `table_checks` of the domain that
+owns the asset (`marketflow_assets/domains/`); for silver/intraday_bars_1m, `checks/intraday.py`
+holds the checks and `domains/market_data.py` declares them.
 """
 
 import dataclasses
