@@ -21,8 +21,8 @@ from marketflow_assets.definitions import build_definitions
 from marketflow_assets.partitions import sessions_partitions_def_for
 from marketflow_assets.resources import WAREHOUSE_POOL
 from marketflow_assets.resources.quality import QualityResource
+from marketflow_tests.checks_support import evaluations, metadata
 from marketflow_tests.helpers import materialize
-from marketflow_tests.test_checks_support import evaluations, metadata
 
 
 @pytest.fixture(scope="module")

@@ -173,8 +173,8 @@ def test_a_file_drops_tick_killed_mid_claim_gives_the_files_back(tmp_path, monke
         unplanned_claims,
     )
     from marketflow_assets.resources import TICKERS_TAG
+    from marketflow_tests.automation_support import tick_sensor
     from marketflow_tests.test_automation_file_drops import yahoo_csv
-    from marketflow_tests.test_automation_support import tick_sensor
 
     settings = make_settings(tmp_path / "home", tickers=TICKERS)
     dagster_home = tmp_path / "dagster"

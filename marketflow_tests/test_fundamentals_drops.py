@@ -16,6 +16,7 @@ from marketflow_assets.ingestion.landing import DropRejected, parse_drop
 from marketflow_assets.resources import TICKERS_TAG
 from marketflow_assets.storage.object_store import LocalObjectStore
 from marketflow_assets.storage.raw_lake import RawLake
+from marketflow_tests.automation_support import execute_request, tick_sensor
 from marketflow_tests.helpers import query
 from marketflow_tests.test_automation_file_drops import (  # noqa: F401  (fixtures)
     TODAY,
@@ -25,7 +26,6 @@ from marketflow_tests.test_automation_file_drops import (  # noqa: F401  (fixtur
     instance,
     yahoo_csv,
 )
-from marketflow_tests.test_automation_support import execute_request, tick_sensor
 
 SENSOR = "file_drops"
 STATEMENTS_CSV = """statement,period_type,period_end,line_item,value,currency,reported_at
