@@ -103,17 +103,18 @@ def test_checks_of_a_subset_of_assets_only_target_those_assets():
 
 
 def test_a_domain_keeps_its_checks_dependencies_on_other_domains(settings):
-    """fundamentals' no-look-ahead check reads silver bars (market data): standalone, the
-    domain's Definitions still name them, so the merged graph orders the check after them."""
+    """fundamentals' coverage check reads silver bars (market data): standalone, the
+    domain's Definitions load (with the shared resources) and still name them, so the merged
+    graph orders the check after them."""
     from marketflow_assets.domains import Deployment, fundamentals
 
     defs = fundamentals.definitions(Deployment.from_settings(settings))
-    graph = defs.resolve_asset_graph()
-    check = graph.get(
-        dg.AssetCheckKey(dg.AssetKey(["gold", "fundamentals_daily"]), "no_look_ahead")
-    )
-    assert dg.AssetKey(["silver", "daily_bars"]) in check.parent_entity_keys
-    assert dg.AssetKey(["silver", "daily_bars"]) not in graph.get_all_asset_keys()
+    defs.resolve_implicit_global_asset_job_def()  # resources and graph validate on their own
+    key = dg.AssetCheckKey(dg.AssetKey(["gold", "fundamentals_daily"]), "coverage")
+    (spec,) = (s for c in defs.asset_checks for s in c.check_specs if s.key == key)
+    assert dg.AssetKey(["silver", "daily_bars"]) in {d.asset_key for d in spec.additional_deps}
+    # ... which this domain does not build (market data does).
+    assert not defs.resolve_asset_graph().get(dg.AssetKey(["silver", "daily_bars"])).is_executable
 
 
 def _volume_run(

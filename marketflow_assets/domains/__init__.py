@@ -3,7 +3,7 @@
 
 | domain | assets | automation | own resources |
 | --- | --- | --- | --- |
-| `market_data.py` | raw -> bronze -> silver -> gold bars, intraday, profiles, corporate actions | daily close, catch-up, intraday poll, universe, corporate actions, file drops | the shared ones |
+| `market_data.py` | raw -> bronze -> silver -> gold bars, intraday, profiles, corporate actions | daily close, catch-up, intraday poll, universe, corporate actions, file drops | |
 | `fundamentals.py` | statements -> facts -> gold fundamentals | late facts | `fundamentals` |
 | `marts.py` | the dbt marts | (ride along in the daily runs) | `dbt` |
 | `reports.py` | per-ticker HTML reports | | |
@@ -13,8 +13,9 @@
 A domain module exposes `definitions(deployment) -> dg.Definitions`, built with `domain_definitions`
 below from what it declares; the generic checks (contract, keys, schema changes) come with its
 tables. `Deployment` carries what all domains build from: the Settings, their one session
-partitions definition and the shared resources, one object per key as `Definitions.merge`
-requires.
+partitions definition and the shared resources (`resources.build_resources`: market data,
+universe, lake, warehouse, IO managers, check thresholds, alerting), one object per key as
+`Definitions.merge` requires.
 """
 
 from __future__ import annotations
@@ -44,10 +45,6 @@ class Deployment:
     def from_settings(cls, settings: Settings) -> Deployment:
         return cls(settings, sessions_partitions_def_for(settings), build_resources(settings))
 
-    def pick(self, *keys: str) -> dict[str, Any]:
-        """Shared resources by key (the same objects for every domain)."""
-        return {key: self.resources[key] for key in keys}
-
 
 def domain_definitions(
     deployment: Deployment,
@@ -61,7 +58,8 @@ def domain_definitions(
     resources: Mapping[str, Any] | None = None,
 ) -> dg.Definitions:
     """A domain's Definitions: its assets on the deployment's session partitions, their
-    generic checks plus the ones it declares, its automation and the resources it needs."""
+    generic checks plus the ones it declares, its automation, and the shared resources plus its
+    own (`resources`), so each domain also loads on its own (`dagster dev -m` of one domain)."""
     bound = bind_sessions_partitions(assets, deployment.partitions_def)
     checks = build_asset_checks(
         bound, table_checks=table_checks, raw_suites=raw_suites, freshness=freshness
@@ -71,5 +69,5 @@ def domain_definitions(
         asset_checks=bind_sessions_partitions(checks, deployment.partitions_def),
         schedules=list(schedules),
         sensors=list(sensors),
-        resources=dict(resources or {}),
+        resources={**deployment.resources, **(resources or {})},
     )

@@ -11,18 +11,6 @@ from marketflow_assets.domains import Deployment, domain_definitions
 
 SILVER_DAILY = dg.AssetKey(["silver", "daily_bars"])
 
-# Everything the market-data pipeline reads and writes through; the other domains share them.
-RESOURCES = (
-    "market_data",
-    "universe",
-    "lake",
-    "warehouse",
-    "quality",
-    "raw_io_manager",
-    "warehouse_io_manager",
-    "io_manager",
-)
-
 
 def definitions(deployment: Deployment) -> dg.Definitions:
     settings = deployment.settings
@@ -55,5 +43,4 @@ def definitions(deployment: Deployment) -> dg.Definitions:
             corporate_actions.corporate_actions_sensor,
             file_drops.file_drops_sensor,
         ],
-        resources=deployment.pick(*RESOURCES),
     )

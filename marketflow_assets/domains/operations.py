@@ -11,5 +11,4 @@ def definitions(deployment: Deployment) -> dg.Definitions:
         deployment,
         assets=[],
         sensors=[alerts.run_failure_alerts, alerts.check_failure_alerts],
-        resources=deployment.pick("alerting"),
     )
