@@ -10,10 +10,10 @@ import logging
 import dagster as dg
 import pytest
 
-from marketflow_assets.automation import notify
 from marketflow_assets.automation.alerts import Alert, raise_alerts
 from marketflow_assets.definitions import build_definitions
 from marketflow_assets.redaction import redact
+from marketflow_assets.resources import alerting as notify
 from marketflow_assets.settings import ConfigError, Settings
 from marketflow_assets.tickers import InvalidTickerError, validate_ticker
 from marketflow_tests.helpers import query

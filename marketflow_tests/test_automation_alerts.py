@@ -14,12 +14,12 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import dagster as dg
 import pytest
 
-from marketflow_assets.automation import notify
 from marketflow_assets.automation.alerts import flush_outbox
 from marketflow_assets.definitions import build_definitions
+from marketflow_assets.resources import alerting as notify
+from marketflow_tests.automation_support import tick_sensor
+from marketflow_tests.checks_support import DAILY, SILVER, execute, run_checks
 from marketflow_tests.helpers import materialize, query
-from marketflow_tests.test_automation_support import tick_sensor
-from marketflow_tests.test_checks_support import DAILY, SILVER, execute, run_checks
 
 SECRET = "T0000/B0000/s3cr3t-t0k3n"
 HOLD_WAREHOUSE = (

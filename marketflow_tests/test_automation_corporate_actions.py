@@ -16,8 +16,7 @@ from marketflow_assets.automation.common import (
 )
 from marketflow_assets.automation.corporate_actions import stale_tickers
 from marketflow_assets.resources import TICKERS_TAG
-from marketflow_tests.helpers import materialize, query
-from marketflow_tests.test_automation_support import (
+from marketflow_tests.automation_support import (
     add_run,
     at,
     et,
@@ -26,6 +25,7 @@ from marketflow_tests.test_automation_support import (
     tick_sensor,
     without_dbt,
 )
+from marketflow_tests.helpers import materialize, query
 
 SENSOR = "corporate_action_rebuilds"
 DAILY = [

@@ -12,12 +12,11 @@ import pytest
 
 from marketflow_assets.automation.common import AUTOMATION_TAG, RANGE_END_TAG, RANGE_START_TAG
 from marketflow_assets.automation.file_drops import FILE_BATCH_TAG
-from marketflow_assets.automation.landing import DropRejected, parse_drop
+from marketflow_assets.ingestion.landing import DropRejected, parse_drop
 from marketflow_assets.resources import TICKERS_TAG
 from marketflow_assets.storage.object_store import LocalObjectStore
 from marketflow_assets.storage.raw_lake import RawLake
-from marketflow_tests.helpers import materialize, query
-from marketflow_tests.test_automation_support import (
+from marketflow_tests.automation_support import (
     add_run,
     at,
     et,
@@ -26,6 +25,7 @@ from marketflow_tests.test_automation_support import (
     tick_sensor,
     without_dbt,
 )
+from marketflow_tests.helpers import materialize, query
 
 SENSOR = "file_drops"
 TODAY = dt.date(2024, 6, 7)

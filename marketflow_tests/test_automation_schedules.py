@@ -17,7 +17,7 @@ from marketflow_assets.automation.common import (
     RANGE_START_TAG,
 )
 from marketflow_assets.calendar import xnys
-from marketflow_tests.test_automation_support import (
+from marketflow_tests.automation_support import (
     add_run,
     at,
     et,

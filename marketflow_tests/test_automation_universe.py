@@ -16,8 +16,7 @@ from marketflow_assets.automation.common import (
     RANGE_START_TAG,
 )
 from marketflow_assets.resources import TICKERS_TAG
-from marketflow_tests.helpers import materialize, query
-from marketflow_tests.test_automation_support import (
+from marketflow_tests.automation_support import (
     add_run,
     at,
     et,
@@ -25,6 +24,7 @@ from marketflow_tests.test_automation_support import (
     target_keys,
     tick_sensor,
 )
+from marketflow_tests.helpers import materialize, query
 
 SENSOR = "universe_changes"
 REFERENCE = ["raw/company_profiles", "bronze/company_profiles", "silver/symbols"]

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from marketflow_tests.automation_support import tick_sensor
 from marketflow_tests.helpers import materialize, query, table
-from marketflow_tests.test_automation_support import tick_sensor
 
 DAILY = [
     "raw/daily_bars",

@@ -27,7 +27,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from marketflow_assets.automation.landing import DropRejected, parse_drop
+from marketflow_assets.ingestion.landing import DropRejected, parse_drop
 from marketflow_assets.sources import yahoo
 from marketflow_assets.sources.base import BarsQuery, PayloadFormatError
 from marketflow_assets.sources.csv_files import CsvSource

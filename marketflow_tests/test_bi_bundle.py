@@ -15,9 +15,9 @@ import pytest
 import yaml
 
 from marketflow_assets.bi.bundle import BI_DIR, BundleError, load_bundle, stable_uuid
-from marketflow_assets.bi.columns import served_table
 from marketflow_assets.bi.served import SERVED_TABLES
 from marketflow_assets.contracts import CONTRACTS
+from marketflow_assets.serving.columns import served_table
 
 SNAPSHOT = Path("/srv/marketflow/serving/current.duckdb")
 

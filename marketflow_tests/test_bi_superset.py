@@ -28,10 +28,10 @@ import requests
 from marketflow_assets import cadence
 from marketflow_assets.assets.serving import SNAPSHOT_KEY
 from marketflow_assets.bi.bundle import DATABASE_NAME, load_bundle
-from marketflow_assets.bi.columns import served_table
 from marketflow_assets.bi.served import SERVED_TABLES
 from marketflow_assets.bi.superset import REPO
 from marketflow_assets.calendar import xnys
+from marketflow_assets.serving.columns import served_table
 from marketflow_assets.settings import Settings
 from marketflow_tests.helpers import FRIDAY_EVENING, make_settings, materialize
 

@@ -13,19 +13,19 @@ import numpy as np
 import pandas as pd
 
 from marketflow_assets.sources.simulator import SimulatorFaults, SimulatorSource
+from marketflow_tests.checks_support import (
+    BLOCKING_SILVER_CHECKS,
+    DAILY_AND_GOLD,
+    evaluations,
+    failed,
+    metadata,
+)
 from marketflow_tests.helpers import (
     FRIDAY_EVENING,
     SMALL_UNIVERSE,
     materializations,
     materialize,
     query,
-)
-from marketflow_tests.test_checks_support import (
-    BLOCKING_SILVER_CHECKS,
-    DAILY_AND_GOLD,
-    evaluations,
-    failed,
-    metadata,
 )
 
 FAULTS = "missing_bars=0.03,duplicates=0.03,bad_ticks=0.03,price_100x=0.02"

@@ -15,14 +15,14 @@ import pytest
 from marketflow_assets.calendar import xnys
 from marketflow_assets.checks import build_asset_checks
 from marketflow_assets.checks.anomalies import volume_spike_check
-from marketflow_assets.checks.config import QualityResource
 from marketflow_assets.checks.framework import CheckRun, Scope, Suite
 from marketflow_assets.contracts import CONTRACTS, TableContract
 from marketflow_assets.definitions import build_definitions
 from marketflow_assets.partitions import sessions_partitions_def_for
 from marketflow_assets.resources import WAREHOUSE_POOL
+from marketflow_assets.resources.quality import QualityResource
+from marketflow_tests.checks_support import evaluations, metadata
 from marketflow_tests.helpers import materialize
-from marketflow_tests.test_checks_support import evaluations, metadata
 
 
 @pytest.fixture(scope="module")
@@ -89,16 +89,32 @@ def test_check_ops_are_partitioned_like_their_assets_and_run_in_the_warehouse_po
     } == {None}
 
 
-def test_checks_of_a_subset_of_assets_only_reference_those_assets():
+def test_checks_of_a_subset_of_assets_only_target_those_assets():
     from marketflow_assets.assets import raw, silver
+    from marketflow_assets.checks.fundamentals import fundamentals_checks
 
     assets = dg.load_assets_from_modules([raw, silver])
     keys = {k for a in assets for k in a.keys}
-    checks = build_asset_checks(assets)
+    # Declarations about assets not given (the fundamentals tables) are ignored.
+    checks = build_asset_checks(assets, table_checks=fundamentals_checks())
     targets = {spec.asset_key for c in checks for spec in c.check_specs}
-    deps = {d.asset_key for c in checks for spec in c.check_specs for d in spec.additional_deps}
-    assert targets <= keys and deps <= keys
+    assert targets <= keys
     assert dg.AssetKey(["silver", "daily_bars"]) in targets
+
+
+def test_a_domain_keeps_its_checks_dependencies_on_other_domains(settings):
+    """fundamentals' coverage check reads silver bars (market data): standalone, the
+    domain's Definitions load (with the shared resources) and still name them, so the merged
+    graph orders the check after them."""
+    from marketflow_assets.domains import Deployment, fundamentals
+
+    defs = fundamentals.definitions(Deployment.from_settings(settings))
+    defs.resolve_implicit_global_asset_job_def()  # resources and graph validate on their own
+    key = dg.AssetCheckKey(dg.AssetKey(["gold", "fundamentals_daily"]), "coverage")
+    (spec,) = (s for c in defs.asset_checks for s in c.check_specs if s.key == key)
+    assert dg.AssetKey(["silver", "daily_bars"]) in {d.asset_key for d in spec.additional_deps}
+    # ... which this domain does not build (market data does).
+    assert not defs.resolve_asset_graph().get(dg.AssetKey(["silver", "daily_bars"])).is_executable
 
 
 def _volume_run(

@@ -5,8 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from marketflow_tests.helpers import materialize
-from marketflow_tests.test_checks_support import (
+from marketflow_tests.checks_support import (
     DAILY,
     clone,
     evaluations,
@@ -16,6 +15,7 @@ from marketflow_tests.test_checks_support import (
     sessions_of,
     tickers_of,
 )
+from marketflow_tests.helpers import materialize
 
 INTRADAY = [
     "raw/intraday_bars_1m",

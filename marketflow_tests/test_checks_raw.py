@@ -14,8 +14,7 @@ from marketflow_assets.sources.base import BarsQuery
 from marketflow_assets.sources.simulator import SimulatorSource
 from marketflow_assets.storage.raw_io_manager import ticker_status
 from marketflow_assets.transforms.payloads import bar_dates, session_dates
-from marketflow_tests.helpers import FRIDAY_EVENING, materializations, materialize, query
-from marketflow_tests.test_checks_support import (
+from marketflow_tests.checks_support import (
     DAILY,
     RAW,
     SILVER,
@@ -25,6 +24,7 @@ from marketflow_tests.test_checks_support import (
     metadata,
     run_checks,
 )
+from marketflow_tests.helpers import FRIDAY_EVENING, materializations, materialize, query
 
 ERROR, WARN = dg.AssetCheckSeverity.ERROR, dg.AssetCheckSeverity.WARN
 R = "raw/daily_bars"

@@ -12,8 +12,7 @@ import re
 import dagster as dg
 import pytest
 
-from marketflow_tests.helpers import make_settings, materializations, materialize, query
-from marketflow_tests.test_checks_support import (
+from marketflow_tests.checks_support import (
     BLOCKING_SILVER_CHECKS,
     DAILY_AND_GOLD,
     SILVER,
@@ -26,6 +25,7 @@ from marketflow_tests.test_checks_support import (
     sessions_of,
     tickers_of,
 )
+from marketflow_tests.helpers import make_settings, materializations, materialize, query
 
 RANGE = ("2024-04-25", "2024-06-06")  # 30 sessions: enough history for the volume window
 ERROR, WARN = dg.AssetCheckSeverity.ERROR, dg.AssetCheckSeverity.WARN

@@ -84,8 +84,8 @@ def pool_step_intervals(
 
 @pytest.mark.slow
 def test_two_runs_at_once_equal_running_them_one_after_the_other(tmp_path):
+    from marketflow_tests.automation_support import tick_sensor
     from marketflow_tests.test_automation_file_drops import yahoo_csv
-    from marketflow_tests.test_automation_support import tick_sensor
 
     seed = make_settings(tmp_path / "seed" / "home", tickers=TICKERS)
     seed_dagster = tmp_path / "seed" / "dagster"

@@ -18,7 +18,7 @@ import pytest
 
 from marketflow_assets.definitions import build_definitions
 from marketflow_tests.helpers import make_settings, materialize, query, table
-from marketflow_tests.test_checks_support import evaluations
+from marketflow_tests.checks_support import evaluations
 
 pytestmark = [pytest.mark.slow]
 

@@ -172,14 +172,14 @@ def _date(text: str):
 @pytest.mark.slow
 def test_a_file_drops_tick_killed_mid_claim_gives_the_files_back(tmp_path, monkeypatch):
     from marketflow_assets.automation import file_drops
-    from marketflow_assets.automation.landing import (
+    from marketflow_assets.ingestion.landing import (
         claimed_batches,
         dropped_keys,
         unplanned_claims,
     )
     from marketflow_assets.resources import TICKERS_TAG
+    from marketflow_tests.automation_support import tick_sensor
     from marketflow_tests.test_automation_file_drops import yahoo_csv
-    from marketflow_tests.test_automation_support import tick_sensor
 
     settings = make_settings(tmp_path / "home", tickers=TICKERS)
     dagster_home = tmp_path / "dagster"

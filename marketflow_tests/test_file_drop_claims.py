@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 
 from marketflow_assets.automation import file_drops
-from marketflow_assets.automation.landing import (
+from marketflow_assets.ingestion.landing import (
     claim,
     claimed_batches,
     dropped_keys,
@@ -16,8 +16,8 @@ from marketflow_assets.automation.landing import (
 )
 from marketflow_assets.resources import TICKERS_TAG
 from marketflow_assets.storage.object_store import LocalObjectStore
+from marketflow_tests.automation_support import add_run, at, et, tick_sensor
 from marketflow_tests.test_automation_file_drops import yahoo_csv
-from marketflow_tests.test_automation_support import add_run, at, et, tick_sensor
 
 SENSOR = "file_drops"
 

@@ -12,10 +12,11 @@ import pytest
 
 from marketflow_assets.automation.common import AUTOMATION_TAG, RANGE_START_TAG
 from marketflow_assets.automation.file_drops import FILE_BATCH_TAG
-from marketflow_assets.automation.landing import DropRejected, parse_drop
+from marketflow_assets.ingestion.landing import DropRejected, parse_drop
 from marketflow_assets.resources import TICKERS_TAG
 from marketflow_assets.storage.object_store import LocalObjectStore
 from marketflow_assets.storage.raw_lake import RawLake
+from marketflow_tests.automation_support import execute_request, tick_sensor
 from marketflow_tests.helpers import query
 from marketflow_tests.test_automation_file_drops import (  # noqa: F401  (fixtures)
     TODAY,
@@ -25,7 +26,6 @@ from marketflow_tests.test_automation_file_drops import (  # noqa: F401  (fixtur
     instance,
     yahoo_csv,
 )
-from marketflow_tests.test_automation_support import execute_request, tick_sensor
 
 SENSOR = "file_drops"
 STATEMENTS_CSV = """statement,period_type,period_end,line_item,value,currency,reported_at

@@ -18,8 +18,8 @@ from marketflow_assets.automation.common import (
     RANGE_START_TAG,
 )
 from marketflow_assets.resources import TICKERS_TAG
+from marketflow_tests.automation_support import execute_request, tick_sensor
 from marketflow_tests.helpers import make_settings, materialize, query
-from marketflow_tests.test_automation_support import execute_request, tick_sensor
 
 pytestmark = pytest.mark.slow  # four Dagster runs over two weeks of one ticker
 SENSOR = "late_fact_rebuilds"

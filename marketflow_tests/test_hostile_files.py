@@ -13,14 +13,14 @@ import dagster as dg
 import pytest
 
 from marketflow_assets.automation.alerts import flush_outbox
-from marketflow_assets.automation.landing import BATCH_PLAN, CLAIMED, REJECTED
 from marketflow_assets.definitions import build_definitions
+from marketflow_assets.ingestion.landing import BATCH_PLAN, CLAIMED, REJECTED
 from marketflow_assets.storage import atomic
 from marketflow_assets.storage.object_store import LocalObjectStore, UnsafeObjectError
 from marketflow_assets.storage.raw_lake import RawLake
+from marketflow_tests.automation_support import tick_sensor
 from marketflow_tests.helpers import materialize, query
 from marketflow_tests.test_automation_file_drops import yahoo_csv
-from marketflow_tests.test_automation_support import tick_sensor
 
 
 @pytest.fixture

@@ -13,8 +13,7 @@ import pytest
 from marketflow_assets.checks import table_checks
 from marketflow_assets.storage import warehouse
 from marketflow_assets.transforms.payloads import PayloadSchemaError
-from marketflow_tests.helpers import make_settings, materialize, output_metadata, query
-from marketflow_tests.test_checks_support import (
+from marketflow_tests.checks_support import (
     clone,
     evaluations,
     execute,
@@ -22,6 +21,7 @@ from marketflow_tests.test_checks_support import (
     run_checks,
     sessions_of,
 )
+from marketflow_tests.helpers import make_settings, materialize, output_metadata, query
 
 # Seven sessions over ten calendar days: two provider requests (<= 7 days each), seven bronze
 # batches, and with two sessions per query four silver/gold chunks, one across a weekend.

@@ -23,8 +23,8 @@ from dagster_graphql.test.utils import execute_dagster_graphql
 
 from marketflow_assets.calendar import xnys
 from marketflow_assets.definitions import build_definitions
+from marketflow_tests.checks_support import DAILY, SILVER, execute, run_checks
 from marketflow_tests.helpers import make_settings, materialize
-from marketflow_tests.test_checks_support import DAILY, SILVER, execute, run_checks
 
 REPO = Path(__file__).resolve().parents[1]
 RANGE = ("2024-05-22", "2024-06-04")  # 9 sessions (Memorial Day is a holiday)

@@ -1,8 +1,12 @@
 """The read-only HTTP API over the current snapshot (DESIGN.md, "Serving").
 
 Handlers are plain `def`s (FastAPI runs them in its thread pool); each request takes the
-current snapshot once, so all its queries read one snapshot, and its ETag is that snapshot's
-id. Nothing here can reach the warehouse.
+current snapshot once (the `Snap` dependency, cached per request), so all its queries read one
+snapshot, and its ETag is that snapshot's id. The shared preamble is dependencies: `Snap`,
+`KnownTicker`/`KnownTickers` (400/404 against the snapshot), `SessionRange`, `FeatureFields`;
+then `answer_from` gives 304 to a client holding this snapshot and 404 when the table an
+endpoint reads is not published. Input is validated before the 304 (RFC 9110, 13.2.1). Nothing
+here can reach the warehouse.
 """
 
 from __future__ import annotations
@@ -12,9 +16,10 @@ import datetime as dt
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from fastapi import FastAPI, Path, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
@@ -76,6 +81,106 @@ Fields = Annotated[
 ]
 
 
+def current_snapshot(request: Request) -> OpenSnapshot:
+    """The snapshot a request reads (FastAPI caches a dependency within one request)."""
+    try:
+        return request.app.state.snapshots.get()
+    except NoSnapshotError as exc:
+        raise ApiError(503, None, f"{exc}: run the pipeline (make demo) first") from exc
+
+
+Snap = Annotated[OpenSnapshot, Depends(current_snapshot)]
+
+
+def known_ticker(ticker: TickerPath, snap: Snap) -> str:
+    """The path's ticker: a valid symbol (400) that the snapshot holds (404)."""
+    try:
+        symbol = validate_ticker(ticker, origin="ticker")
+    except InvalidTickerError as exc:
+        raise ApiError(400, "ticker", str(exc)) from exc
+    if symbol not in snap.tickers:
+        raise ApiError(404, "ticker", f"unknown ticker {symbol!r}: not in snapshot {snap.id}")
+    return symbol
+
+
+KnownTicker = Annotated[str, Depends(known_ticker)]
+
+
+def known_tickers(snap: Snap, tickers: TickerList = None) -> list[str] | None:
+    """The `tickers` filter (None = all): valid, at most MAX_TICKERS, all in the snapshot."""
+    if tickers is None:
+        return None
+    try:
+        wanted = validate_tickers([p for p in tickers.split(",") if p.strip()], origin="tickers")
+    except InvalidTickerError as exc:
+        raise ApiError(400, "tickers", str(exc)) from exc
+    if not wanted:
+        raise ApiError(400, "tickers", "tickers is empty: give comma-separated symbols or omit it")
+    if len(wanted) > MAX_TICKERS:
+        raise ApiError(
+            400, "tickers", f"at most {MAX_TICKERS} tickers per request, got {len(wanted)}"
+        )
+    unknown = [t for t in wanted if t not in snap.tickers]
+    if unknown:
+        raise ApiError(
+            404,
+            "tickers",
+            f"unknown ticker(s) {', '.join(unknown[:10])}: not in snapshot {snap.id}",
+        )
+    return wanted
+
+
+KnownTickers = Annotated[list[str] | None, Depends(known_tickers)]
+
+
+@dataclass(frozen=True)
+class Sessions:
+    start: dt.date | None
+    end: dt.date | None
+
+    def filter(self, q: PageQuery, column: str = "session_date") -> None:
+        if self.start:
+            q.where.append(f'"{column}" >= ?')
+            q.params.append(self.start)
+        if self.end:
+            q.where.append(f'"{column}" <= ?')
+            q.params.append(self.end)
+
+
+def session_range(start: Start = None, end: End = None) -> Sessions:
+    if start and end and start > end:
+        raise ApiError(400, "start", f"start {start} is after end {end}")
+    return Sessions(start, end)
+
+
+SessionRange = Annotated[Sessions, Depends(session_range)]
+
+
+def feature_fields(fields: Fields = None) -> tuple[str, ...]:
+    return _fields(fields)
+
+
+FeatureFields = Annotated[tuple[str, ...], Depends(feature_fields)]
+
+
+def answer_from(snap: OpenSnapshot, request: Request, *tables: str, what: str) -> None:
+    """Once the input is valid: 304 when the client already holds this snapshot (its ETag),
+    404 when a table the endpoint reads is not in the snapshot."""
+    tags = request.headers.get("if-none-match")
+    if tags and (
+        tags.strip() == "*"
+        or f'"{snap.id}"' in [t.strip().removeprefix("W/") for t in tags.split(",")]
+    ):
+        raise HTTPException(
+            status_code=304, headers={"ETag": f'"{snap.id}"', "Cache-Control": CACHE_CONTROL}
+        )
+    missing = [table for table in tables if not snap.has(table)]
+    if missing:
+        raise ApiError(
+            404, None, f"{what} not published: snapshot {snap.id} has no {' / '.join(missing)}"
+        )
+
+
 def create_app(
     settings: Settings,
     *,
@@ -108,6 +213,7 @@ def create_app(
         ),
         responses={k: v for k, v in ERROR_RESPONSES.items() if k in (400, 401)},
     )
+    app.state.snapshots = reader
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_middleware(AccessLogMiddleware, api_keys=api_keys, open_paths=("/v1/health",))
@@ -119,12 +225,6 @@ def create_app(
             200: {"content": {MEDIA["csv"].split(";")[0]: {}, MEDIA["parquet"]: {}}},
         }
     }
-
-    def snapshot() -> OpenSnapshot:
-        try:
-            return reader.get()
-        except NoSnapshotError as exc:
-            raise ApiError(503, None, f"{exc}: run the pipeline (make demo) first") from exc
 
     def respond(
         snap: OpenSnapshot,
@@ -138,17 +238,6 @@ def create_app(
             headers["X-Next-Cursor"] = next_cursor
         return Response(body, media_type=media, headers=headers)
 
-    def not_modified(snap: OpenSnapshot, request: Request) -> Response | None:
-        tags = request.headers.get("if-none-match")
-        if tags and (
-            tags.strip() == "*"
-            or f'"{snap.id}"' in [t.strip().removeprefix("W/") for t in tags.split(",")]
-        ):
-            return Response(
-                status_code=304, headers={"ETag": f'"{snap.id}"', "Cache-Control": CACHE_CONTROL}
-            )
-        return None
-
     def envelope(snap: OpenSnapshot, data: bytes, next_cursor: str | None, **extra) -> bytes:
         head = {"snapshot": snap.id, "next_cursor": next_cursor, **extra}
         return (
@@ -157,55 +246,6 @@ def create_app(
             + b","
             + json.dumps(head, default=str, separators=(",", ":"))[1:].encode()
         )
-
-    def ticker_of(raw: str, snap: OpenSnapshot) -> str:
-        try:
-            ticker = validate_ticker(raw, origin="ticker")
-        except InvalidTickerError as exc:
-            raise ApiError(400, "ticker", str(exc)) from exc
-        if ticker not in snap.tickers:
-            raise ApiError(404, "ticker", f"unknown ticker {ticker!r}: not in snapshot {snap.id}")
-        return ticker
-
-    def tickers_of(raw: str | None, snap: OpenSnapshot) -> list[str] | None:
-        if raw is None:
-            return None
-        try:
-            tickers = validate_tickers([p for p in raw.split(",") if p.strip()], origin="tickers")
-        except InvalidTickerError as exc:
-            raise ApiError(400, "tickers", str(exc)) from exc
-        if not tickers:
-            raise ApiError(
-                400, "tickers", "tickers is empty: give comma-separated symbols or omit it"
-            )
-        if len(tickers) > MAX_TICKERS:
-            raise ApiError(
-                400, "tickers", f"at most {MAX_TICKERS} tickers per request, got {len(tickers)}"
-            )
-        unknown = [t for t in tickers if t not in snap.tickers]
-        if unknown:
-            raise ApiError(
-                404,
-                "tickers",
-                f"unknown ticker(s) {', '.join(unknown[:10])}: not in snapshot {snap.id}",
-            )
-        return tickers
-
-    def check_range(start: dt.date | None, end: dt.date | None) -> None:
-        if start and end and start > end:
-            raise ApiError(400, "start", f"start {start} is after end {end}")
-
-    def need(snap: OpenSnapshot, table: str, what: str) -> None:
-        if not snap.has(table):
-            raise ApiError(404, None, f"{what} not published: snapshot {snap.id} has no {table}")
-
-    def range_filter(q: PageQuery, column: str, start: dt.date | None, end: dt.date | None) -> None:
-        if start:
-            q.where.append(f'"{column}" >= ?')
-            q.params.append(start)
-        if end:
-            q.where.append(f'"{column}" <= ?')
-            q.params.append(end)
 
     def page(snap: OpenSnapshot, request: Request, q: PageQuery, fmt: str, **extra) -> Response:
         """One page of `q` in `fmt`; the same request on the same snapshot is answered from its
@@ -284,14 +324,12 @@ def create_app(
     @app.get("/v1/symbols", response_model=models.SymbolsResponse, tags=["reference"], **data)
     def symbols(
         request: Request,
+        snap: Snap,
         sector: Annotated[str | None, Query(max_length=200)] = None,
         exchange: Annotated[str | None, Query(max_length=50)] = None,
     ) -> Response:
         """Symbols with name, exchange, currency, sector, industry."""
-        snap = snapshot()
-        if (hit := not_modified(snap, request)) is not None:
-            return hit
-        need(snap, "silver.symbols", "symbols")
+        answer_from(snap, request, "silver.symbols", what="symbols")
         q = _symbols_query(snap)
         for column, value in (("sector", sector), ("exchange", exchange)):
             if value is not None:
@@ -305,13 +343,9 @@ def create_app(
         tags=["reference"],
         **data,
     )
-    def symbol(request: Request, ticker: TickerPath) -> Response:
+    def symbol(request: Request, snap: Snap, symbol_: KnownTicker) -> Response:
         """One symbol's reference data."""
-        snap = snapshot()
-        symbol_ = ticker_of(ticker, snap)
-        if (hit := not_modified(snap, request)) is not None:
-            return hit
-        need(snap, "silver.symbols", "symbols")
+        answer_from(snap, request, "silver.symbols", what="symbols")
         q = _symbols_query(snap)
         with snap.cursor() as cur:
             row = fetch_one_json(
@@ -325,13 +359,9 @@ def create_app(
     @app.get(
         "/v1/prices/latest", response_model=models.LatestPricesResponse, tags=["prices"], **data
     )
-    def prices_latest(request: Request, tickers: TickerList = None) -> Response:
+    def prices_latest(request: Request, snap: Snap, wanted: KnownTickers) -> Response:
         """Each ticker's latest session: as-traded OHLCV, adjusted close, one-day return."""
-        snap = snapshot()
-        wanted = tickers_of(tickers, snap)
-        if (hit := not_modified(snap, request)) is not None:
-            return hit
-        need(snap, "serving.latest_prices", "prices")
+        answer_from(snap, request, "serving.latest_prices", what="prices")
         q = PageQuery(
             "serving.latest_prices",
             [(f, f) for f in models.LatestPrice.model_fields],
@@ -349,9 +379,9 @@ def create_app(
     )
     def bars(
         request: Request,
-        ticker: TickerPath,
-        start: Start = None,
-        end: End = None,
+        snap: Snap,
+        symbol_: KnownTicker,
+        sessions: SessionRange,
         interval: Annotated[
             Literal["1d", "1m"],
             Query(description="1d: daily bars; 1m: one-minute bars of the recent sessions served"),
@@ -368,20 +398,15 @@ def create_app(
     ) -> Response:
         """Bars in time order; `next_cursor` when more remain. CSV and Parquet put the next
         cursor in the `X-Next-Cursor` header."""
-        snap = snapshot()
-        symbol_ = ticker_of(ticker, snap)
-        check_range(start, end)
         if interval == "1m" and adjusted:
             raise ApiError(
                 400,
                 "adjusted",
                 "one-minute bars are served as traded: use adjusted=false or omit it",
             )
-        if (hit := not_modified(snap, request)) is not None:
-            return hit
         if interval == "1d":
             adjust = True if adjusted is None else adjusted
-            need(snap, "silver.daily_bars", "daily bars")
+            answer_from(snap, request, "silver.daily_bars", what="daily bars")
             prefix = "adj_" if adjust else ""
             columns = [("ticker", "ticker"), ("session_date", "session_date")]
             columns += [(c, prefix + c) for c in ("open", "high", "low", "close", "volume")]
@@ -389,7 +414,7 @@ def create_app(
             q = PageQuery("silver.daily_bars", columns, ["session_date"], ["date"], "bars_1d")
         else:
             adjust = False
-            need(snap, "silver.intraday_bars_1m", "one-minute bars")
+            answer_from(snap, request, "silver.intraday_bars_1m", what="one-minute bars")
             columns = [
                 (c, c)
                 for c in ("ticker", "session_date", "ts", "open", "high", "low", "close", "volume")
@@ -397,7 +422,7 @@ def create_app(
             q = PageQuery("silver.intraday_bars_1m", columns, ["ts"], ["ts"], "bars_1m")
         q.where.append("ticker = ?")
         q.params.append(symbol_)
-        range_filter(q, "session_date", start, end)
+        sessions.filter(q)
         q.limit, q.cursor = limit, cursor
         return page(snap, request, q, format, ticker=symbol_, interval=interval, adjusted=adjust)
 
@@ -405,15 +430,10 @@ def create_app(
         "/v1/features/latest", response_model=models.FeaturesResponse, tags=["features"], **data
     )
     def features_latest(
-        request: Request, tickers: TickerList = None, fields: Fields = None
+        request: Request, snap: Snap, wanted: KnownTickers, chosen: FeatureFields
     ) -> Response:
         """Latest features per ticker, for screening."""
-        snap = snapshot()
-        wanted = tickers_of(tickers, snap)
-        chosen = _fields(fields)
-        if (hit := not_modified(snap, request)) is not None:
-            return hit
-        need(snap, "serving.latest_features", "features")
+        answer_from(snap, request, "serving.latest_features", what="features")
         q = PageQuery(
             "serving.latest_features",
             [(c, c) for c in ("ticker", "session_date", *chosen)],
@@ -434,22 +454,16 @@ def create_app(
     )
     def features(
         request: Request,
-        ticker: TickerPath,
-        start: Start = None,
-        end: End = None,
-        fields: Fields = None,
+        snap: Snap,
+        symbol_: KnownTicker,
+        sessions: SessionRange,
+        chosen: FeatureFields,
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
         format: Format = "json",
     ) -> Response:
         """gold.daily_features rows (TA-Lib indicators on adjusted prices) in time order."""
-        snap = snapshot()
-        symbol_ = ticker_of(ticker, snap)
-        check_range(start, end)
-        chosen = _fields(fields)
-        if (hit := not_modified(snap, request)) is not None:
-            return hit
-        need(snap, "gold.daily_features", "features")
+        answer_from(snap, request, "gold.daily_features", what="features")
         q = PageQuery(
             "gold.daily_features",
             [(c, c) for c in ("ticker", "session_date", *chosen)],
@@ -459,7 +473,7 @@ def create_app(
         )
         q.where.append("ticker = ?")
         q.params.append(symbol_)
-        range_filter(q, "session_date", start, end)
+        sessions.filter(q)
         q.limit, q.cursor = limit, cursor
         return page(snap, request, q, format)
 
@@ -471,7 +485,8 @@ def create_app(
     )
     def fundamentals(
         request: Request,
-        ticker: TickerPath,
+        snap: Snap,
+        symbol_: KnownTicker,
         as_of: Annotated[
             dt.date | None,
             Query(description="Point in time (default: the snapshot's latest session)"),
@@ -487,16 +502,13 @@ def create_app(
         ] = 8,
     ) -> Response:
         """Point-in-time statements and ratios: only what was known on `as_of`."""
-        snap = snapshot()
-        symbol_ = ticker_of(ticker, snap)
-        if not snap.has("silver.financial_facts") or not snap.has("gold.fundamentals_daily"):
-            raise ApiError(
-                404,
-                None,
-                f"fundamentals are not published yet: snapshot {snap.id} has no silver.financial_facts / gold.fundamentals_daily (materialize the fundamentals assets, then the snapshot)",
-            )
-        if (hit := not_modified(snap, request)) is not None:
-            return hit
+        answer_from(
+            snap,
+            request,
+            "silver.financial_facts",
+            "gold.fundamentals_daily",
+            what="fundamentals (materialize the fundamentals assets, then the snapshot)",
+        )
         day = as_of or snap.latest_session or dt.datetime.now(dt.UTC).date()
         facts = PageQuery(
             "silver.financial_facts",
@@ -545,17 +557,13 @@ def create_app(
     @app.get("/v1/sectors/daily", response_model=models.SectorsResponse, tags=["features"], **data)
     def sectors_daily(
         request: Request,
-        start: Start = None,
-        end: End = None,
+        snap: Snap,
+        sessions: SessionRange,
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
     ) -> Response:
         """Sector comparison rows (gold.sector_daily) by session and sector."""
-        snap = snapshot()
-        check_range(start, end)
-        if (hit := not_modified(snap, request)) is not None:
-            return hit
-        need(snap, "gold.sector_daily", "sector rows")
+        answer_from(snap, request, "gold.sector_daily", what="sector rows")
         present = dict(snap.columns["gold.sector_daily"])
         q = PageQuery(
             "gold.sector_daily",
@@ -565,7 +573,7 @@ def create_app(
             ["date", "str", *(["str"] if "mic" in present else [])],
             "sectors",
         )
-        range_filter(q, "session_date", start, end)
+        sessions.filter(q)
         q.limit, q.cursor = limit, cursor
         return page(snap, request, q, "json")
 
@@ -575,13 +583,9 @@ def create_app(
         tags=["reference"],
         **data,
     )
-    def corporate_actions(request: Request, ticker: TickerPath) -> Response:
+    def corporate_actions(request: Request, snap: Snap, symbol_: KnownTicker) -> Response:
         """Splits and dividends by ex-date."""
-        snap = snapshot()
-        symbol_ = ticker_of(ticker, snap)
-        if (hit := not_modified(snap, request)) is not None:
-            return hit
-        need(snap, "silver.corporate_actions", "corporate actions")
+        answer_from(snap, request, "silver.corporate_actions", what="corporate actions")
         present = dict(snap.columns["silver.corporate_actions"])
         q = PageQuery(
             "silver.corporate_actions",

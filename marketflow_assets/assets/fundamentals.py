@@ -16,9 +16,9 @@ import pandas as pd
 
 from marketflow_assets import cadence
 from marketflow_assets.assets.raw import PROVIDER_RETRY_POLICY, fail_fast, run_tickers
-from marketflow_assets.automation.statement_drops import land_dropped_statements
 from marketflow_assets.calendar import EXCHANGE_TZ
 from marketflow_assets.contracts import fundamentals as contracts
+from marketflow_assets.ingestion.statement_drops import land_dropped_statements
 from marketflow_assets.partitions import sessions_of, sessions_partitions_def
 from marketflow_assets.resources import (
     WAREHOUSE_POOL,
@@ -27,9 +27,9 @@ from marketflow_assets.resources import (
     UniverseResource,
     ticker_scope,
 )
+from marketflow_assets.resources.fundamentals import FundamentalsResource
 from marketflow_assets.settings import Settings
 from marketflow_assets.sources.fundamentals import DATASET
-from marketflow_assets.sources.fundamentals_resource import FundamentalsResource
 from marketflow_assets.storage.lake import LakeResource
 from marketflow_assets.storage.raw_io_manager import FILE_DROP_SOURCE, Landing, RawLanding
 from marketflow_assets.storage.raw_lake import FetchManifest, RawLake

@@ -14,9 +14,9 @@ import dagster as dg
 import pandas as pd
 
 from marketflow_assets import cadence, fetch_plan
-from marketflow_assets.automation.landing import land_dropped_files
 from marketflow_assets.calendar import EXCHANGE, EXCHANGE_TZ, exchange_calendar
 from marketflow_assets.exchanges import mics_of
+from marketflow_assets.ingestion.landing import land_dropped_files
 from marketflow_assets.partitions import (
     ensure_sessions_opened,
     sessions_of,

@@ -1,5 +1,7 @@
 """Automation: the schedules and sensors that keep the warehouse current without a person.
 
+Each domain (`marketflow_assets/domains/`) puts the ones it owns in its Definitions.
+
 One module per concern:
 
 | module | definition | what it launches |
@@ -35,39 +37,4 @@ Clock: automation reads the provider's clock, i.e. real time, or MARKETFLOW_SIMU
 the simulator's clock is pinned (demos, tests), so sensors and the provider agree on "now".
 Sessions, closes and early closes come from `calendar.py`, never from Dagster's last partition
 key (dagster-io/dagster#33551, see `partitions.py`).
-
-Submodules are imported inside `build_automation`, so `resources.py` can import
-`automation.notify` without an import cycle.
 """
-
-import dagster as dg
-
-from marketflow_assets.settings import Settings
-
-
-def build_automation(
-    settings: Settings,
-) -> tuple[list[dg.ScheduleDefinition], list[dg.SensorDefinition]]:
-    """Every schedule and sensor, configured from the environment (poll interval, lookback)."""
-    from marketflow_assets.automation import (
-        alerts,
-        close,
-        corporate_actions,
-        file_drops,
-        intraday,
-        late_facts,
-        universe,
-    )
-
-    schedules = [close.daily_close_schedule]
-    sensors = [
-        close.build_catch_up_sensor(settings.catch_up_lookback_sessions),
-        intraday.build_intraday_sensor(settings.intraday_poll_minutes),
-        universe.universe_sensor,
-        corporate_actions.corporate_actions_sensor,
-        file_drops.file_drops_sensor,
-        late_facts.late_facts_sensor,
-        alerts.run_failure_alerts,
-        alerts.check_failure_alerts,
-    ]
-    return schedules, sensors

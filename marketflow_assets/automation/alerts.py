@@ -9,7 +9,7 @@
   ops.check_results). It covers the Python checks and dbt tests alike, works on any event-log
   storage (sqlite is run-sharded), and never reads the warehouse to find them.
 
-Each alert is delivered to the configured channels (`notify.py`: Slack webhook, email), then
+Each alert is delivered to the configured channels (`resources/alerting.py`: Slack webhook, email), then
 appended to ops.alert_history with where it went. The row goes through a small outbox
 (`$MARKETFLOW_HOME/alerts/outbox/`, one JSON file per alert) because DuckDB admits one writing
 process: when a run holds the file for longer than a few retries, the row waits there and a later
@@ -36,10 +36,10 @@ from marketflow_assets.automation.common import (
     digest,
     warehouse_connection,
 )
-from marketflow_assets.automation.notify import AlertingResource
 from marketflow_assets.contracts.ops import ALERT_HISTORY
 from marketflow_assets.faults import fault_point
 from marketflow_assets.resources import TICKERS_TAG
+from marketflow_assets.resources.alerting import AlertingResource
 from marketflow_assets.storage.atomic import write_atomic
 from marketflow_assets.storage.warehouse import WarehouseResource, ensure_table
 

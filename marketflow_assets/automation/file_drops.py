@@ -48,7 +48,9 @@ from marketflow_assets.automation.common import (
     range_tags,
     tickers_tag,
 )
-from marketflow_assets.automation.landing import (
+from marketflow_assets.calendar import EXCHANGE_TZ
+from marketflow_assets.faults import fault_point
+from marketflow_assets.ingestion.landing import (
     BATCH_PLAN,
     CLAIMED,
     MAX_DROP_BYTES,
@@ -69,9 +71,7 @@ from marketflow_assets.automation.landing import (
     requeue_batch,
     unplanned_claims,
 )
-from marketflow_assets.automation.statement_drops import KIND as STATEMENTS
-from marketflow_assets.calendar import EXCHANGE_TZ
-from marketflow_assets.faults import fault_point
+from marketflow_assets.ingestion.landing import KIND as STATEMENTS
 from marketflow_assets.resources import MarketDataResource
 from marketflow_assets.storage.lake import LakeResource
 from marketflow_assets.storage.object_store import UnsafeObjectError

@@ -4,7 +4,7 @@
 dataset reads, each chart's metrics, dimensions and filters, the layout and the native filters.
 This module adds what Superset needs around that and nobody should write by hand:
 - every dataset column with its type and description, from the table contracts
-  (`marketflow_assets.bi.columns`); virtual datasets get their columns by binding their SQL
+  (`marketflow_assets.serving.columns`); virtual datasets get their columns by binding their SQL
   against empty tables built from the same contracts;
 - each chart's `params` (form data) and `query_context`;
 - the dashboard layout (`position`) and native filter configuration;
@@ -27,8 +27,8 @@ from typing import Any
 import duckdb
 import yaml
 
-from marketflow_assets.bi.columns import ServedColumn, served_table
 from marketflow_assets.bi.served import SERVED_TABLES
+from marketflow_assets.serving.columns import ServedColumn, served_table
 
 BI_DIR = Path(__file__).resolve().parents[2] / "bi"
 DATABASE_NAME = "MarketFlow serving snapshot"

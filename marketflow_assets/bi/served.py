@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from marketflow_assets.bi.columns import contracted_tables
 from marketflow_assets.serving import current_snapshot_path
+from marketflow_assets.serving.columns import contracted_tables
 from marketflow_assets.serving.tables import EXTRA_TABLES, SERVED_SCHEMAS
 from marketflow_assets.settings import Settings
 

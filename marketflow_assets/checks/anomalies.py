@@ -10,7 +10,7 @@ replaces its check's rows for the sessions it evaluated).
   `volume_min_sessions` of them): z = (x - median) / (1.4826 MAD) above `volume_z_threshold`,
   on a day without a split. Adjusted volume, so splits do not look like spikes.
 
-Thresholds come from the `quality` resource (checks/config.py).
+Thresholds come from the `quality` resource (resources/quality.py).
 """
 
 import dagster as dg

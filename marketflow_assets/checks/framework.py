@@ -30,8 +30,9 @@ Per-session verdicts of a range are in the metadata and in ops.check_results
 Adding a check (e.g. the intraday-vs-daily reconciliation): write
 `def evaluate(run: CheckRun) -> Outcome` (usually `return run.failures(sql, ...)` with a SELECT
 of the failing rows over `_scoped`, the in-scope rows of the suite's table), wrap it in a
-`CheckDef`, and return it from `extra_checks()` in `marketflow_assets/checks/__init__.py` under
-the asset it judges; for silver/intraday_bars_1m that is `checks/intraday.py`.
+`CheckDef`, and declare it under the asset it judges in the `table_checks` of the domain that
+owns the asset (`marketflow_assets/domains/`); for silver/intraday_bars_1m, `checks/intraday.py`
+holds the checks and `domains/market_data.py` declares them.
 """
 
 import dataclasses
@@ -49,6 +50,8 @@ import numpy as np
 import pandas as pd
 
 from marketflow_assets.calendar import xnys
+from marketflow_assets.checks.per_session import report_session_evaluations
+from marketflow_assets.checks.samples import sample_markdown
 from marketflow_assets.contracts import ops as ops_contracts
 from marketflow_assets.partitions import sessions_of
 from marketflow_assets.resources import WAREHOUSE_POOL
@@ -288,24 +291,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _readable(frame: pd.DataFrame) -> pd.DataFrame:
-    out = frame.copy()
-    for name in out.columns:
-        column = out[name]
-        naive = pd.api.types.is_datetime64_any_dtype(column) and not isinstance(
-            column.dtype, pd.DatetimeTZDtype
-        )
-        if naive and (column.dropna() == column.dropna().dt.normalize()).all():
-            out[name] = column.dt.date  # dates print as dates, not midnights
-    return out
-
-
-def sample_markdown(sample: pd.DataFrame | None) -> str:
-    if sample is None or sample.empty:
-        return "_no failing rows_"
-    return _readable(sample).to_markdown(index=False, floatfmt=".6g")
-
-
 def plain_metadata(outcome: Outcome, scope: Scope) -> dict[str, Any]:
     metadata: dict[str, Any] = {"scope": scope.label, "failing_rows": outcome.failing_rows}
     if outcome.checked_rows is not None:
@@ -456,8 +441,6 @@ def evaluate_suite(
             context.log.exception(f"{suite.name}: appending to ops.check_results failed")
     if suite.partitions_def is not None and scope.partitioned and not context.has_partition_key:
         # A range run: each session gets the verdict that covers it (see per_session.py).
-        from marketflow_assets.checks.per_session import report_session_evaluations
-
         started = time.perf_counter()
         reported = report_session_evaluations(context, suite, scope, items)
         context.log.info(

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
@@ -38,8 +38,11 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 )
 from dagster._core.events import DagsterEventBatchMetadata, generate_event_batch_id
 
-from marketflow_assets.checks.framework import Evaluated, Scope, Suite, sample_markdown
+from marketflow_assets.checks.samples import sample_markdown
 from marketflow_assets.instance.batched_events import COVERS_PLANNED_SESSIONS, BatchedEventWrites
+
+if TYPE_CHECKING:  # types only: the framework calls this module (a range run's verdicts)
+    from marketflow_assets.checks.framework import Evaluated, Scope, Suite
 
 
 def latest_materializations(

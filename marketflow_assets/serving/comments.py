@@ -9,7 +9,7 @@ from collections.abc import Collection
 
 import duckdb
 
-from marketflow_assets.bi.columns import served_table
+from marketflow_assets.serving.columns import served_table
 from marketflow_assets.serving.tables import served_tables
 
 

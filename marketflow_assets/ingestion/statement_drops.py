@@ -1,5 +1,6 @@
 """Dropped statement files: financial statements in the documented long format, picked up from
-the landing prefix like dropped bars (`landing.py`: same claim, reject and archive steps).
+the landing prefix like dropped bars (`landing.py`: same claim, reject and archive steps;
+`landing.parse_drop` tells the two apart and checks a statements file's rows).
 
 A dropped `.csv`/`.json` is a statements file when its columns include `statement` and
 `line_item`; the format is the csv source's (`sources/fundamentals.py`): `statement,
@@ -13,20 +14,16 @@ Gold sessions the new facts concern are rebuilt by `late_fact_rebuilds`.
 """
 
 import datetime as dt
-import hashlib
 
 import dagster as dg
-import pandas as pd
 
-from marketflow_assets.automation.landing import (
-    DroppedFile,
-    DropRejected,
+from marketflow_assets.calendar import EXCHANGE_TZ
+from marketflow_assets.ingestion.landing import (
+    KIND,
     claimed_drops,
     drops_landing,
     landing_store,
-    with_tickers,
 )
-from marketflow_assets.calendar import EXCHANGE_TZ
 from marketflow_assets.sources.base import TICKER_COLUMN
 from marketflow_assets.sources.fundamentals import (
     DATASET,
@@ -36,47 +33,6 @@ from marketflow_assets.sources.fundamentals import (
 )
 from marketflow_assets.storage.lake import LakeResource
 from marketflow_assets.storage.raw_io_manager import FILE_DROP_SOURCE, Landing, RawLanding
-from marketflow_assets.transforms.fundamentals import long_rows_problem
-
-KIND = "statements"
-MARKERS = {"statement", "line_item"}
-REQUIRED = ("statement", "period_type", "period_end", "line_item", "value")
-_TICKER_NAMES = {"ticker", "symbol"}
-
-
-def is_statements(frame: pd.DataFrame) -> bool:
-    return {str(c).strip().lower() for c in frame.columns} >= MARKERS
-
-
-def parse_statements(
-    key: str, frame: pd.DataFrame, named_ticker: str | None, where, data: bytes
-) -> DroppedFile:
-    """A dropped statements file (cells as text), or `DropRejected` naming file, line, field."""
-    frame = frame.rename(columns=lambda c: str(c).strip().lower())
-    frame = frame.rename(columns={c: TICKER_COLUMN for c in frame.columns if c in _TICKER_NAMES})
-    missing = [c for c in REQUIRED if c not in frame.columns]
-    if missing:
-        raise DropRejected(
-            f"{key}: missing column(s) {', '.join(missing)}; expected the statements format "
-            f"{','.join(LONG_COLUMNS)} and a ticker column or a <TICKER>.csv/.json file name"
-        )
-    if frame.empty:
-        raise DropRejected(f"{key}: no rows")
-    frame = with_tickers(frame, key, named_ticker, where)
-    frame = frame.reindex(columns=[TICKER_COLUMN, *LONG_COLUMNS])
-    problem = long_rows_problem(frame)
-    if problem:
-        row, field, why = problem
-        raise DropRejected(f"{key}, {where(row)}, field {field}: {why}")
-    return DroppedFile(
-        key=key,
-        frame=frame.fillna("").reset_index(drop=True),
-        tickers=tuple(sorted(frame[TICKER_COLUMN].unique())),
-        first=None,
-        last=None,
-        sha256=hashlib.sha256(data).hexdigest(),
-        kind=KIND,
-    )
 
 
 def land_dropped_statements(

@@ -1,4 +1,5 @@
-"""Dagster resources: the market-data source, the universe, the raw lake, the warehouse.
+"""Dagster resources: the market-data source, the universe, the raw lake, the warehouse, plus
+alert delivery (`alerting.py`), check thresholds (`quality.py`) and fundamentals (`fundamentals.py`).
 
 `build_resources(settings)` wires them from `Settings` (the environment), so `definitions.py`,
 the demo, tests and the benchmark all build the same graph against different places.
@@ -12,9 +13,9 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 from pydantic import PrivateAttr
 
-from marketflow_assets.automation.notify import AlertingResource
-from marketflow_assets.checks.config import QualityResource
 from marketflow_assets.exchanges import listing_of
+from marketflow_assets.resources.alerting import AlertingResource
+from marketflow_assets.resources.quality import QualityResource
 from marketflow_assets.settings import Settings
 from marketflow_assets.sources.base import BarsQuery, MarketDataSource, Payload
 from marketflow_assets.sources.retry import Backoff, call_with_retries

@@ -45,6 +45,7 @@ from marketflow_assets.exchanges import UnknownExchangeError
 from marketflow_assets.partitions import sessions_of
 from marketflow_assets.sources.base import TICKER_COLUMN, Payload
 from marketflow_assets.sources.csv_files import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
+from marketflow_assets.sources.fundamentals import LONG_COLUMNS
 from marketflow_assets.storage.lake import LakeResource
 from marketflow_assets.storage.object_store import (
     LocalObjectStore,
@@ -53,6 +54,7 @@ from marketflow_assets.storage.object_store import (
 )
 from marketflow_assets.storage.raw_io_manager import FILE_DROP_SOURCE, Landing, RawLanding
 from marketflow_assets.tickers import InvalidTickerError, validate_ticker
+from marketflow_assets.transforms.fundamentals import long_rows_problem
 from marketflow_assets.transforms.payloads import (
     bar_dates,
     bar_time_problems,
@@ -91,7 +93,7 @@ class DroppedFile:
     first: dt.date | None  # first and last session of its rows (bars; None for statements)
     last: dt.date | None
     sha256: str
-    kind: str = "bars"  # or "statements" (automation/statement_drops.py)
+    kind: str = "bars"  # or "statements" (statement_drops.py)
 
 
 def landing_store(lake: LakeResource) -> ObjectStore:
@@ -224,6 +226,48 @@ def with_tickers(frame: pd.DataFrame, key: str, named_ticker: str | None, where)
     return frame
 
 
+# Dropped statement files (landed by `statement_drops.py`), told apart from bars by columns.
+KIND = "statements"
+MARKERS = {"statement", "line_item"}
+REQUIRED = ("statement", "period_type", "period_end", "line_item", "value")
+_TICKER_NAMES = {"ticker", "symbol"}
+
+
+def is_statements(frame: pd.DataFrame) -> bool:
+    return {str(c).strip().lower() for c in frame.columns} >= MARKERS
+
+
+def parse_statements(
+    key: str, frame: pd.DataFrame, named_ticker: str | None, where, data: bytes
+) -> DroppedFile:
+    """A dropped statements file (cells as text), or `DropRejected` naming file, line, field."""
+    frame = frame.rename(columns=lambda c: str(c).strip().lower())
+    frame = frame.rename(columns={c: TICKER_COLUMN for c in frame.columns if c in _TICKER_NAMES})
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise DropRejected(
+            f"{key}: missing column(s) {', '.join(missing)}; expected the statements format "
+            f"{','.join(LONG_COLUMNS)} and a ticker column or a <TICKER>.csv/.json file name"
+        )
+    if frame.empty:
+        raise DropRejected(f"{key}: no rows")
+    frame = with_tickers(frame, key, named_ticker, where)
+    frame = frame.reindex(columns=[TICKER_COLUMN, *LONG_COLUMNS])
+    problem = long_rows_problem(frame)
+    if problem:
+        row, field, why = problem
+        raise DropRejected(f"{key}, {where(row)}, field {field}: {why}")
+    return DroppedFile(
+        key=key,
+        frame=frame.fillna("").reset_index(drop=True),
+        tickers=tuple(sorted(frame[TICKER_COLUMN].unique())),
+        first=None,
+        last=None,
+        sha256=hashlib.sha256(data).hexdigest(),
+        kind=KIND,
+    )
+
+
 def parse_drop(key: str, data: bytes, *, today: dt.date) -> DroppedFile:
     """Read a dropped file as daily bars (cells as text), or raise `DropRejected` with why."""
     suffix = PurePosixPath(key).suffix.lower()
@@ -234,8 +278,6 @@ def parse_drop(key: str, data: bytes, *, today: dt.date) -> DroppedFile:
         frame = _read_csv(key, data)
     else:
         frame, named_ticker = _read_json(key, data)
-    from marketflow_assets.automation.statement_drops import is_statements, parse_statements
-
     if is_statements(frame):  # financial statements, not bars
         return parse_statements(key, frame, named_ticker, _where_in(suffix), data)
     frame = _normalise_columns(frame, key)

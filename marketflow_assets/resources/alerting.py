@@ -16,7 +16,8 @@ alerts quote step errors. Slack text is escaped (`<!channel>` in a file name is 
 sent as a mention). A login over `MARKETFLOW_SMTP_TLS=none` is refused: the password would cross
 the network in clear.
 
-This module imports only the standalone `redaction` module, so `resources.py` can import it.
+Lives with the other resources (`marketflow_assets.resources`): delivery is I/O, below the
+sensors that decide what to send (`automation/alerts.py`).
 """
 
 import json

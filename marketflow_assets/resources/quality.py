@@ -1,8 +1,7 @@
 """Thresholds of the quality checks, as a Dagster resource (`quality`).
 
 Defaults come from `Settings` (MARKETFLOW_FRESHNESS_DELAY_MINUTES) in `build_resources`; any
-value can be overridden per run in the launchpad (resources.quality.config) or in code. This
-module imports nothing from the project, so `resources.py` can import it without a cycle.
+value can be overridden per run in the launchpad (resources.quality.config) or in code.
 """
 
 import math
