@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 
 from marketflow_assets.definitions import build_definitions
-from marketflow_tests.helpers import make_settings, materialize, query, table
 from marketflow_tests.checks_support import evaluations
+from marketflow_tests.helpers import make_settings, materialize, query, table
 
 pytestmark = [pytest.mark.slow]
 
