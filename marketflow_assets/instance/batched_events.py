@@ -137,9 +137,8 @@ class BatchedEventWrites:
 
     # -- reads --------------------------------------------------------------------------------
     def event_run_and_time(self, storage_ids: Sequence[int]) -> dict[int, tuple[str, float]]:
-        """Run id and time of event rows by storage id, from their columns: a range's check
-        suites look up 2,520 materializations each, and deserializing each event (~10 KB with
-        the column schema) cost more than the checks."""
+        """Run id and time of event rows by storage id, read from their columns without
+        deserializing the events (a range's check suites look up one per session)."""
         table = SqlEventLogStorageTable
         found: dict[int, tuple[str, float]] = {}
         ids = list(storage_ids)
