@@ -25,18 +25,12 @@ from marketflow_tests.automation_support import (
     tick_sensor,
     without_dbt,
 )
+from marketflow_tests.checks_support import DAILY
 from marketflow_tests.helpers import materialize, query
 
 SENSOR = "file_drops"
 TODAY = dt.date(2024, 6, 7)
 WEEK = ["2024-06-03", "2024-06-04", "2024-06-05", "2024-06-06", "2024-06-07"]
-DAILY = [
-    "raw/daily_bars",
-    "bronze/daily_bars",
-    "silver/corporate_actions",
-    "silver/daily_bars",
-    "silver/rejected_bars",
-]
 
 
 def yahoo_csv(days=WEEK, ticker_column: str | None = None, base: float = 100.0) -> str:

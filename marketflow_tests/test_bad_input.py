@@ -13,15 +13,8 @@ import pandas as pd
 import pytest
 
 from marketflow_tests.automation_support import tick_sensor
+from marketflow_tests.checks_support import DAILY
 from marketflow_tests.helpers import materialize, query, table
-
-DAILY = [
-    "raw/daily_bars",
-    "bronze/daily_bars",
-    "silver/corporate_actions",
-    "silver/daily_bars",
-    "silver/rejected_bars",
-]
 
 # One good week of BAD.csv, then one row per rejection reason.
 CSV = """Date,Open,High,Low,Close,Adj Close,Volume,Dividends,Stock Splits

@@ -15,6 +15,7 @@ from marketflow_assets.definitions import build_definitions
 from marketflow_assets.sources.simulator import SimulatorSource
 from marketflow_assets.storage.object_store import LocalObjectStore
 from marketflow_assets.storage.raw_lake import RawLake
+from marketflow_tests.checks_support import DAILY
 from marketflow_tests.helpers import (
     make_settings,
     materializations,
@@ -24,13 +25,6 @@ from marketflow_tests.helpers import (
     table,
 )
 
-DAILY = [
-    "raw/daily_bars",
-    "bronze/daily_bars",
-    "silver/corporate_actions",
-    "silver/daily_bars",
-    "silver/rejected_bars",
-]
 PROFILES = ["raw/company_profiles", "bronze/company_profiles", "silver/symbols"]
 RANGE = ("2024-05-09", "2024-06-06")  # 20 sessions
 
