@@ -397,6 +397,56 @@ def test_a_journal_that_does_not_hold_the_watermark_rebuilds(journaled, tmp_path
     assert_served_as_warehouse(later.path, journaled, tmp_path)
 
 
+def test_the_journal_keeps_only_what_the_next_publish_reads(journaled, tmp_path):
+    """Each publish prunes the journal up to the watermark its snapshot stores: a year of daily
+    increments leaves one row per table, and what is pruned is never needed again."""
+    root = tmp_path / "serving"
+    publish(journaled, root)
+
+    def journal_rows() -> list[tuple[int, str]]:
+        con = duckdb.connect(str(journaled), read_only=True)
+        try:
+            return con.execute(
+                "SELECT change_id, table_name FROM ops.table_changes ORDER BY change_id"
+            ).fetchall()
+        finally:
+            con.close()
+
+    pruned = 0
+    for day in pd.bdate_range("2024-03-26", periods=5).date:
+        for name in ("silver.daily_bars", "silver.intraday_bars_1m"):
+            write(journaled, name, contract_rows(name, TICKERS, [day], 12.0), (day, day))
+        pruned += publish(journaled, root).journal_pruned
+    assert pruned == 5 * 2  # each publish drops the two changes the one before it consumed
+    assert [t for _, t in journal_rows()] == ["silver.daily_bars", "silver.intraday_bars_1m"]
+
+    # A write the snapshot does not serve: the unchanged publish keeps the watermark it stores
+    # and every change after it, so a later served change is still found from there.
+    write(
+        journaled,
+        "bronze.daily_bars",
+        contract_rows("bronze.daily_bars", TICKERS, [day], 1.0),
+        (day, day),
+    )
+    assert publish(journaled, root).unchanged
+    assert len(journal_rows()) == 3
+    write(
+        journaled,
+        "silver.daily_bars",
+        contract_rows("silver.daily_bars", ["BBB"], [day], 99.0),
+        (day, day),
+        tickers=("BBB",),
+    )
+    later = publish(journaled, root)
+    assert later.tables["silver.daily_bars"].mode == "incremental"
+    assert_served_as_warehouse(later.path, journaled, tmp_path)
+    assert [t for _, t in journal_rows()] == [
+        "silver.intraday_bars_1m",
+        "bronze.daily_bars",
+        "silver.daily_bars",
+    ]
+
+
 def test_a_rolled_back_write_journals_nothing(journaled):
     outside = contract_rows("silver.daily_bars", ["AAA"], DAYS[:2], 3.0)
     con = duckdb.connect(str(journaled))

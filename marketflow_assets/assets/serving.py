@@ -101,6 +101,7 @@ def build_snapshot_asset(upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
                 "seconds": dg.MetadataValue.json(result.seconds),
                 "tables": dg.MetadataValue.json(tables),
                 "removed_snapshots": ", ".join(result.removed) or "none",
+                "journal_pruned": dg.MetadataValue.int(result.journal_pruned),
             }
         )
 

@@ -15,8 +15,9 @@
    by (ticker, session_date), which also restores the sort order appended increments erode.
 4. Rebuild the precomputed latest rows if their tables changed, store the journal watermark and
    the manifest, write the changed Parquet partitions and CHECKPOINT.
-5. Rename the partial file into place, switch `current.duckdb` (one rename), and remove
-   snapshots older than the newest `RETENTION`.
+5. Rename the partial file into place, switch `current.duckdb` (one rename), remove
+   snapshots older than the newest `RETENTION` and prune the journal up to the watermark the
+   current snapshot stores (`change_journal.prune`), so it never grows with history.
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ class PublishResult:
     parquet_files_written: int = 0
     removed: list[str] = field(default_factory=list)
     unchanged: bool = False  # nothing served changed: the previous snapshot stays current
+    journal_pruned: int = 0  # change-journal rows the current snapshot no longer needs
 
     @property
     def rows_written(self) -> int:
@@ -143,6 +145,8 @@ def publish_snapshot(
     if previous is not None and plan.nothing_changed():
         result = PublishResult(previous.stem, previous, previous.stem, unchanged=True)
         result.tables = plan.previous_tables
+        if plan.since is not None:  # the current snapshot's watermark: the next publish reads on
+            result.journal_pruned = change_journal.prune(warehouse, plan.since)
         result.seconds = timer.seconds
         return result
 
@@ -183,6 +187,7 @@ def publish_snapshot(
             leftover.unlink(missing_ok=True)
         raise
     result.removed = _apply_retention(root)
+    result.journal_pruned = change_journal.prune(warehouse, watermark)
     timer.lap("switch")
     result.seconds = timer.seconds
     return result
@@ -229,6 +234,7 @@ class Plan:
     tables: dict[str, TablePlan]
     previous_tables: dict[str, TablePublish]
     fingerprints_to_drop: list[str]
+    since: change_journal.Watermark | None = None  # the previous snapshot's watermark
 
     def nothing_changed(self) -> bool:
         return all(t.action == "unchanged" for t in self.tables.values())
@@ -271,7 +277,7 @@ def _plan(con: duckdb.DuckDBPyConnection, previous: Path | None) -> Plan:
         previous_tables = _previous_tables(con)
     finally:
         con.execute(f"DETACH {PREV}")
-    return Plan(tables, previous_tables, stale_fingerprints)
+    return Plan(tables, previous_tables, stale_fingerprints, since if changes is not None else None)
 
 
 def _stored_watermark(con: duckdb.DuckDBPyConnection) -> change_journal.Watermark | None:

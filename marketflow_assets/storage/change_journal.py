@@ -8,6 +8,11 @@ Readers of the journal (the snapshot publisher) remember the last change they co
 that did not publish, a ticker-restricted re-adjustment, a backfill. The uid detects a journal
 that is not the one the watermark came from (a restored or rebuilt warehouse): then a reader
 must not trust the journal and compares everything instead.
+
+The journal stays small: once the current snapshot is in line with a watermark, `prune` drops
+the changes before it (each table's newest change stays, so `journaled_tables` still names it).
+A reader holding an older watermark (an older snapshot made current by hand) then finds its
+change gone and compares everything: slower, never wrong.
 """
 
 from __future__ import annotations
@@ -126,3 +131,16 @@ def journaled_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
     if not journal_exists(con):
         return set()
     return {t for (t,) in con.execute(f"SELECT DISTINCT table_name FROM {JOURNAL}").fetchall()}
+
+
+def prune(con: duckdb.DuckDBPyConnection, upto: Watermark) -> int:
+    """Delete the changes before `upto` (kept: `upto` itself and each table's newest change);
+    returns how many. Call once the current snapshot stores `upto`."""
+    if upto == BEFORE_ANY_CHANGE or not journal_exists(con):
+        return 0
+    (deleted,) = con.execute(
+        f"DELETE FROM {JOURNAL} WHERE change_id < ? AND change_id NOT IN "
+        f"(SELECT max(change_id) FROM {JOURNAL} GROUP BY table_name)",
+        [upto.change_id],
+    ).fetchone()
+    return int(deleted)
