@@ -116,9 +116,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run(settings, *, partition_range=None, partition=None):
-    import dagster as dg
-
+def _run(settings, instance_kind: str, *, partition_range=None, partition=None):
+    from marketflow_assets.benchmark.child import run_instance
     from marketflow_assets.definitions import build_definitions
 
     defs = build_definitions(settings)
@@ -132,7 +131,7 @@ def _run(settings, *, partition_range=None, partition=None):
 
     keys = (cadence.daily_assets | cadence.reference_assets).resolve(defs.resolve_asset_graph())
     job = defs.resolve_implicit_global_asset_job_def()
-    with dg.DagsterInstance.ephemeral() as instance:
+    with run_instance(instance_kind) as instance:
         started = time.perf_counter()
         result = job.execute_in_process(
             asset_selection=list(keys),
@@ -170,7 +169,9 @@ def measure(spec: RunSpec) -> dict:
     from marketflow_assets.settings import Settings
 
     settings = Settings.from_env()
-    ok_history, history_s, publish_history = _run(settings, partition_range=spec.partition_range)
+    ok_history, history_s, publish_history = _run(
+        settings, spec.instance, partition_range=spec.partition_range
+    )
     if not ok_history or publish_history is None:
         return {"ok": False, "error": "the history run (with serving/snapshot) failed"}
 
@@ -204,7 +205,9 @@ def measure(spec: RunSpec) -> dict:
         time.sleep(0.5)  # clients connected before the run starts
         clock = dt.datetime.fromisoformat(extra["increment_clock"])
         ok_inc, increment_s, publish_increment = _run(
-            dataclasses.replace(settings, simulator_now=clock), partition=spec.partition
+            dataclasses.replace(settings, simulator_now=clock),
+            spec.instance,
+            partition=spec.partition,
         )
         stop.touch()
         loader.wait(timeout=600)
