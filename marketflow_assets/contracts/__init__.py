@@ -44,4 +44,4 @@ def contract_for(asset_key: dg.AssetKey) -> TableContract:
         raise KeyError(f"no table contract for asset {asset_key.to_user_string()}") from None
 
 
-__all__ = ["CONTRACTS", "Col", "TableContract", "contract_for", "contracts_of"]
+__all__ = ["CONTRACTS", "LAYER_MODULES", "Col", "TableContract", "contract_for", "contracts_of"]
