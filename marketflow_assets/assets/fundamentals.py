@@ -2,7 +2,8 @@
 ratios in gold (see `contracts/fundamentals.py` for the definitions and the known_at rules).
 
 raw/financial_statements      one JSON document per ticker and fetch, as the provider served it
-bronze/financial_statements   every number of every fetch, typed long rows
+bronze/financial_statements   every number of every fetched document that says something new
+bronze/statement_documents    every document read: its hash, and whether its numbers were stored
 silver/financial_facts        bitemporal versions: known_at (rule per row), first_seen_at,
                               superseded_at; a changed value opens a version, none is overwritten
 gold/fundamentals_daily       ratios per ticker and session from the facts known that day
@@ -16,7 +17,7 @@ import pandas as pd
 
 from marketflow_assets import cadence
 from marketflow_assets.assets.raw import PROVIDER_RETRY_POLICY, fail_fast, run_tickers
-from marketflow_assets.assets.table_asset import table_asset
+from marketflow_assets.assets.table_asset import table_asset, table_multi_asset, table_spec
 from marketflow_assets.calendar import EXCHANGE_TZ
 from marketflow_assets.contracts import fundamentals as contracts
 from marketflow_assets.ingestion.statement_drops import land_dropped_statements
@@ -28,12 +29,18 @@ from marketflow_assets.sources.fundamentals import DATASET
 from marketflow_assets.storage.lake import LakeResource
 from marketflow_assets.storage.raw_io_manager import FILE_DROP_SOURCE, Landing, RawLanding
 from marketflow_assets.storage.raw_lake import FetchManifest, RawLake
-from marketflow_assets.storage.warehouse import TableWrite
+from marketflow_assets.storage.warehouse import TableWrite, WarehouseResource, ensure_all_tables
 from marketflow_assets.transforms.fundamentals import (
     GOLD_FUNDAMENTALS_SQL,
     SILVER_FACTS_SQL,
     StatementFormatError,
     statement_rows,
+)
+from marketflow_assets.transforms.statement_documents import (
+    DOCUMENT,
+    document_ledger,
+    mark_stored,
+    out_of_order,
 )
 
 # Gold is computed this many sessions at a time (same rows, bounded memory on long backfills).
@@ -155,34 +162,143 @@ def statement_documents(raw: RawLake, manifests: list[FetchManifest]) -> pd.Data
     )
 
 
-@table_asset(
-    contracts.BRONZE_FINANCIAL_STATEMENTS,
-    cadence=cadence.REFERENCE,
-    kinds={"pandas"},
-    deps=[dg.AssetKey(["raw", "financial_statements"])],
+class BronzeStatementsConfig(dg.Config):
+    reread: bool = False
+    """Read every landed statement document again (after a parser change): both bronze tables
+    are rebuilt from raw."""
+
+
+RAW_STATEMENTS = dg.AssetKey(["raw", "financial_statements"])
+_STATEMENT_COLUMNS = ", ".join(contracts.BRONZE_FINANCIAL_STATEMENTS.column_names)
+_DOCUMENT_COLUMNS = ", ".join(contracts.STATEMENT_DOCUMENTS.column_names)
+
+
+def _kept_and_new(table: str, columns: str, new: str) -> str:
+    """The rows of `table` for the tickers in `$kept` (without the documents being read now,
+    in case a killed step wrote them already) followed by the frame `new`."""
+    return (
+        f"SELECT {columns} FROM {table} ANTI JOIN read_now USING (ticker, fetch_id) "
+        f"WHERE list_contains($kept, ticker) UNION ALL BY NAME SELECT {columns} FROM {new}"
+    )
+
+
+# statement_documents' lineage columns -> the contracts' names.
+_LINEAGE = {
+    "_source": "source",
+    "_fetch_id": "fetch_id",
+    "_fetched_at": "fetched_at",
+    "_object_key": "raw_object",
+}
+
+
+def _index(frame: pd.DataFrame, fetch_id: str = "fetch_id") -> pd.MultiIndex:
+    """(ticker, fetch) of each row, to match documents across frames."""
+    return pd.MultiIndex.from_arrays([frame["ticker"], frame[fetch_id]])
+
+
+def read_documents(warehouse: WarehouseResource) -> pd.DataFrame:
+    """bronze.statement_documents (ticker, fetch_id, fetched_at, content_hash), empty before
+    the first run."""
+    with warehouse.get_connection() as con:
+        ensure_all_tables(con)
+        return con.execute(
+            "SELECT ticker, fetch_id, fetched_at, content_hash FROM bronze.statement_documents"
+        ).df()
+
+
+@table_multi_asset(
+    table_spec(
+        contracts.BRONZE_FINANCIAL_STATEMENTS,
+        cadence=cadence.REFERENCE,
+        kinds={"pandas"},
+        deps=[RAW_STATEMENTS],
+    ),
+    table_spec(
+        contracts.STATEMENT_DOCUMENTS,
+        cadence=cadence.REFERENCE,
+        kinds={"pandas"},
+        deps=[RAW_STATEMENTS],
+    ),
+    name="bronze_financial_statements",
+    # The ledger says what the statements hold: one without the other would re-read or skip.
+    can_subset=False,
 )
 def bronze_financial_statements(
-    fundamentals: FundamentalsResource, lake: LakeResource
-) -> TableWrite:
-    """Rebuilt from every landed fetch of the configured source and of dropped files."""
+    context: dg.AssetExecutionContext,
+    config: BronzeStatementsConfig,
+    fundamentals: FundamentalsResource,
+    lake: LakeResource,
+    warehouse: WarehouseResource,
+):
+    """Reads the statement documents landed since the last run (configured source and dropped
+    files) and stores the numbers of those that differ from their ticker's previous document
+    (`transforms/statement_documents.py`); every document read is listed in the ledger."""
     raw = lake.raw()
     manifests = [
         m
         for s in dict.fromkeys((fundamentals.source, FILE_DROP_SOURCE))
         for m in raw.manifests(s, DATASET)
     ]
-    documents = statement_documents(raw, manifests)
+    read = read_documents(warehouse)
+    if config.reread:
+        read = read.iloc[0:0]
+    listed = pd.DataFrame(
+        [(t, m.fetch_id, m.fetched_at) for m in manifests for t in m.ok_tickers],
+        columns=["ticker", "fetch_id", "fetched_at"],
+    )
+    listed["fetched_at"] = pd.to_datetime(listed["fetched_at"], utc=True)
+    new = listed[~_index(listed).isin(_index(read))]
+    again = out_of_order(new, read)
+    wanted = pd.concat([new, listed[listed["ticker"].isin(again)]])
+    fetches = set(wanted["fetch_id"])
+    documents = statement_documents(raw, [m for m in manifests if m.fetch_id in fetches])
+    documents = documents[_index(documents, "_fetch_id").isin(_index(wanted))]
     try:
         rows = statement_rows(documents)
     except StatementFormatError as exc:
         raise dg.Failure(str(exc), allow_retries=False) from exc
-    return TableWrite(
-        rows=rows,
-        metadata={
-            "fetches": dg.MetadataValue.int(len(manifests)),
-            "documents": dg.MetadataValue.int(len(documents)),
-            "tickers": dg.MetadataValue.int(int(rows["ticker"].nunique())),
-        },
+    ledger = document_ledger(documents.rename(columns=_LINEAGE).drop(columns="record"), rows)
+    ledger["stored"] = mark_stored(ledger, read[~read["ticker"].isin(again)])
+    stored = ledger.loc[ledger["stored"], DOCUMENT]
+    new_rows = rows[_index(rows).isin(_index(stored))]
+    changed = set(stored["ticker"]) | again
+    touched = set(ledger["ticker"]) | again
+    context.log.info(
+        f"read {len(ledger)} statement document(s) of {ledger['ticker'].nunique()} ticker(s): "
+        f"{len(stored)} stored, {len(ledger) - len(stored)} repeating their ticker's previous "
+        f"one; read again from the first: {sorted(again) or 'none'}"
+    )
+    frames = {"read_now": ledger[DOCUMENT]}
+    if new_rows.empty:
+        new_rows = contracts.BRONZE_FINANCIAL_STATEMENTS.empty_frame()
+    if ledger.empty:
+        ledger = contracts.STATEMENT_DOCUMENTS.empty_frame()
+    yield dg.Output(
+        TableWrite(
+            rows=_kept_and_new(
+                "bronze.financial_statements", _STATEMENT_COLUMNS, "new_statement_rows"
+            ),
+            params={"kept": sorted(changed - again)},
+            frames={**frames, "new_statement_rows": new_rows},
+            tickers=None if config.reread else tuple(sorted(changed)),
+            metadata={
+                "documents_read": dg.MetadataValue.int(len(ledger)),
+                "documents_stored": dg.MetadataValue.int(len(stored)),
+                "numbers_stored": dg.MetadataValue.int(len(new_rows)),
+                "tickers_read_again": dg.MetadataValue.int(len(again)),
+            },
+        ),
+        output_name="bronze__financial_statements",
+    )
+    yield dg.Output(
+        TableWrite(
+            rows=_kept_and_new("bronze.statement_documents", _DOCUMENT_COLUMNS, "new_documents"),
+            params={"kept": sorted(touched - again)},
+            frames={**frames, "new_documents": ledger},
+            tickers=None if config.reread else tuple(sorted(touched)),
+            metadata={"documents_read": dg.MetadataValue.int(len(ledger))},
+        ),
+        output_name="bronze__statement_documents",
     )
 
 

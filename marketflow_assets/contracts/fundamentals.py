@@ -61,9 +61,11 @@ FACT_KEY_COLUMNS = (
 BRONZE_FINANCIAL_STATEMENTS = TableContract(
     table="bronze.financial_statements",
     description=(
-        "Every statement number of every fetch, typed into long rows (one per ticker, statement, "
-        "period type, period end, line item, report and fetch); line items keep the provider's "
-        "names (Yahoo's, e.g. TotalRevenue; EDGAR us-gaap tags mapped to them). Nothing filtered."
+        "Every statement number of every fetched document that said something new, typed "
+        "into long rows (one per ticker, statement, period type, period end, line item, report "
+        "and fetch); line items keep the provider's names (Yahoo's, e.g. TotalRevenue; EDGAR "
+        "us-gaap tags mapped to them). A document that repeats its ticker's previous one "
+        "number for number adds no rows (bronze.statement_documents lists it; raw keeps it)."
     ),
     columns=(
         *FACT_KEY_COLUMNS,
@@ -226,4 +228,33 @@ FUNDAMENTALS_DAILY = TableContract(
         ),
     ),
     key=("ticker", "session_date"),
+)
+
+STATEMENT_DOCUMENTS = TableContract(
+    table="bronze.statement_documents",
+    description=(
+        "Every statement document bronze has read, one row per ticker and fetch: its numbers, "
+        "a hash of them, and whether they were stored in bronze.financial_statements (a "
+        "document equal to the ticker's previous one, in fetch order, is not). A document "
+        "listed here is never read again, so a daily fetch costs one fetch, not the history."
+    ),
+    columns=(
+        Col("ticker", "VARCHAR", "Yahoo symbol."),
+        *LINEAGE,
+        Col("numbers", "BIGINT", "Statement numbers in the document.", checks=(NON_NEGATIVE,)),
+        Col(
+            "content_hash",
+            "VARCHAR",
+            "Hash of the document's numbers (line items, periods, values, dates, forms), "
+            "independent of their order and of the fetch.",
+        ),
+        Col(
+            "stored",
+            "BOOLEAN",
+            "Its numbers are in bronze.financial_statements: it differs from the ticker's "
+            "previous document.",
+        ),
+    ),
+    key=("ticker", "fetch_id"),
+    partition_column=None,
 )

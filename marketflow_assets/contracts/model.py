@@ -75,6 +75,11 @@ class TableContract:
     def column(self, name: str) -> Col:
         return next(c for c in self.columns if c.name == name)
 
+    def empty_frame(self) -> pd.DataFrame:
+        """No rows, the contract's columns with the dtypes DuckDB hands to pandas (so SQL over an
+        empty frame still has the table's types)."""
+        return pd.DataFrame({c.name: pd.Series(dtype=c.pandas_dtype) for c in self.columns})
+
     def ddl(self, table: str | None = None) -> str:
         """CREATE TABLE IF NOT EXISTS for this table (or another one of the same shape, e.g. a
         staging table)."""
