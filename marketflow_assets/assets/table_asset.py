@@ -1,6 +1,11 @@
 """One declaration per warehouse table asset: its contract gives everything but the body.
 
-    @table_asset(contracts.SYMBOLS, cadence=cadence.REFERENCE, kinds={"sql"}, deps=[PROFILES])
+    @table_asset(
+        contracts.SYMBOLS,
+        cadence=cadence.REFERENCE,
+        kinds={"sql"},
+        deps=[bronze.COMPANY_PROFILES],
+    )
     def silver_symbols(universe: UniverseResource) -> TableWrite: ...
 
 From the `TableContract`: the key (`schema.name`), the group (the schema), the description,
