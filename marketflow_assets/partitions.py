@@ -24,6 +24,8 @@ in one process. A new session-partitioned asset needs nothing more than the impo
 
     @dg.asset(partitions_def=sessions_partitions_def, ...)
 
+(A warehouse table asset gets it from `assets/table_asset.py` when its contract has a
+`partition_column`.)
 """
 
 import datetime as dt

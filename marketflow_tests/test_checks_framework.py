@@ -3,7 +3,9 @@ path against the textbook median/MAD, and Dagster's column-schema change checks.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+from pathlib import Path
 from types import SimpleNamespace
 
 import dagster as dg
@@ -15,20 +17,18 @@ import pytest
 from marketflow_assets.calendar import xnys
 from marketflow_assets.checks import build_asset_checks
 from marketflow_assets.checks.anomalies import volume_spike_check
-from marketflow_assets.checks.framework import CheckRun, Scope, Suite
+from marketflow_assets.checks.framework import CheckResources, CheckRun, Scope, Suite
 from marketflow_assets.contracts import CONTRACTS, TableContract
 from marketflow_assets.definitions import build_definitions
 from marketflow_assets.partitions import sessions_partitions_def_for
-from marketflow_assets.resources import WAREHOUSE_POOL
+from marketflow_assets.resources import WAREHOUSE_POOL, build_resources
 from marketflow_assets.resources.quality import QualityResource
 from marketflow_tests.checks_support import evaluations, metadata
-from marketflow_tests.helpers import materialize
+from marketflow_tests.helpers import make_settings, materialize
 
 
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory):
-    from marketflow_tests.helpers import make_settings
-
     settings = make_settings(tmp_path_factory.mktemp("defs"))
     defs = build_definitions(settings)
     return defs, defs.resolve_asset_graph(), settings
@@ -87,6 +87,10 @@ def test_check_ops_are_partitioned_like_their_assets_and_run_in_the_warehouse_po
     assert {
         spec.partitions_def for spec in ops["silver__corporate_actions_checks"].check_specs
     } == {None}
+    # Every suite op asks for the resources of CheckResources, by its typed parameters.
+    typed = {f.name for f in dataclasses.fields(CheckResources)}
+    suites = [c for c in ops.values() if c.node_def.name.endswith(("_checks", "_freshness"))]
+    assert suites and all(c.node_def.required_resource_keys == typed for c in suites)
 
 
 def test_checks_of_a_subset_of_assets_only_target_those_assets():
@@ -118,7 +122,7 @@ def test_a_domain_keeps_its_checks_dependencies_on_other_domains(settings):
 
 
 def _volume_run(
-    frame: pd.DataFrame, threshold: float, scope: Scope
+    frame: pd.DataFrame, threshold: float, scope: Scope, home: Path
 ) -> tuple[CheckRun, duckdb.DuckDBPyConnection]:
     con = duckdb.connect()
     con.execute(
@@ -133,16 +137,18 @@ def _volume_run(
         f"CREATE VIEW _slice AS SELECT * FROM bars "
         f"WHERE session_date BETWEEN DATE '{scope.lookback_start(60)}' AND DATE '{scope.end}'"
     )
-    context = SimpleNamespace(
-        resources=SimpleNamespace(quality=QualityResource(volume_z_threshold=threshold)),
-        run=SimpleNamespace(run_id="test"),
+    context = SimpleNamespace(run=SimpleNamespace(run_id="test"))
+    deployed = build_resources(make_settings(home))
+    resources = CheckResources(
+        **{name: deployed[name] for name in ("warehouse", "lake", "market_data", "universe")},
+        quality=QualityResource(volume_z_threshold=threshold),
     )
     suite = Suite("volume", dg.AssetKey(["silver", "daily_bars"]), ())
-    return CheckRun(context, suite, scope, con, 60, {"scoped_rows": len(frame)}), con
+    return CheckRun(context, resources, suite, scope, con, 60, {"scoped_rows": len(frame)}), con
 
 
 @pytest.mark.parametrize("threshold", [1.0, 3.0, 8.0])
-def test_volume_spike_equals_the_textbook_rolling_median_and_mad(threshold):
+def test_volume_spike_equals_the_textbook_rolling_median_and_mad(threshold, tmp_path):
     rng = np.random.default_rng(7)
     sessions = xnys().sessions_in_range(dt.date(2023, 1, 3), dt.date(2024, 6, 7))
     frames = []
@@ -154,7 +160,7 @@ def test_volume_spike_equals_the_textbook_rolling_median_and_mad(threshold):
             pd.DataFrame({"ticker": f"T{n}", "session_date": sessions, "adj_volume": volume})
         )
     scope = Scope(dt.date(2023, 6, 1), dt.date(2024, 6, 7))
-    run, con = _volume_run(pd.concat(frames, ignore_index=True), threshold, scope)
+    run, con = _volume_run(pd.concat(frames, ignore_index=True), threshold, scope, tmp_path)
     outcome = volume_spike_check().evaluate(run)
     got = set(con.execute("SELECT ticker, session_date FROM _flags").fetchall())
     textbook = set(

@@ -8,14 +8,10 @@ import dagster as dg
 import pandas as pd
 
 from marketflow_assets import cadence
+from marketflow_assets.assets.table_asset import table_asset
 from marketflow_assets.contracts import bronze as contracts
-from marketflow_assets.partitions import sessions_of, sessions_partitions_def
-from marketflow_assets.resources import (
-    WAREHOUSE_POOL,
-    WAREHOUSE_RETRY_POLICY,
-    MarketDataResource,
-    ticker_scope,
-)
+from marketflow_assets.partitions import sessions_of
+from marketflow_assets.resources import MarketDataResource, ticker_scope
 from marketflow_assets.storage.lake import LakeResource
 from marketflow_assets.storage.raw_io_manager import FILE_DROP_SOURCE
 from marketflow_assets.storage.warehouse import TableWrite
@@ -47,37 +43,21 @@ def typed_bars(context: dg.AssetExecutionContext, raw: pd.DataFrame, interval: s
     )
 
 
-@dg.asset(
-    key=["bronze", "daily_bars"],
-    tags=cadence.DAILY,
-    group_name="bronze",
-    kinds={"duckdb", "pandas"},
+@table_asset(
+    contracts.DAILY_BARS,
+    cadence=cadence.DAILY,
+    kinds={"pandas"},
     ins={"raw": dg.AssetIn(key=["raw", "daily_bars"])},
-    partitions_def=sessions_partitions_def,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    io_manager_key="warehouse_io_manager",
-    pool=WAREHOUSE_POOL,
-    retry_policy=WAREHOUSE_RETRY_POLICY,
-    description=contracts.DAILY_BARS.description,
-    metadata=contracts.DAILY_BARS.asset_metadata(),
 )
 def bronze_daily_bars(context: dg.AssetExecutionContext, raw: pd.DataFrame) -> TableWrite:
     return typed_bars(context, raw, "1d")
 
 
-@dg.asset(
-    key=["bronze", "intraday_bars_1m"],
-    tags=cadence.INTRADAY,
-    group_name="bronze",
-    kinds={"duckdb", "pandas"},
+@table_asset(
+    contracts.INTRADAY_BARS_1M,
+    cadence=cadence.INTRADAY,
+    kinds={"pandas"},
     deps=[dg.AssetKey(["raw", "intraday_bars_1m"])],
-    partitions_def=sessions_partitions_def,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    io_manager_key="warehouse_io_manager",
-    pool=WAREHOUSE_POOL,
-    retry_policy=WAREHOUSE_RETRY_POLICY,
-    description=contracts.INTRADAY_BARS_1M.description,
-    metadata=contracts.INTRADAY_BARS_1M.asset_metadata(),
 )
 def bronze_intraday_bars_1m(
     context: dg.AssetExecutionContext, market_data: MarketDataResource, lake: LakeResource
@@ -140,18 +120,11 @@ def _profile_fields(record_json: str) -> dict[str, str | None]:
     }
 
 
-@dg.asset(
-    key=["bronze", "company_profiles"],
-    tags=cadence.REFERENCE,
-    group_name="bronze",
-    kinds={"duckdb", "pandas"},
+@table_asset(
+    contracts.COMPANY_PROFILES,
+    cadence=cadence.REFERENCE,
+    kinds={"pandas"},
     ins={"raw": dg.AssetIn(key=["raw", "company_profiles"])},
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    io_manager_key="warehouse_io_manager",
-    pool=WAREHOUSE_POOL,
-    retry_policy=WAREHOUSE_RETRY_POLICY,
-    description=contracts.COMPANY_PROFILES.description,
-    metadata=contracts.COMPANY_PROFILES.asset_metadata(),
 )
 def bronze_company_profiles(raw: pd.DataFrame) -> TableWrite:
     latest = raw.sort_values(["_fetched_at", "_fetch_id"]).drop_duplicates("ticker", keep="last")

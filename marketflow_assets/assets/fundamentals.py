@@ -16,17 +16,13 @@ import pandas as pd
 
 from marketflow_assets import cadence
 from marketflow_assets.assets.raw import PROVIDER_RETRY_POLICY, fail_fast, run_tickers
+from marketflow_assets.assets.table_asset import table_asset
 from marketflow_assets.calendar import EXCHANGE_TZ
 from marketflow_assets.contracts import fundamentals as contracts
+from marketflow_assets.contracts import silver
 from marketflow_assets.ingestion.statement_drops import land_dropped_statements
-from marketflow_assets.partitions import sessions_of, sessions_partitions_def
-from marketflow_assets.resources import (
-    WAREHOUSE_POOL,
-    WAREHOUSE_RETRY_POLICY,
-    MarketDataResource,
-    UniverseResource,
-    ticker_scope,
-)
+from marketflow_assets.partitions import sessions_of
+from marketflow_assets.resources import MarketDataResource, UniverseResource, ticker_scope
 from marketflow_assets.resources.fundamentals import FundamentalsResource
 from marketflow_assets.settings import Settings
 from marketflow_assets.sources.fundamentals import DATASET
@@ -160,18 +156,11 @@ def statement_documents(raw: RawLake, manifests: list[FetchManifest]) -> pd.Data
     )
 
 
-@dg.asset(
-    key=["bronze", "financial_statements"],
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    tags=cadence.REFERENCE,
-    group_name="bronze",
-    kinds={"duckdb", "pandas"},
+@table_asset(
+    contracts.BRONZE_FINANCIAL_STATEMENTS,
+    cadence=cadence.REFERENCE,
+    kinds={"pandas"},
     deps=[dg.AssetKey(["raw", "financial_statements"])],
-    io_manager_key="warehouse_io_manager",
-    pool=WAREHOUSE_POOL,
-    retry_policy=WAREHOUSE_RETRY_POLICY,
-    description=contracts.BRONZE_FINANCIAL_STATEMENTS.description,
-    metadata=contracts.BRONZE_FINANCIAL_STATEMENTS.asset_metadata(),
 )
 def bronze_financial_statements(
     fundamentals: FundamentalsResource, lake: LakeResource
@@ -198,40 +187,21 @@ def bronze_financial_statements(
     )
 
 
-@dg.asset(
-    key=["silver", "financial_facts"],
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    tags=cadence.REFERENCE,
-    group_name="silver",
-    kinds={"duckdb", "sql"},
-    deps=[dg.AssetKey(["bronze", "financial_statements"])],
-    io_manager_key="warehouse_io_manager",
-    pool=WAREHOUSE_POOL,
-    retry_policy=WAREHOUSE_RETRY_POLICY,
-    description=contracts.FINANCIAL_FACTS.description,
-    metadata=contracts.FINANCIAL_FACTS.asset_metadata(),
+@table_asset(
+    contracts.FINANCIAL_FACTS,
+    cadence=cadence.REFERENCE,
+    kinds={"sql"},
+    deps=[contracts.BRONZE_FINANCIAL_STATEMENTS],
 )
 def silver_financial_facts() -> TableWrite:
     return TableWrite(rows=SILVER_FACTS_SQL)
 
 
-@dg.asset(
-    key=["gold", "fundamentals_daily"],
-    tags=cadence.DAILY,
-    group_name="gold",
-    kinds={"duckdb", "sql"},
-    deps=[
-        dg.AssetKey(["silver", "financial_facts"]),
-        dg.AssetKey(["silver", "daily_bars"]),
-        dg.AssetKey(["silver", "corporate_actions"]),
-    ],
-    partitions_def=sessions_partitions_def,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    io_manager_key="warehouse_io_manager",
-    pool=WAREHOUSE_POOL,
-    retry_policy=WAREHOUSE_RETRY_POLICY,
-    description=contracts.FUNDAMENTALS_DAILY.description,
-    metadata=contracts.FUNDAMENTALS_DAILY.asset_metadata(),
+@table_asset(
+    contracts.FUNDAMENTALS_DAILY,
+    cadence=cadence.DAILY,
+    kinds={"sql"},
+    deps=[contracts.FINANCIAL_FACTS, silver.DAILY_BARS, silver.CORPORATE_ACTIONS],
 )
 def gold_fundamentals_daily(context: dg.AssetExecutionContext) -> TableWrite:
     """Reads the run's sessions of silver bars and, per ticker, the facts that can enter a ratio

@@ -8,10 +8,12 @@ import numpy as np
 import pandas as pd
 
 from marketflow_assets import cadence
+from marketflow_assets.assets.table_asset import table_asset
 from marketflow_assets.calendar import xnys
 from marketflow_assets.contracts import gold as contracts
-from marketflow_assets.partitions import sessions_of, sessions_partitions_def
-from marketflow_assets.resources import WAREHOUSE_POOL, WAREHOUSE_RETRY_POLICY, ticker_scope
+from marketflow_assets.contracts import silver
+from marketflow_assets.partitions import sessions_of
+from marketflow_assets.resources import ticker_scope
 from marketflow_assets.storage.warehouse import TableWrite, WarehouseResource
 from marketflow_assets.transforms.indicators import (
     LOOKBACK_SESSIONS,
@@ -50,19 +52,11 @@ def read_panel(
             ) from exc
 
 
-@dg.asset(
-    key=["gold", "daily_features"],
-    tags=cadence.DAILY,
-    group_name="gold",
-    kinds={"python", "duckdb", "talib"},
-    deps=[dg.AssetKey(["silver", "daily_bars"])],
-    partitions_def=sessions_partitions_def,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    io_manager_key="warehouse_io_manager",
-    pool=WAREHOUSE_POOL,
-    retry_policy=WAREHOUSE_RETRY_POLICY,
-    description=contracts.DAILY_FEATURES.description,
-    metadata=contracts.DAILY_FEATURES.asset_metadata(),
+@table_asset(
+    contracts.DAILY_FEATURES,
+    cadence=cadence.DAILY,
+    kinds={"python", "talib"},
+    deps=[silver.DAILY_BARS],
 )
 def gold_daily_features(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource

@@ -6,22 +6,14 @@ import dagster as dg
 import pandas as pd
 
 from marketflow_assets import cadence
+from marketflow_assets.assets.table_asset import table_asset, table_multi_asset, table_spec
 from marketflow_assets.calendar import EXCHANGE
 from marketflow_assets.calendar import session_hours as exchange_session_hours
+from marketflow_assets.contracts import bronze
 from marketflow_assets.contracts import silver as contracts
 from marketflow_assets.exchanges import listing_of, listings_frame, mics_of
-from marketflow_assets.partitions import (
-    INTRADAY_CHUNK_SESSIONS,
-    sessions_of,
-    sessions_partitions_def,
-)
-from marketflow_assets.resources import (
-    WAREHOUSE_POOL,
-    WAREHOUSE_RETRY_POLICY,
-    MarketDataResource,
-    UniverseResource,
-    ticker_scope,
-)
+from marketflow_assets.partitions import INTRADAY_CHUNK_SESSIONS, sessions_of
+from marketflow_assets.resources import MarketDataResource, UniverseResource, ticker_scope
 from marketflow_assets.storage.lake import LakeResource
 from marketflow_assets.storage.raw_io_manager import FILE_DROP_SOURCE
 from marketflow_assets.storage.warehouse import TableWrite, WarehouseResource, ensure_all_tables
@@ -62,18 +54,11 @@ class DividendRepairConfig(dg.Config):
     dividend_unpriced: bool = True
 
 
-@dg.asset(
-    key=["silver", "corporate_actions"],
-    tags=cadence.DAILY,
-    group_name="silver",
-    kinds={"duckdb", "sql"},
+@table_asset(
+    contracts.CORPORATE_ACTIONS,
+    cadence=cadence.DAILY,
+    kinds={"sql"},
     deps=[dg.AssetKey(["raw", "daily_bars"])],
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    io_manager_key="warehouse_io_manager",
-    pool=WAREHOUSE_POOL,
-    retry_policy=WAREHOUSE_RETRY_POLICY,
-    description=contracts.CORPORATE_ACTIONS.description,
-    metadata=contracts.CORPORATE_ACTIONS.asset_metadata(),
 )
 def silver_corporate_actions(
     market_data: MarketDataResource, lake: LakeResource, config: DividendRepairConfig
@@ -127,19 +112,11 @@ def silver_corporate_actions(
     )
 
 
-@dg.asset(
-    key=["silver", "intraday_bars_1m"],
-    tags=cadence.INTRADAY,
-    group_name="silver",
-    kinds={"duckdb", "sql"},
-    deps=[dg.AssetKey(["bronze", "intraday_bars_1m"]), silver_corporate_actions],
-    partitions_def=sessions_partitions_def,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    io_manager_key="warehouse_io_manager",
-    pool=WAREHOUSE_POOL,
-    retry_policy=WAREHOUSE_RETRY_POLICY,
-    description=contracts.INTRADAY_BARS_1M.description,
-    metadata=contracts.INTRADAY_BARS_1M.asset_metadata(),
+@table_asset(
+    contracts.INTRADAY_BARS_1M,
+    cadence=cadence.INTRADAY,
+    kinds={"sql"},
+    deps=[bronze.INTRADAY_BARS_1M, contracts.CORPORATE_ACTIONS],
 )
 def silver_intraday_bars_1m(
     context: dg.AssetExecutionContext, universe: UniverseResource
@@ -155,19 +132,7 @@ def silver_intraday_bars_1m(
     )
 
 
-@dg.asset(
-    key=["silver", "session_hours"],
-    tags=cadence.INTRADAY,
-    group_name="silver",
-    kinds={"pandas", "duckdb"},
-    partitions_def=sessions_partitions_def,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    io_manager_key="warehouse_io_manager",
-    pool=WAREHOUSE_POOL,
-    retry_policy=WAREHOUSE_RETRY_POLICY,
-    description=contracts.SESSION_HOURS.description,
-    metadata=contracts.SESSION_HOURS.asset_metadata(),
-)
+@table_asset(contracts.SESSION_HOURS, cadence=cadence.INTRADAY, kinds={"pandas"})
 def silver_session_hours(
     context: dg.AssetExecutionContext, universe: UniverseResource
 ) -> TableWrite:
@@ -204,33 +169,15 @@ class SilverRepairConfig(dg.Config):
         )
 
 
-def _spec(contract, deps: list) -> dg.AssetSpec:
-    return dg.AssetSpec(
-        key=contract.asset_key,
-        group_name="silver",
-        kinds={"duckdb", "pandas"},
-        tags=cadence.DAILY,
-        description=contract.description,
-        metadata=contract.asset_metadata(),
-        deps=deps,
-        partitions_def=sessions_partitions_def,
-    ).with_io_manager_key("warehouse_io_manager")
+def _daily_spec(contract, deps: list) -> dg.AssetSpec:
+    return table_spec(contract, cadence=cadence.DAILY, kinds={"pandas"}, deps=deps)
 
 
-BRONZE_DAILY = dg.AssetKey(["bronze", "daily_bars"])
-
-
-@dg.multi_asset(
+@table_multi_asset(
+    _daily_spec(contracts.DAILY_BARS, [bronze.DAILY_BARS, contracts.CORPORATE_ACTIONS]),
+    _daily_spec(contracts.REJECTED_BARS, [bronze.DAILY_BARS, bronze.INTRADAY_BARS_1M]),
+    _daily_spec(contracts.BAR_REPAIRS, [bronze.DAILY_BARS]),
     name="silver_daily_validation",
-    specs=[
-        _spec(contracts.DAILY_BARS, [BRONZE_DAILY, silver_corporate_actions.key]),
-        _spec(contracts.REJECTED_BARS, [BRONZE_DAILY, dg.AssetKey(["bronze", "intraday_bars_1m"])]),
-        _spec(contracts.BAR_REPAIRS, [BRONZE_DAILY]),
-    ],
-    partitions_def=sessions_partitions_def,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool=WAREHOUSE_POOL,
-    retry_policy=WAREHOUSE_RETRY_POLICY,
     # Accepted, rejected and repaired rows are three outputs of one classification: materializing
     # one without the others would break bronze = silver + rejected (row_reconciliation).
     can_subset=False,
@@ -280,18 +227,11 @@ def silver_daily_validation(
     )
 
 
-@dg.asset(
-    key=["silver", "symbols"],
-    tags=cadence.REFERENCE,
-    group_name="silver",
-    kinds={"duckdb", "sql"},
-    deps=[dg.AssetKey(["bronze", "company_profiles"])],
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    io_manager_key="warehouse_io_manager",
-    pool=WAREHOUSE_POOL,
-    retry_policy=WAREHOUSE_RETRY_POLICY,
-    description=contracts.SYMBOLS.description,
-    metadata=contracts.SYMBOLS.asset_metadata(),
+@table_asset(
+    contracts.SYMBOLS,
+    cadence=cadence.REFERENCE,
+    kinds={"sql"},
+    deps=[bronze.COMPANY_PROFILES],
 )
 def silver_symbols(universe: UniverseResource) -> TableWrite:
     return TableWrite(

@@ -54,14 +54,27 @@ from marketflow_assets.checks.per_session import report_session_evaluations
 from marketflow_assets.checks.samples import sample_markdown
 from marketflow_assets.contracts import ops as ops_contracts
 from marketflow_assets.partitions import sessions_of
-from marketflow_assets.resources import WAREHOUSE_POOL
-from marketflow_assets.storage.warehouse import ensure_table, release_cache
+from marketflow_assets.resources import WAREHOUSE_POOL, MarketDataResource, UniverseResource
+from marketflow_assets.resources.quality import QualityResource
+from marketflow_assets.storage.lake import LakeResource
+from marketflow_assets.storage.warehouse import WarehouseResource, ensure_table, release_cache
 
 SAMPLE_ROWS = 5
 MAX_LISTED = 100  # tickers / sessions listed in metadata (counts are always complete)
-RESOURCE_KEYS = {"warehouse", "lake", "market_data", "universe", "quality"}
 ERROR = dg.AssetCheckSeverity.ERROR
 WARN = dg.AssetCheckSeverity.WARN
+
+
+@dataclass(frozen=True)
+class CheckResources:
+    """The resources a check may read (`run.resources`), typed; the suite op takes each one as a
+    resource parameter, so Dagster knows what it needs and a check sees what it gets."""
+
+    warehouse: WarehouseResource
+    lake: LakeResource
+    market_data: MarketDataResource
+    universe: UniverseResource
+    quality: QualityResource
 
 
 @dataclass(frozen=True)
@@ -145,9 +158,9 @@ class CheckDef:
     blocking: bool = False
     additional_deps: tuple[dg.AssetKey, ...] = ()
     # Sessions before the scope the check needs in the slice; a callable gets the resources.
-    lookback_sessions: int | Callable[[Any], int] = 0
+    lookback_sessions: int | Callable[[CheckResources], int] = 0
 
-    def lookback(self, resources: Any) -> int:
+    def lookback(self, resources: CheckResources) -> int:
         value = self.lookback_sessions
         return int(value(resources) if callable(value) else value)
 
@@ -169,19 +182,17 @@ class Suite:
 
 @dataclass
 class CheckRun:
-    """What a check sees: the Dagster context, the scope, an open warehouse connection (with
-    the suite's slice loaded by `prepare`) and a scratch space shared by the suite's checks."""
+    """What a check sees: the Dagster context, the resources, the scope, an open warehouse
+    connection (with the suite's slice loaded by `prepare`) and a scratch space shared by the
+    suite's checks."""
 
     context: dg.AssetCheckExecutionContext
+    resources: CheckResources
     suite: Suite
     scope: Scope
     con: duckdb.DuckDBPyConnection
     lookback_sessions: int = 0
     state: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def resources(self) -> Any:
-        return self.context.resources
 
     @property
     def run_id(self) -> str:
@@ -396,7 +407,7 @@ def record(
 
 # -- the op ------------------------------------------------------------------------------------
 def evaluate_suite(
-    context: dg.AssetCheckExecutionContext, suite: Suite
+    context: dg.AssetCheckExecutionContext, suite: Suite, resources: CheckResources
 ) -> Iterator[dg.AssetCheckResult]:
     selected_keys = context.selected_asset_check_keys
     selected = [
@@ -405,13 +416,14 @@ def evaluate_suite(
     scope = Scope.of(context, suite.partitions_def is not None)
     evaluated_at = dt.datetime.now(dt.UTC)
     items: list[Evaluated] = []
-    with context.resources.warehouse.get_connection() as con:
+    with resources.warehouse.get_connection() as con:
         run = CheckRun(
             context,
+            resources,
             suite,
             scope,
             con,
-            lookback_sessions=max((c.lookback(context.resources) for c in selected), default=0),
+            lookback_sessions=max((c.lookback(resources) for c in selected), default=0),
         )
         setup_error: str | None = None
         if suite.prepare is not None and selected:
@@ -465,8 +477,16 @@ def build_suite(suite: Suite) -> dg.AssetChecksDefinition:
         for check in suite.checks
     ]
 
-    def checks(context: dg.AssetCheckExecutionContext):
-        yield from evaluate_suite(context, suite)
+    def checks(
+        context: dg.AssetCheckExecutionContext,
+        warehouse: WarehouseResource,
+        lake: LakeResource,
+        market_data: MarketDataResource,
+        universe: UniverseResource,
+        quality: QualityResource,
+    ):
+        resources = CheckResources(warehouse, lake, market_data, universe, quality)
+        yield from evaluate_suite(context, suite, resources)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)  # partitioned AssetCheckSpec
@@ -475,7 +495,6 @@ def build_suite(suite: Suite) -> dg.AssetChecksDefinition:
             name=suite.name,
             description=suite.description or None,
             can_subset=True,
-            required_resource_keys=RESOURCE_KEYS,
             pool=WAREHOUSE_POOL,
         )(checks)
     return checks_def

@@ -1,41 +1,39 @@
-"""Warehouse table contracts (see `model.py`). `CONTRACTS` maps table name -> contract."""
+"""Warehouse table contracts (see `model.py`). `CONTRACTS` maps table name -> contract.
+
+`CONTRACTS` holds every `TableContract` defined at the top level of the layer modules below, so
+a new table is declared once, where its layer's tables are; a new layer module is added to
+`LAYER_MODULES`.
+"""
 
 from __future__ import annotations
+
+from types import ModuleType
 
 import dagster as dg
 
 from marketflow_assets.contracts import bronze, fundamentals, gold, gold_intraday, ops, silver
 from marketflow_assets.contracts.model import Col, TableContract
 
-CONTRACTS: dict[str, TableContract] = {
-    c.table: c
-    for c in (
-        bronze.DAILY_BARS,
-        bronze.INTRADAY_BARS_1M,
-        bronze.COMPANY_PROFILES,
-        silver.DAILY_BARS,
-        silver.INTRADAY_BARS_1M,
-        silver.REJECTED_BARS,
-        silver.BAR_REPAIRS,
-        silver.CORPORATE_ACTIONS,
-        silver.SYMBOLS,
-        silver.SESSION_HOURS,
-        gold.DAILY_FEATURES,
-        gold_intraday.INTRADAY_VWAP,
-        gold_intraday.INTRADAY_DAILY_SUMMARY,
-        gold_intraday.INTRADAY_ANOMALIES,
-        ops.CHECK_RESULTS,
-        ops.ANOMALIES,
-        ops.ALERT_HISTORY,
-        *fundamentals.CONTRACTS,
-    )
-}
+LAYER_MODULES: tuple[ModuleType, ...] = (bronze, silver, gold, gold_intraday, ops, fundamentals)
 
 
-def register(*contracts: TableContract) -> None:
-    """Later layers (gold, ops) add their contracts here at import time."""
-    for contract in contracts:
-        CONTRACTS[contract.table] = contract
+def contracts_of(modules: tuple[ModuleType, ...]) -> dict[str, TableContract]:
+    """The contracts the modules define, by table; two different contracts for one table (a
+    copy-paste slip) are an error, the same contract imported into another module is not."""
+    found: dict[str, TableContract] = {}
+    where: dict[str, str] = {}
+    for module in modules:
+        for name, value in vars(module).items():
+            if not isinstance(value, TableContract):
+                continue
+            here = f"{module.__name__}.{name}"
+            if found.setdefault(value.table, value) is not value:
+                raise ValueError(f"two contracts for {value.table}: {where[value.table]}, {here}")
+            where.setdefault(value.table, here)
+    return found
+
+
+CONTRACTS: dict[str, TableContract] = contracts_of(LAYER_MODULES)
 
 
 def contract_for(asset_key: dg.AssetKey) -> TableContract:
@@ -46,4 +44,4 @@ def contract_for(asset_key: dg.AssetKey) -> TableContract:
         raise KeyError(f"no table contract for asset {asset_key.to_user_string()}") from None
 
 
-__all__ = ["CONTRACTS", "Col", "TableContract", "contract_for", "register"]
+__all__ = ["CONTRACTS", "LAYER_MODULES", "Col", "TableContract", "contract_for", "contracts_of"]

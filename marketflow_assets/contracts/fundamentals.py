@@ -227,5 +227,3 @@ FUNDAMENTALS_DAILY = TableContract(
     ),
     key=("ticker", "session_date"),
 )
-
-CONTRACTS = (BRONZE_FINANCIAL_STATEMENTS, FINANCIAL_FACTS, FUNDAMENTALS_DAILY)
