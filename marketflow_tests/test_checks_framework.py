@@ -3,6 +3,7 @@ path against the textbook median/MAD, and Dagster's column-schema change checks.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 from types import SimpleNamespace
@@ -86,6 +87,10 @@ def test_check_ops_are_partitioned_like_their_assets_and_run_in_the_warehouse_po
     assert {
         spec.partitions_def for spec in ops["silver__corporate_actions_checks"].check_specs
     } == {None}
+    # Every suite op asks for the resources of CheckResources, by its typed parameters.
+    typed = {f.name for f in dataclasses.fields(CheckResources)}
+    suites = [c for c in ops.values() if c.node_def.name.endswith(("_checks", "_freshness"))]
+    assert suites and all(c.node_def.required_resource_keys == typed for c in suites)
 
 
 def test_checks_of_a_subset_of_assets_only_target_those_assets():

@@ -16,6 +16,7 @@ from marketflow_assets import cadence
 from marketflow_assets.assets.table_asset import table_asset, table_multi_asset, table_spec
 from marketflow_assets.contracts import CONTRACTS, LAYER_MODULES, Col, TableContract, contracts_of
 from marketflow_assets.contracts import gold as gold_contracts
+from marketflow_assets.contracts import silver as silver_contracts
 from marketflow_assets.domains import Deployment, domain_definitions
 from marketflow_assets.instance.batched_events import batched_ephemeral_instance
 from marketflow_assets.partitions import sessions_of
@@ -41,7 +42,7 @@ BAD_TICKER = "KO"
     SESSION_RANGES,
     cadence=cadence.DAILY,
     kinds={"pandas"},
-    deps=[dg.AssetKey(["silver", "daily_bars"])],
+    deps=[silver_contracts.DAILY_BARS],  # an upstream table, named by its contract
 )
 def gold_session_ranges(
     context: dg.AssetExecutionContext, universe: UniverseResource

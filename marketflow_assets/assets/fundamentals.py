@@ -20,6 +20,7 @@ from marketflow_assets.assets.raw import PROVIDER_RETRY_POLICY, fail_fast, run_t
 from marketflow_assets.assets.table_asset import table_asset, table_multi_asset, table_spec
 from marketflow_assets.calendar import EXCHANGE_TZ
 from marketflow_assets.contracts import fundamentals as contracts
+from marketflow_assets.contracts import silver
 from marketflow_assets.ingestion.statement_drops import land_dropped_statements
 from marketflow_assets.partitions import sessions_of
 from marketflow_assets.resources import MarketDataResource, UniverseResource, ticker_scope
@@ -306,7 +307,7 @@ def bronze_financial_statements(
     contracts.FINANCIAL_FACTS,
     cadence=cadence.REFERENCE,
     kinds={"sql"},
-    deps=[dg.AssetKey(["bronze", "financial_statements"])],
+    deps=[contracts.BRONZE_FINANCIAL_STATEMENTS],
 )
 def silver_financial_facts() -> TableWrite:
     return TableWrite(rows=SILVER_FACTS_SQL)
@@ -316,11 +317,7 @@ def silver_financial_facts() -> TableWrite:
     contracts.FUNDAMENTALS_DAILY,
     cadence=cadence.DAILY,
     kinds={"sql"},
-    deps=[
-        dg.AssetKey(["silver", "financial_facts"]),
-        dg.AssetKey(["silver", "daily_bars"]),
-        dg.AssetKey(["silver", "corporate_actions"]),
-    ],
+    deps=[contracts.FINANCIAL_FACTS, silver.DAILY_BARS, silver.CORPORATE_ACTIONS],
 )
 def gold_fundamentals_daily(context: dg.AssetExecutionContext) -> TableWrite:
     """Reads the run's sessions of silver bars and, per ticker, the facts that can enter a ratio

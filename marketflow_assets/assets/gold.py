@@ -11,6 +11,7 @@ from marketflow_assets import cadence
 from marketflow_assets.assets.table_asset import table_asset
 from marketflow_assets.calendar import xnys
 from marketflow_assets.contracts import gold as contracts
+from marketflow_assets.contracts import silver
 from marketflow_assets.partitions import sessions_of
 from marketflow_assets.resources import ticker_scope
 from marketflow_assets.storage.warehouse import TableWrite, WarehouseResource
@@ -55,7 +56,7 @@ def read_panel(
     contracts.DAILY_FEATURES,
     cadence=cadence.DAILY,
     kinds={"python", "talib"},
-    deps=[dg.AssetKey(["silver", "daily_bars"])],
+    deps=[silver.DAILY_BARS],
 )
 def gold_daily_features(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource

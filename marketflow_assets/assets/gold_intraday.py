@@ -10,18 +10,19 @@ from marketflow_assets import cadence
 from marketflow_assets.assets.silver import scope_params, session_hours
 from marketflow_assets.assets.table_asset import table_asset
 from marketflow_assets.contracts import gold_intraday as contracts
+from marketflow_assets.contracts import silver
 from marketflow_assets.exchanges import ticker_mic_sql
 from marketflow_assets.partitions import INTRADAY_CHUNK_SESSIONS, sessions_of
 from marketflow_assets.resources import MarketDataResource, UniverseResource, ticker_scope
 from marketflow_assets.storage.warehouse import TableWrite
 from marketflow_assets.transforms.bar_quality import SCOPE_FILTER
 
-SILVER_MINUTES = dg.AssetKey(["silver", "intraday_bars_1m"])
-
 
 def gold_asset(contract):
     """The intraday gold tables: SQL over silver's minutes, refreshed with them."""
-    return table_asset(contract, cadence=cadence.INTRADAY, kinds={"sql"}, deps=[SILVER_MINUTES])
+    return table_asset(
+        contract, cadence=cadence.INTRADAY, kinds={"sql"}, deps=[silver.INTRADAY_BARS_1M]
+    )
 
 
 @gold_asset(contracts.INTRADAY_VWAP)

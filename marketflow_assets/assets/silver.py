@@ -9,6 +9,7 @@ from marketflow_assets import cadence
 from marketflow_assets.assets.table_asset import table_asset, table_multi_asset, table_spec
 from marketflow_assets.calendar import EXCHANGE
 from marketflow_assets.calendar import session_hours as exchange_session_hours
+from marketflow_assets.contracts import bronze
 from marketflow_assets.contracts import silver as contracts
 from marketflow_assets.exchanges import listing_of, listings_frame, mics_of
 from marketflow_assets.partitions import INTRADAY_CHUNK_SESSIONS, sessions_of
@@ -115,7 +116,7 @@ def silver_corporate_actions(
     contracts.INTRADAY_BARS_1M,
     cadence=cadence.INTRADAY,
     kinds={"sql"},
-    deps=[dg.AssetKey(["bronze", "intraday_bars_1m"]), silver_corporate_actions],
+    deps=[bronze.INTRADAY_BARS_1M, contracts.CORPORATE_ACTIONS],
 )
 def silver_intraday_bars_1m(
     context: dg.AssetExecutionContext, universe: UniverseResource
@@ -168,19 +169,14 @@ class SilverRepairConfig(dg.Config):
         )
 
 
-BRONZE_DAILY = dg.AssetKey(["bronze", "daily_bars"])
-
-
 def _daily_spec(contract, deps: list) -> dg.AssetSpec:
     return table_spec(contract, cadence=cadence.DAILY, kinds={"pandas"}, deps=deps)
 
 
 @table_multi_asset(
-    _daily_spec(contracts.DAILY_BARS, [BRONZE_DAILY, silver_corporate_actions.key]),
-    _daily_spec(
-        contracts.REJECTED_BARS, [BRONZE_DAILY, dg.AssetKey(["bronze", "intraday_bars_1m"])]
-    ),
-    _daily_spec(contracts.BAR_REPAIRS, [BRONZE_DAILY]),
+    _daily_spec(contracts.DAILY_BARS, [bronze.DAILY_BARS, contracts.CORPORATE_ACTIONS]),
+    _daily_spec(contracts.REJECTED_BARS, [bronze.DAILY_BARS, bronze.INTRADAY_BARS_1M]),
+    _daily_spec(contracts.BAR_REPAIRS, [bronze.DAILY_BARS]),
     name="silver_daily_validation",
     # Accepted, rejected and repaired rows are three outputs of one classification: materializing
     # one without the others would break bronze = silver + rejected (row_reconciliation).
@@ -235,7 +231,7 @@ def silver_daily_validation(
     contracts.SYMBOLS,
     cadence=cadence.REFERENCE,
     kinds={"sql"},
-    deps=[dg.AssetKey(["bronze", "company_profiles"])],
+    deps=[bronze.COMPANY_PROFILES],
 )
 def silver_symbols(universe: UniverseResource) -> TableWrite:
     return TableWrite(

@@ -1,6 +1,11 @@
 """One declaration per warehouse table asset: its contract gives everything but the body.
 
-    @table_asset(contracts.SYMBOLS, cadence=cadence.REFERENCE, kinds={"sql"}, deps=[PROFILES])
+    @table_asset(
+        contracts.SYMBOLS,
+        cadence=cadence.REFERENCE,
+        kinds={"sql"},
+        deps=[bronze.COMPANY_PROFILES],
+    )
     def silver_symbols(universe: UniverseResource) -> TableWrite: ...
 
 From the `TableContract`: the key (`schema.name`), the group (the schema), the description,
@@ -11,7 +16,9 @@ warehouse pool and retry policy, `duckdb` among the kinds, and a single-run back
 range is one run, replaced in one transaction; for an unpartitioned table downstream of a range,
 one materialization). What the asset says itself: its cadence (a tag the schedules and sensors
 select on), how it computes (extra kinds: `sql`, `pandas`, ...), its upstream assets, and any
-other `dg.asset` argument it needs (`ins`, ...).
+other `dg.asset` argument it needs (`ins`, ...). An upstream warehouse table is named by its
+contract (`deps=[silver.DAILY_BARS]`): a misspelt key would be a silent external asset, a
+misspelt contract fails at import.
 
 `table_spec` gives the same attributes as an `AssetSpec`, for a multi-asset writing several
 tables from one computation (`table_multi_asset`).
@@ -63,6 +70,13 @@ def table_partitions(contract: TableContract) -> dg.PartitionsDefinition | None:
     return sessions_partitions_def
 
 
+Dep = TableContract | dg.AssetKey | dg.AssetsDefinition | dg.AssetDep
+
+
+def _deps(deps: Sequence[Dep]) -> list[dg.AssetKey | dg.AssetsDefinition | dg.AssetDep]:
+    return [d.asset_key if isinstance(d, TableContract) else d for d in deps]
+
+
 def _kinds(contract: TableContract, kinds: Iterable[str]) -> set[str]:
     extra = set(kinds)
     if not extra:
@@ -75,7 +89,7 @@ def table_spec(
     *,
     cadence: Mapping[str, str],
     kinds: Iterable[str],
-    deps: Sequence[dg.AssetKey | dg.AssetsDefinition | dg.AssetDep] = (),
+    deps: Sequence[Dep] = (),
 ) -> dg.AssetSpec:
     """The `AssetSpec` of the asset writing `contract`'s table (for `table_multi_asset`)."""
     return dg.AssetSpec(
@@ -85,7 +99,7 @@ def table_spec(
         tags=dict(cadence),
         description=contract.description,
         metadata=contract.asset_metadata(),
-        deps=list(deps),
+        deps=_deps(deps),
         partitions_def=table_partitions(contract),
     ).with_io_manager_key(WAREHOUSE_IO_MANAGER)
 
@@ -95,7 +109,7 @@ def table_asset(
     *,
     cadence: Mapping[str, str],
     kinds: Iterable[str],
-    deps: Sequence[dg.AssetKey | dg.AssetsDefinition | dg.AssetDep] = (),
+    deps: Sequence[Dep] = (),
     **asset_args: Any,
 ) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
     """`@dg.asset` for the asset writing `contract`'s table (see the module docstring); the body
@@ -111,7 +125,7 @@ def table_asset(
         tags=dict(cadence),
         group_name=contract.schema,
         kinds=_kinds(contract, kinds),
-        deps=list(deps) or None,
+        deps=_deps(deps) or None,
         partitions_def=table_partitions(contract),
         backfill_policy=dg.BackfillPolicy.single_run(),
         io_manager_key=WAREHOUSE_IO_MANAGER,
