@@ -99,6 +99,7 @@ def test_dropped_statements_become_facts_known_from_reported_at(friday, instance
     assert {k.to_user_string() for k in request.asset_selection} == {
         "raw/financial_statements",
         "bronze/financial_statements",
+        "bronze/statement_documents",
         "silver/financial_facts",
     }
     assert "raw/financial_statements" not in {

@@ -86,6 +86,7 @@ RAW_STATEMENTS_OP = "raw__financial_statements"
 STATEMENT_DROP_SELECTION = dg.AssetSelection.assets(
     dg.AssetKey(["raw", "financial_statements"]),
     dg.AssetKey(["bronze", "financial_statements"]),
+    dg.AssetKey(["bronze", "statement_documents"]),  # written with the statements, one step
     dg.AssetKey(["silver", "financial_facts"]),
 )
 
