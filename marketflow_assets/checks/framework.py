@@ -317,25 +317,13 @@ def plain_metadata(outcome: Outcome, scope: Scope) -> dict[str, Any]:
 
 
 def _dagster_metadata(plain: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in plain.items():
-        original = raw.get(key)
-        if isinstance(original, dg.MetadataValue):
-            out[key] = original
-        elif key == "sample":
-            out[key] = dg.MetadataValue.md(value)
-        elif isinstance(value, bool):
-            out[key] = dg.MetadataValue.bool(value)
-        elif isinstance(value, int):
-            out[key] = dg.MetadataValue.int(value)
-        elif isinstance(value, float):
-            out[key] = dg.MetadataValue.float(value)
-        elif isinstance(value, (dict, list)):
-            out[key] = dg.MetadataValue.json(value)
-        elif value is None:
-            out[key] = dg.MetadataValue.null()
-        else:
-            out[key] = dg.MetadataValue.text(str(value))
+    """The check result's metadata: the plain values (Dagster types ints, floats, bools, text,
+    JSON and None itself), the failing-row sample as Markdown, and any value a check gave as a
+    `MetadataValue` kept as it was."""
+    out = dict(plain)
+    if "sample" in out:
+        out["sample"] = dg.MetadataValue.md(out["sample"])
+    out.update({k: v for k, v in raw.items() if isinstance(v, dg.MetadataValue)})
     return out
 
 
