@@ -132,8 +132,7 @@ SUPERSET_PACKAGES := apache-superset duckdb-engine duckdb rich cachetools flask-
 # Byte-compiled at install, as pip does: Superset's commands import thousands of modules. The
 # venv has no pip: bi/constraints.txt is `.venv/bin/uv pip freeze --python .venv-superset/bin/python`.
 $(MARKETFLOW_BI_VENV)/.installed: bi/constraints.txt | $(UV)
-	rm -rf $(MARKETFLOW_BI_VENV)
-	$(UV) venv --quiet --python $(PYTHON) $(MARKETFLOW_BI_VENV)
+	$(UV) venv --quiet --clear --python $(PYTHON) $(MARKETFLOW_BI_VENV)
 	$(UV) pip install --quiet --python $(MARKETFLOW_BI_VENV)/bin/python --compile-bytecode \
 		--constraints bi/constraints.txt $(SUPERSET_PACKAGES)
 	touch $@
