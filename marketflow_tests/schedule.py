@@ -9,8 +9,8 @@ instead of a long module starting late on one worker while the other runs dry.
 A module's length is what it took the last time it ran whole on this checkout (kept in pytest's
 cache, `.pytest_cache`), else the seconds in `module_seconds.json` (for a fresh clone such as
 CI's), else DEFAULT_SECONDS. Only the order matters, not the values. The file's first values
-(2026-11-27) are the CPU seconds of the heaviest modules run alone on the project machine, the
-others estimated from an earlier run's durations; after a full run,
+(2026-11-27) are the CPU seconds of the eleven heaviest modules, each run alone on the project
+machine, the others estimated from an earlier run's durations; after a full run,
 `.venv/bin/python -m marketflow_tests.schedule` copies the measured seconds into it.
 """
 
