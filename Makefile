@@ -127,10 +127,15 @@ clean:
 export MARKETFLOW_BI_VENV ?= $(CURDIR)/.venv-superset
 SUPERSET_PACKAGES := apache-superset duckdb-engine duckdb rich cachetools flask-caching
 
-$(MARKETFLOW_BI_VENV)/.installed: bi/constraints.txt
-	$(PYTHON) -m venv $(MARKETFLOW_BI_VENV)
-	$(MARKETFLOW_BI_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(MARKETFLOW_BI_VENV)/bin/python -m pip install --quiet -c bi/constraints.txt $(SUPERSET_PACKAGES)
+# Installed with the project's pinned uv (the same versions as pip would take from the
+# constraints): 0.37x pip's wall time (107 s vs 288 s, warm caches, same loaded machine), and it
+# reuses uv's cache across clones.
+# Byte-compiled at install, as pip does: Superset's commands import thousands of modules. The
+# venv has no pip: bi/constraints.txt is `.venv/bin/uv pip freeze --python .venv-superset/bin/python`.
+$(MARKETFLOW_BI_VENV)/.installed: bi/constraints.txt | $(UV)
+	$(UV) venv --quiet --clear --python $(PYTHON) $(MARKETFLOW_BI_VENV)
+	$(UV) pip install --quiet --python $(MARKETFLOW_BI_VENV)/bin/python --compile-bytecode \
+		--constraints bi/constraints.txt $(SUPERSET_PACKAGES)
 	touch $@
 
 bi-install: $(MARKETFLOW_BI_VENV)/.installed

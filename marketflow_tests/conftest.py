@@ -4,10 +4,11 @@ import atexit
 import os
 import shutil
 import tempfile
-from collections import Counter
 from pathlib import Path
 
 import pytest
+
+from marketflow_tests.schedule import WORKER_INPUT, ModuleTimer, known_seconds, longest_first
 
 # Tests never reach a provider or a user's Dagster instance.
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
@@ -53,10 +54,18 @@ def isolated_marketflow_home(tmp_path_factory, monkeypatch):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Modules with the most slow end-to-end tests first, each module's tests in their own order.
-    `make test` runs `-n 2 --dist loadfile --no-loadscope-reorder`: xdist hands whole modules to
-    its workers in this order, so the long ones (the crash suite, Superset, the API under a run)
-    start first and the many short modules even out the end (longest first), instead of a long
-    module starting last on one worker while the other idles."""
-    slow = Counter(item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow"))
-    items.sort(key=lambda item: -slow[item.nodeid.split("::")[0]])
+    """Modules longest first, each module's tests in their own order (see schedule.py: `make
+    test` runs `-n 2 --dist loadfile --no-loadscope-reorder`, whole modules to each worker in
+    this order, so the two workers end together)."""
+    longest_first(items, config)
+
+
+def pytest_configure(config):
+    if not hasattr(config, "workerinput"):  # the xdist controller, or a run without xdist
+        config.pluginmanager.register(ModuleTimer(config), "marketflow-module-timer")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """xdist: every worker sorts by the controller's seconds (schedule.known_seconds)."""
+    node.workerinput[WORKER_INPUT] = known_seconds(node.config)

@@ -150,9 +150,10 @@ def _bi(env: dict[str, str], command: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def superset_venv() -> Path:
-    """`make bi-install`: a no-op once `.venv-superset` matches bi/constraints.txt."""
+    """`make bi-install`: a no-op once the venv matches bi/constraints.txt. MARKETFLOW_BI_VENV
+    moves it (the Makefile's variable, e.g. a CI cache), as it does for `make bi`."""
     subprocess.run(["make", "-s", "bi-install"], cwd=REPO, check=True, timeout=1200)
-    return REPO / ".venv-superset"
+    return Path(os.environ.get("MARKETFLOW_BI_VENV") or REPO / ".venv-superset")
 
 
 @pytest.fixture(scope="module")

@@ -18,17 +18,8 @@ import duckdb
 import httpx
 import pandas as pd
 import pytest
-import schemathesis
 import uvicorn
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given
-from hypothesis import settings as hypothesis_settings
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 from marketflow_assets import cadence
 from marketflow_assets.api import create_app
@@ -363,6 +354,18 @@ def test_a_cursor_of_another_endpoint_is_refused(served, http):
 def test_no_input_gives_a_5xx_or_breaks_the_schema(served):
     """Schemathesis generates requests (valid and invalid) for every operation of the OpenAPI
     schema: no 5xx, and every response conforms to its documented status, type and schema."""
+    # Imported here: schemathesis and hypothesis cost ~3 s of CPU to import, and every xdist
+    # worker imports every test module when it collects.
+    import schemathesis
+    from hypothesis import HealthCheck, given
+    from hypothesis import settings as hypothesis_settings
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
     checks = [
         not_a_server_error,
         status_code_conformance,
