@@ -7,7 +7,7 @@ One module per concern:
 | module | definition | what it launches |
 | --- | --- | --- |
 | `close.py` | schedule `daily_close` | the session that just closed, raw -> gold, daily + reference |
-| `close.py` | sensor `daily_catch_up` | missed sessions (lookback window) as ONE range run |
+| `catch_up.py` | sensor `daily_catch_up` | missed sessions (lookback window) as ONE range run |
 | `intraday.py` | sensor `intraday_poll` | the open session's 1m path every N minutes, plus one final poll |
 | `universe.py` | sensor `universe_changes` | added tickers' full history (ticker-scoped); symbols refresh |
 | `corporate_actions.py` | sensor `corporate_action_rebuilds` | adjusted history of tickers with new splits/dividends |
