@@ -9,16 +9,19 @@ same state, each strategy brings the daily path up to date, and the figures are 
 - `range`: what MarketFlow does. The real `daily_catch_up` sensor is ticked once; its one
   request (the missing range) is executed as one run.
 - `eager_stock`: `AutomationCondition.eager()` on every asset of the daily + reference path,
-  with `missing()` on the roots, evaluated as the automation sensor would
-  (`dg.evaluate_automation_conditions`): how many of the missed sessions it requests at all.
+  with `missing()` on the roots, in the latest partition as both ship: one tick, evaluated
+  only, says how many of the missed sessions it requests at all.
 - `eager_lookback`: the same conditions widened to the lookback window (so they do ask for every
-  missed session); every run request of every evaluation is executed in this process, and the
-  conditions are evaluated again, until they request nothing.
-- `emit_backfills`: the `eager_lookback` conditions evaluated with `emit_backfills=True` (what
-  the automation sensor does by default): the one backfill it requests, by asset and partition.
-  Executing it needs the backfill daemon, which launches runs per `BackfillPolicy`; that
-  execution is not measured here.
+  missed session); every run request of every tick is executed in this process, and the
+  automation sensor ticks again, until it requests nothing.
+- `emit_backfills`: the `eager_lookback` conditions with `emit_backfills=True` (the automation
+  sensor's default): each tick's requests become one backfill, executed here as the backfill
+  daemon executes assets with `BackfillPolicy.single_run()` and one partitions definition: one
+  run over the range of the partitioned assets, then one for the unpartitioned ones (emulated in
+  process; the daemon itself is not started).
 
+The ticks are those of the automation daemon's evaluation (`AutomationTickEvaluationContext`,
+which turns requested partitions into run requests or backfills; Dagster-internal).
 Reported per strategy: runs, dbt invocations (executions of the `dbt_marts` step), sessions
 caught up and wall time, with wall-time ratios to `range` (timings drift 2-4x on a shared
 machine: compare ratios from one invocation only). Nothing is written outside a temporary folder.
