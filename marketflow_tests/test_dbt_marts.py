@@ -198,6 +198,34 @@ def test_marts_build_from_a_clean_warehouse_and_every_dbt_test_passes_as_a_check
         assert len(frame) > 0, name
 
 
+def test_marts_carry_their_contract_column_schema_and_a_schema_change_check(settings, incremented):
+    """The column schema comes from the enforced dbt contracts in the manifest (no query at run
+    time), on the asset and on every materialization, so Dagster's column_schema_change check
+    compares consecutive materializations of a mart as it does for the Python tables."""
+    graph = build_definitions(settings).resolve_asset_graph()
+    key = dg.AssetKey(["gold", "ma_crossovers"])
+    declared = graph.get(key).metadata["dagster/column_schema"]
+    columns = {c.name: c for c in declared.columns}
+    assert columns["ticker"].type == "varchar" and not columns["ticker"].constraints.nullable
+    assert columns["sma_50"].type == "double" and columns["sma_50"].constraints.nullable
+    for mart in (k for k in dbt_marts.keys if k != dg.AssetKey(["gold", "hourly_bars"])):
+        assert dg.AssetCheckKey(mart, "column_schema_change") in graph.asset_check_keys
+        schemas = [
+            m.materialization.metadata["dagster/column_schema"].schema
+            for m in materializations(incremented.result, mart.path)
+        ]
+        assert schemas and all(
+            s == graph.get(mart).metadata["dagster/column_schema"] for s in schemas
+        )
+    # The second build of the marts: same contract, so the check passes against the first.
+    (evaluation,) = [
+        e
+        for e in incremented.result.get_asset_check_evaluations()
+        if e.asset_key == key and e.check_name == "column_schema_change"
+    ]
+    assert evaluation.passed, evaluation.metadata
+
+
 # -- the numbers ---------------------------------------------------------------------------
 
 

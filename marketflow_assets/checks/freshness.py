@@ -5,6 +5,23 @@ The due session is the latest NYSE session whose close is at least `freshness_de
 clock (`market_data`'s source.now(), so the simulator's clock is honoured). Every ticker of the
 universe that has bars must have one for the due session. Run it on a schedule, or with any
 materialization of silver/daily_bars (it is part of the asset's checks).
+
+Why not Dagster's own freshness (evaluated for Dagster 1.13; figures in
+marketflow_tests/test_freshness_due_session.py):
+- `build_time_partition_freshness_checks` (superseded since 1.12) expects the partition of the
+  last partition window at its latest deadline tick. Our session partitions have `end_offset=1`
+  (dagster-io/dagster#33551), so on a holiday evening that is the next, unopened session
+  (Thanksgiving 2024 at 19:00 ET: 2024-11-29): it would fail on every NYSE holiday, and a
+  deadline cron cannot tell a holiday from a session. It also counts any materialization of the
+  partition, so a ticker-scoped run (a file drop for one ticker) would pass it.
+- `FreshnessPolicy` (1.11+, the successor): judged per asset on its last materialization of
+  any partition, so backfilling an old session makes the asset "fresh"; the cron form fails
+  on holidays for the same reason, the time-window form only with a window longer than the
+  longest market closure (4+ days), which says little.
+- Both read the wall clock; this check reads the provider's, so demos and tests with a pinned
+  simulator clock judge the same sessions the pipeline loaded.
+What only this check says: which tickers of the universe lack the due session (the exchange
+calendar's, early closes and holidays included), and how many sessions behind each one is.
 """
 
 import datetime as dt

@@ -3,7 +3,14 @@
 import dagster as dg
 
 from marketflow_assets.assets import bronze, gold, gold_intraday, raw, silver
-from marketflow_assets.automation import close, corporate_actions, file_drops, intraday, universe
+from marketflow_assets.automation import (
+    catch_up,
+    close,
+    corporate_actions,
+    file_drops,
+    intraday,
+    universe,
+)
 from marketflow_assets.checks import anomalies, repairs
 from marketflow_assets.checks import intraday as intraday_checks
 from marketflow_assets.checks import silver as silver_checks
@@ -37,7 +44,7 @@ def definitions(deployment: Deployment) -> dg.Definitions:
         freshness=(SILVER_DAILY,),
         schedules=[close.daily_close_schedule],
         sensors=[
-            close.build_catch_up_sensor(settings.catch_up_lookback_sessions),
+            catch_up.build_catch_up_sensor(settings.catch_up_lookback_sessions),
             intraday.build_intraday_sensor(settings.intraday_poll_minutes),
             universe.universe_sensor,
             corporate_actions.corporate_actions_sensor,
