@@ -7,6 +7,7 @@ The definitions are the contracts' (`contracts/fundamentals.py`); this module im
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 
 import numpy as np
@@ -80,8 +81,8 @@ def statement_rows(records: pd.DataFrame) -> pd.DataFrame:
     """Bronze rows from raw statement documents: one row per (ticker, record JSON, lineage).
 
     Yahoo documents (one per ticker and fetch, the bulk of a history run) are flattened and
-    typed together in one pandas pass (`_yahoo_rows`); EDGAR and long-format documents are read
-    one by one. A document that cannot be read fails the whole batch, naming its ticker, fetch
+    typed together in one pandas pass (`_yahoo_rows`), so are EDGAR's (`_edgar_rows`); files of
+    the long format are checked one by one (their errors name the row). A document that cannot be read fails the whole batch, naming its ticker, fetch
     and raw object."""
     docs = records.reset_index(drop=True)
     parsed: list[dict] = []
@@ -94,14 +95,15 @@ def statement_rows(records: pd.DataFrame) -> pd.DataFrame:
                 raise StatementFormatError(f"unknown statements format {kind!r}")
         parsed.append(record)
         kinds.append(kind)
-    yahoo = [doc for doc, kind in enumerate(kinds) if kind == YAHOO_FORMAT]
-    parts = [_yahoo_rows(docs, yahoo, [parsed[d] for d in yahoo])] if yahoo else []
-    for doc, kind in enumerate(kinds):
-        if kind == YAHOO_FORMAT:
-            continue
-        with _naming(docs, doc):
-            rows = _edgar_rows(parsed[doc]) if kind == EDGAR_FORMAT else _long_rows(parsed[doc])
-        parts.append(rows.assign(_doc=doc))
+    parts = []
+    for kind, reader in ((YAHOO_FORMAT, _yahoo_rows), (EDGAR_FORMAT, _edgar_rows)):
+        owners = [doc for doc, k in enumerate(kinds) if k == kind]
+        if owners:
+            parts.append(reader(docs, owners, [parsed[d] for d in owners]))
+    for doc, kind in enumerate(kinds):  # files of the long format: checked row by row
+        if kind == LONG_FORMAT:
+            with _naming(docs, doc):
+                parts.append(_long_rows(parsed[doc]).assign(_doc=doc))
     columns = BRONZE_FINANCIAL_STATEMENTS.column_names
     if not parts:
         return pd.DataFrame(columns=columns)
@@ -296,32 +298,47 @@ def _first_after(
     )
 
 
-def _edgar_rows(record: dict) -> pd.DataFrame:
+def _edgar_rows(docs: pd.DataFrame, owners: list[int], records: list[dict]) -> pd.DataFrame:
     """companyfacts -> rows of the mapped us-gaap tags: quarters and fiscal years of duration
-    facts (year-to-date spans are left out), every instant fact; one row per filing."""
-    facts = record["facts"].get("us-gaap", {})
-    frames = []
-    for priority, (tag, (statement, item, sign)) in enumerate(EDGAR_TAGS.items()):
-        if tag not in facts:
-            continue
-        for unit, values in facts[tag]["units"].items():
-            frame = pd.DataFrame(values)
-            frames.append(
-                frame.assign(
-                    statement=statement,
-                    line_item=item,
-                    value=frame["val"] * sign,
-                    currency=unit if unit != "shares" else None,
-                    priority=priority,
-                )
-            )
-    if not frames:
-        return _empty_long()
-    rows = pd.concat(frames, ignore_index=True)
-    if "start" not in rows:
-        rows["start"] = None
-    end = pd.to_datetime(rows["end"])
-    days = (end - pd.to_datetime(rows["start"])).dt.days
+    facts (year-to-date spans are left out), every instant fact; one row per filing. Every
+    document's facts are stacked into one frame (`_doc`: the document) and typed at once."""
+    lists, meta = [], []
+    for doc, record in zip(owners, records, strict=True):  # per document: its tags and units
+        with _naming(docs, doc):
+            facts = record["facts"].get("us-gaap", {})
+            for priority, (tag, (statement, item, sign)) in enumerate(EDGAR_TAGS.items()):
+                if tag not in facts:
+                    continue
+                for unit, values in facts[tag]["units"].items():
+                    if not isinstance(values, list) or not all(isinstance(v, dict) for v in values):
+                        raise TypeError(f"{tag} {unit}: facts are not a list of objects")
+                    lists.append(values)
+                    meta.append((doc, statement, item, sign, unit, priority))
+    if not lists:
+        return _empty_long().assign(_doc=pd.Series(dtype=int))
+    lengths = [len(values) for values in lists]
+    rows = pd.DataFrame.from_records(itertools.chain.from_iterable(lists))
+    doc, statement, item, sign, unit, priority = (
+        np.repeat(np.asarray(column, dtype=object), lengths) for column in zip(*meta, strict=True)
+    )
+    owner = doc.astype(int)
+    for column in ("val", "end", "filed", "form", "accn"):
+        if column not in rows:
+            raise _unreadable(docs, int(owner[0]), f"KeyError: {column!r}")
+    for column in ("start", "fp"):
+        if column not in rows:
+            rows[column] = None
+    value = _parsed(docs, owner, rows["val"], "value", _numbers)
+    rows = rows.assign(
+        _doc=owner,
+        statement=statement,
+        line_item=item,
+        value=value * sign.astype(float),
+        currency=np.where(unit != "shares", unit, None),
+        priority=priority.astype(int),
+    )
+    end = _parsed(docs, owner, rows["end"], "period end", _dates)
+    days = (end - _parsed(docs, owner, rows["start"], "period start", _dates)).dt.days
     duration = rows["start"].notna()
     rows["period_type"] = np.select(
         [
@@ -333,18 +350,19 @@ def _edgar_rows(record: dict) -> pd.DataFrame:
         ["quarterly", "annual", "annual", "quarterly"],
         default="",
     )
-    rows = rows[rows["period_type"] != ""].assign(
-        period_end=end,
-        reported_at=pd.to_datetime(rows["filed"]),
+    kept = (rows["period_type"] != "").to_numpy()
+    rows = rows[kept].assign(
+        period_end=end[kept],
+        reported_at=_parsed(docs, owner[kept], rows.loc[kept, "filed"], "filing date", _dates),
         reported_via="sec_filed",
-        form=rows["form"],
-        accession=rows["accn"],
+        form=rows.loc[kept, "form"],
+        accession=rows.loc[kept, "accn"],
     )
-    # One value per item, period and filing: the highest-priority tag.
-    rows = rows.sort_values("priority", kind="stable").drop_duplicates(
-        ["statement", "period_type", "period_end", "line_item", "accession"]
+    # One value per document, item, period and filing: the highest-priority tag.
+    rows = rows.sort_values(["_doc", "priority"], kind="stable").drop_duplicates(
+        ["_doc", "statement", "period_type", "period_end", "line_item", "accession"]
     )
-    return rows[[*_LONG_OUT]]
+    return rows[[*_LONG_OUT, "_doc"]]
 
 
 def long_rows_problem(rows: pd.DataFrame) -> tuple[int, str, str] | None:
