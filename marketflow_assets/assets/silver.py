@@ -222,6 +222,8 @@ def _spec(contract, deps: list) -> dg.AssetSpec:
 
 
 BRONZE_DAILY = dg.AssetKey(["bronze", "daily_bars"])
+# The bar repairs counted in silver.daily_bars' metadata.
+BAR_REPAIR_KINDS = ("range_widened", "unit_100x", "split_unapplied", "adj_close_recomputed")
 
 
 @dg.multi_asset(
@@ -305,9 +307,6 @@ def silver_daily_validation(
         TableWrite(rows=collected(repairs, contracts.BAR_REPAIRS), tickers=tickers),
         output_name="silver__bar_repairs",
     )
-
-
-BAR_REPAIR_KINDS = ("range_widened", "unit_100x", "split_unapplied", "adj_close_recomputed")
 
 
 @dg.asset(
