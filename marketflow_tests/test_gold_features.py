@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 import talib
 
+from marketflow_assets.assets import bronze as bronze_assets
+from marketflow_assets.assets import gold as gold_assets
 from marketflow_assets.calendar import xnys
 from marketflow_assets.contracts.gold import DAILY_FEATURES
 from marketflow_assets.definitions import build_definitions
@@ -270,3 +272,21 @@ def test_kernel_on_a_lookback_window_equals_the_full_history():
 def test_ticker_bounds_finds_every_ticker_start_wherever_it_falls(lengths):
     tickers = np.repeat(np.array([f"T{i}" for i in range(len(lengths))], dtype=object), lengths)
     assert ticker_bounds(tickers).tolist() == np.concatenate(([0], np.cumsum(lengths))).tolist()
+
+
+def test_a_range_in_batches_of_one_ticker_gives_the_same_bronze_and_features(
+    built, tmp_path, monkeypatch
+):
+    """Range runs type bronze bars and compute features per batch of whole tickers; batches of
+    one ticker each write the same rows as the default (one batch at this size)."""
+    settings = copy_of(built, tmp_path)
+    before_bronze = table(settings, "bronze.daily_bars", order="ticker, session_date")
+    before_gold = gold(settings)
+    monkeypatch.setattr(bronze_assets, "TYPED_BATCH_ROWS", 1)
+    monkeypatch.setattr(gold_assets, "PANEL_BATCH_ROWS", 1)
+    result = materialize(settings, select=["bronze/daily_bars", GOLD], partition_range=FULL)
+    meta = output_metadata(result, ["gold", "daily_features"])
+    assert meta["tickers"] == 3 and meta["dagster/row_count"] == len(before_gold)
+    after_bronze = table(settings, "bronze.daily_bars", order="ticker, session_date")
+    pd.testing.assert_frame_equal(after_bronze, before_bronze)
+    assert_features_equal(gold(settings), before_gold, rtol=0)

@@ -5,6 +5,7 @@ import json
 from collections.abc import Iterator
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from marketflow_assets import cadence
@@ -15,32 +16,57 @@ from marketflow_assets.resources import MarketDataResource, ticker_scope
 from marketflow_assets.storage.lake import LakeResource
 from marketflow_assets.storage.raw_io_manager import FILE_DROP_SOURCE
 from marketflow_assets.storage.warehouse import TableWrite
-from marketflow_assets.transforms.payloads import PayloadSchemaError, latest_fetch_rows, type_bars
+from marketflow_assets.transforms.payloads import (
+    PayloadSchemaError,
+    check_payload_columns,
+    latest_fetch_rows,
+    type_bars,
+)
+
+# Raw rows typed at a time by a range run: the typed frame of one batch, not of the range.
+TYPED_BATCH_ROWS = 250_000
 
 
 def typed_bars(context: dg.AssetExecutionContext, raw: pd.DataFrame, interval: str) -> TableWrite:
-    """Typed latest-fetch rows of the run's partitions (and tickers), as one bulk write."""
+    """Typed latest-fetch rows of the run's partitions (and tickers), written in batches of
+    whole tickers (the latest fetch is decided per bar, so per ticker): the IO manager stages
+    them and replaces the scope at once."""
     scope = ticker_scope(context)
     if scope is not None:
         raw = raw[raw["Ticker"].isin(scope)]
-    try:
-        typed = latest_fetch_rows(type_bars(raw, interval)) if not raw.empty else None
+    contract = contracts.DAILY_BARS if interval == "1d" else contracts.INTRADAY_BARS_1M
+    metadata = {
+        "raw_rows_read": dg.MetadataValue.int(len(raw)),
+        "superseded_rows": dg.MetadataValue.int(0),
+        "fetches_used": dg.MetadataValue.int(0),
+    }
+    if raw.empty:
+        return TableWrite(
+            rows=pd.DataFrame(columns=contract.column_names), tickers=scope, metadata=metadata
+        )
+    try:  # a payload without a required column fails the step before anything is staged
+        check_payload_columns(raw, interval)
     except PayloadSchemaError as exc:
         raise dg.Failure(str(exc), allow_retries=False) from exc
-    contract = contracts.DAILY_BARS if interval == "1d" else contracts.INTRADAY_BARS_1M
-    if typed is None:
-        typed = pd.DataFrame(columns=contract.column_names)
-    return TableWrite(
-        rows=typed[contract.column_names],
-        tickers=scope,
-        metadata={
-            "raw_rows_read": dg.MetadataValue.int(len(raw)),
-            "superseded_rows": dg.MetadataValue.int(len(raw) - len(typed)),
-            "fetches_used": dg.MetadataValue.int(
-                int(typed["fetch_id"].nunique()) if len(typed) else 0
-            ),
-        },
-    )
+    # batch number per row: whole tickers, about TYPED_BATCH_ROWS rows each
+    codes, _ = pd.factorize(raw["Ticker"], sort=True)
+    per_ticker = np.bincount(codes)
+    batch_of_ticker = (np.cumsum(per_ticker) - per_ticker) // TYPED_BATCH_ROWS
+    batch = batch_of_ticker[codes]
+
+    def batches() -> Iterator[pd.DataFrame]:
+        superseded, fetches = 0, set()
+        for number in np.unique(batch_of_ticker):
+            rows = raw[batch == number]
+            typed = latest_fetch_rows(type_bars(rows, interval))
+            superseded += len(rows) - len(typed)
+            fetches.update(typed["fetch_id"].unique())
+            metadata["superseded_rows"] = dg.MetadataValue.int(superseded)
+            metadata["fetches_used"] = dg.MetadataValue.int(len(fetches))
+            yield typed[contract.column_names]
+            del rows, typed
+
+    return TableWrite(rows=batches(), tickers=scope, metadata=metadata)
 
 
 @table_asset(

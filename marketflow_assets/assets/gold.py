@@ -1,6 +1,7 @@
 """Gold layer, Python part: technical features per ticker and session (TA-Lib definitions)."""
 
 import datetime as dt
+from collections.abc import Iterator
 
 import dagster as dg
 import duckdb
@@ -52,6 +53,35 @@ def read_panel(
             ) from exc
 
 
+# Silver rows (lookback included) read and computed at a time by a range run.
+PANEL_BATCH_ROWS = 250_000
+
+
+def panel_batches(
+    warehouse: WarehouseResource, start: dt.date, end: dt.date, tickers: tuple[str, ...] | None
+) -> list[tuple[str, ...]]:
+    """The tickers of silver.daily_bars in [start, end] (and `tickers`), in batches of whole
+    tickers of about PANEL_BATCH_ROWS rows."""
+    params = {"start": start, "end": end, "tickers": list(tickers) if tickers else None}
+    with warehouse.get_connection() as con:
+        try:
+            counts = con.execute(
+                "SELECT ticker, count(*) AS n FROM silver.daily_bars "
+                "WHERE session_date BETWEEN $start AND $end "
+                "AND ($tickers IS NULL OR list_contains($tickers, ticker)) "
+                "GROUP BY ticker ORDER BY ticker",
+                params,
+            ).df()
+        except duckdb.CatalogException as exc:
+            raise dg.Failure(
+                f"silver.daily_bars is not readable ({exc}); materialize silver/daily_bars first",
+                allow_retries=False,
+            ) from exc
+    before = counts["n"].cumsum().to_numpy() - counts["n"].to_numpy()
+    number = before // PANEL_BATCH_ROWS
+    return [tuple(group) for _, group in counts["ticker"].groupby(number, sort=True)]
+
+
 @table_asset(
     contracts.DAILY_FEATURES,
     cadence=cadence.DAILY,
@@ -66,15 +96,24 @@ def gold_daily_features(
     sessions = sessions_of(context)
     scope = ticker_scope(context)
     read_from = lookback_start(sessions[0])
-    panel = read_panel(warehouse, read_from, sessions[-1], scope)
-    features = daily_features(panel)
-    rows = features[features["session_date"] >= pd.Timestamp(sessions[0])]
-    return TableWrite(
-        rows=rows,
-        tickers=scope,
-        metadata={
-            "silver_rows_read": dg.MetadataValue.int(len(panel)),
-            "lookback_from": read_from.isoformat(),
-            "tickers": dg.MetadataValue.int(int(rows["ticker"].nunique())),
-        },
-    )
+    metadata = {
+        "silver_rows_read": dg.MetadataValue.int(0),
+        "lookback_from": read_from.isoformat(),
+        "tickers": dg.MetadataValue.int(0),
+    }
+
+    def batches() -> Iterator[pd.DataFrame]:
+        # Every feature looks at one ticker's history: batches of whole tickers give the same
+        # rows with the memory of one batch (the IO manager stages them, then swaps the scope).
+        read, tickers = 0, 0
+        for batch in panel_batches(warehouse, read_from, sessions[-1], scope):
+            panel = read_panel(warehouse, read_from, sessions[-1], batch)
+            features = daily_features(panel)
+            rows = features[features["session_date"] >= pd.Timestamp(sessions[0])]
+            read, tickers = read + len(panel), tickers + int(rows["ticker"].nunique())
+            metadata["silver_rows_read"] = dg.MetadataValue.int(read)
+            metadata["tickers"] = dg.MetadataValue.int(tickers)
+            del panel, features
+            yield rows
+
+    return TableWrite(rows=batches(), tickers=scope, metadata=metadata)

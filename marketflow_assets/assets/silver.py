@@ -1,6 +1,7 @@
 """Silver layer: validated, deduplicated, session-aligned, corporate-action adjusted."""
 
 import datetime as dt
+from collections.abc import Iterator
 
 import dagster as dg
 import pandas as pd
@@ -22,7 +23,10 @@ from marketflow_assets.transforms.adjustments import (
     silver_intraday_bars_sql,
 )
 from marketflow_assets.transforms.repairs import DIVIDEND_REPAIR_KINDS, RepairSwitches
-from marketflow_assets.transforms.silver_validation import validate_daily_bars
+from marketflow_assets.transforms.silver_validation import (
+    intraday_rejected,
+    validate_daily_bars_in_batches,
+)
 
 
 def scope_params(context: dg.AssetExecutionContext) -> dict:
@@ -173,6 +177,10 @@ def _daily_spec(contract, deps: list) -> dg.AssetSpec:
     return table_spec(contract, cadence=cadence.DAILY, kinds={"pandas"}, deps=deps)
 
 
+# The bar repairs counted in silver.daily_bars' metadata.
+BAR_REPAIR_KINDS = ("range_widened", "unit_100x", "split_unapplied", "adj_close_recomputed")
+
+
 @table_multi_asset(
     _daily_spec(contracts.DAILY_BARS, [bronze.DAILY_BARS, contracts.CORPORATE_ACTIONS]),
     _daily_spec(contracts.REJECTED_BARS, [bronze.DAILY_BARS, bronze.INTRADAY_BARS_1M]),
@@ -189,41 +197,64 @@ def silver_daily_validation(
     universe: UniverseResource,
 ):
     """Validate the run's bronze daily bars once: accepted (and repaired) bars to silver, the
-    others to silver.rejected_bars with a reason, every repair to silver.bar_repairs."""
+    others to silver.rejected_bars with a reason, every repair to silver.bar_repairs.
+
+    Validated in batches of whole tickers (`validate_daily_bars_in_batches`): the accepted bars
+    stream into silver.daily_bars batch by batch (the IO manager stages them and swaps the run's
+    scope in at the end), so a 10-year range holds one batch in memory, not the whole range.
+    The rejected and repair rows (few) are collected on the way and written after."""
     params = scope_params(context)
-    with warehouse.get_connection() as con:
-        ensure_all_tables(con)
-        result = validate_daily_bars(
-            con,
-            params["start"],
-            params["end"],
-            params["tickers"],
-            config.switches(),
-            session_hours=session_hours(context, universe, sessions_of(context)),
-        )
     tickers = ticker_scope(context)
-    counts = result.repairs["kind"].str.split(",").explode().value_counts()
+    hours = session_hours(context, universe, sessions_of(context))
+    switches = config.switches()
+    rejected: list[pd.DataFrame] = []
+    repairs: list[pd.DataFrame] = []
+    counts: dict[str, int] = {}
+    metadata = {f"repaired_{kind}": dg.MetadataValue.int(0) for kind in BAR_REPAIR_KINDS}
+    done: list[bool] = []
+
+    def accepted_bars() -> Iterator[pd.DataFrame]:
+        with warehouse.get_connection() as con:
+            ensure_all_tables(con)
+            for batch in validate_daily_bars_in_batches(
+                con, params["start"], params["end"], params["tickers"], switches
+            ):
+                rejected.append(batch.rejected)
+                repairs.append(batch.repairs)
+                kinds = batch.repairs["kind"].str.split(",").explode().value_counts()
+                for kind in BAR_REPAIR_KINDS:
+                    counts[kind] = counts.get(kind, 0) + int(kinds.get(kind, 0))
+                    metadata[f"repaired_{kind}"] = dg.MetadataValue.int(counts[kind])
+                yield batch.bars
+                del batch
+            rejected.append(
+                intraday_rejected(con, params["start"], params["end"], params["tickers"], hours)
+            )
+        done.append(True)
+
+    def collected(parts: list[pd.DataFrame], contract) -> Iterator[pd.DataFrame]:
+        # Written after silver.daily_bars, whose batches fill `parts`.
+        if not done:
+            raise dg.Failure(
+                f"{contract.table} was to be written before silver.daily_bars was validated"
+            )
+        frames = [p for p in parts if not p.empty]
+        if frames:
+            yield pd.concat(frames, ignore_index=True)
+        elif parts:
+            yield parts[0]
+
     yield dg.Output(
-        TableWrite(
-            rows=result.bars,
-            tickers=tickers,
-            metadata={
-                f"repaired_{kind}": dg.MetadataValue.int(int(counts.get(kind, 0)))
-                for kind in (
-                    "range_widened",
-                    "unit_100x",
-                    "split_unapplied",
-                    "adj_close_recomputed",
-                )
-            },
-        ),
+        TableWrite(rows=accepted_bars(), tickers=tickers, metadata=metadata),
         output_name="silver__daily_bars",
     )
     yield dg.Output(
-        TableWrite(rows=result.rejected, tickers=tickers), output_name="silver__rejected_bars"
+        TableWrite(rows=collected(rejected, contracts.REJECTED_BARS), tickers=tickers),
+        output_name="silver__rejected_bars",
     )
     yield dg.Output(
-        TableWrite(rows=result.repairs, tickers=tickers), output_name="silver__bar_repairs"
+        TableWrite(rows=collected(repairs, contracts.BAR_REPAIRS), tickers=tickers),
+        output_name="silver__bar_repairs",
     )
 
 

@@ -84,6 +84,9 @@ class RawLakeIOManager(dg.ConfigurableIOManager):
         # before the next one is fetched.
         land = functools.partial(self._land, raw, obj.dataset, context.run_id)
         manifests: list[FetchManifest] = list(map(land, obj.landings))
+        # Landed: drop the responses. A run that keeps step outputs (`execute_in_process`,
+        # `materialize`) would otherwise hold every fetched payload to its end.
+        obj.landings = ()
         objects = [o for m in manifests for o in m.objects]
         store = raw.store
         context.add_output_metadata(

@@ -52,6 +52,12 @@ class WarehouseResource(DuckDBResource):
         description="How long a step waits for another process to release the warehouse "
         "before it fails naming that process (MARKETFLOW_WAREHOUSE_LOCK_TIMEOUT_SECONDS).",
     )
+    memory_limit: str = Field(
+        default="1GB",
+        description="DuckDB's memory limit for the run process's warehouse connections "
+        "(buffer cache and operators; larger work spills to disk). DuckDB's own default, 80% of "
+        "RAM, lets cached blocks pile up over a long run.",
+    )
     _run_id: str | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
@@ -80,6 +86,7 @@ class WarehouseResource(DuckDBResource):
         with self.lock("warehouse connection"), super().get_connection() as con:
             try:
                 con.execute("SET TimeZone = 'UTC'")
+                con.execute(f"SET memory_limit = '{self.memory_limit}'")
                 yield con
             finally:
                 con.close()

@@ -6,6 +6,8 @@ The definitions are the contracts' (`contracts/fundamentals.py`); this module im
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 
 import numpy as np
@@ -76,38 +78,46 @@ class StatementFormatError(ValueError):
 
 # -- bronze ------------------------------------------------------------------------------------
 def statement_rows(records: pd.DataFrame) -> pd.DataFrame:
-    """Bronze rows from raw statement documents: one row per (ticker, record JSON, lineage)."""
-    parts = []
-    for doc in records.to_dict("records"):  # one document per ticker and fetch
-        try:
-            record = json.loads(doc["record"])
+    """Bronze rows from raw statement documents: one row per (ticker, record JSON, lineage).
+
+    Yahoo documents (one per ticker and fetch, the bulk of a history run) are flattened and
+    typed together in one pandas pass (`_yahoo_rows`), so are EDGAR's (`_edgar_rows`); files of
+    the long format are checked one by one (their errors name the row). A document that cannot be read fails the whole batch, naming its ticker, fetch
+    and raw object."""
+    docs = records.reset_index(drop=True)
+    parsed: list[dict] = []
+    kinds: list[str] = []
+    for doc, text in enumerate(docs["record"]):
+        with _naming(docs, doc):
+            record = json.loads(text)
             kind = record.get("format") if "facts" not in record else EDGAR_FORMAT
-            if kind == YAHOO_FORMAT:
-                rows = _yahoo_rows(record)
-            elif kind == EDGAR_FORMAT:
-                rows = _edgar_rows(record)
-            elif kind == LONG_FORMAT:
-                rows = _long_rows(record)
-            else:
+            if kind not in (YAHOO_FORMAT, EDGAR_FORMAT, LONG_FORMAT):
                 raise StatementFormatError(f"unknown statements format {kind!r}")
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise StatementFormatError(
-                f"{doc['ticker']}: statements of fetch {doc['_fetch_id']} ({doc['_object_key']}) are "
-                f"unreadable: {type(exc).__name__}: {exc}"
-            ) from exc
-        parts.append(
-            rows.assign(
-                ticker=doc["ticker"],
-                source=doc["_source"],
-                fetch_id=doc["_fetch_id"],
-                fetched_at=doc["_fetched_at"],
-                raw_object=doc["_object_key"],
-            )
-        )
+        parsed.append(record)
+        kinds.append(kind)
+    parts = []
+    for kind, reader in ((YAHOO_FORMAT, _yahoo_rows), (EDGAR_FORMAT, _edgar_rows)):
+        owners = [doc for doc, k in enumerate(kinds) if k == kind]
+        if owners:
+            parts.append(reader(docs, owners, [parsed[d] for d in owners]))
+    for doc, kind in enumerate(kinds):  # files of the long format: checked row by row
+        if kind == LONG_FORMAT:
+            with _naming(docs, doc):
+                parts.append(_long_rows(parsed[doc]).assign(_doc=doc))
     columns = BRONZE_FINANCIAL_STATEMENTS.column_names
     if not parts:
         return pd.DataFrame(columns=columns)
-    rows = pd.concat(parts, ignore_index=True)
+    rows = pd.concat(parts, ignore_index=True).sort_values("_doc", kind="stable")
+    doc = rows.pop("_doc").to_numpy()
+    lineage = {
+        "ticker": "ticker",
+        "source": "_source",
+        "fetch_id": "_fetch_id",
+        "fetched_at": "_fetched_at",
+        "raw_object": "_object_key",
+    }
+    for column, origin in lineage.items():
+        rows[column] = docs[origin].to_numpy()[doc]
     rows["period_end"] = pd.to_datetime(rows["period_end"])
     rows["reported_at"] = pd.to_datetime(rows["reported_at"])
     rows["value"] = rows["value"].astype(float)
@@ -115,78 +125,170 @@ def statement_rows(records: pd.DataFrame) -> pd.DataFrame:
     return rows[rows["value"].notna()][columns].reset_index(drop=True)
 
 
-def _yahoo_rows(record: dict) -> pd.DataFrame:
-    """yfinance's tables ({period_end: {item: value}}) stacked; each period gets the first
-    earnings release after its end (within RELEASE_WINDOW_DAYS) as `reported_at`, else the first
-    matching SEC filing Yahoo lists; plus the share counts (`shares`) as `instant` rows."""
-    frames = []
-    for statement in REPORTED_STATEMENTS:
-        for period_type in REPORTED_PERIOD_TYPES:
-            table = pd.DataFrame(record.get(statement, {}).get(period_type, {}))
-            if table.empty:
-                continue
-            long = table.rename_axis("line_item").reset_index()
-            long = long.melt(id_vars="line_item", var_name="period_end", value_name="value")
-            frames.append(long.assign(statement=statement, period_type=period_type))
-    rows = pd.concat(frames, ignore_index=True) if frames else _empty_long()
-    rows = rows[["statement", "period_type", "period_end", "line_item", "value"]].dropna()
-    rows["period_end"] = pd.to_datetime(rows["period_end"]).astype("datetime64[ns]")
-    rows = rows.sort_values("period_end")
-    releases = pd.to_datetime(pd.Series(record.get("earnings_dates", []), dtype=object), utc=True)
-    release_days = (
-        releases.dt.tz_convert(EXCHANGE_TZ)
-        .dt.tz_localize(None)
-        .dt.normalize()
-        .astype("datetime64[ns]")
+@contextlib.contextmanager
+def _naming(docs: pd.DataFrame, doc: int):
+    """Re-raise a reading error of document `doc` as a StatementFormatError naming it."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise _unreadable(docs, doc, f"{type(exc).__name__}: {exc}") from exc
+
+
+def _unreadable(docs: pd.DataFrame, doc: int, why: str) -> StatementFormatError:
+    return StatementFormatError(
+        f"{docs.at[doc, 'ticker']}: statements of fetch {docs.at[doc, '_fetch_id']} "
+        f"({docs.at[doc, '_object_key']}) are unreadable: {why}"
     )
-    calendar = pd.DataFrame({"release": release_days.sort_values().unique()})
-    rows = _first_after(rows, calendar, "release")
-    filings = pd.DataFrame(record.get("sec_filings", []), columns=["date", "form"])
-    filings = pd.concat(
+
+
+def _yahoo_values(record: dict) -> list[tuple]:
+    """(statement, period_type, period_end, line_item, value) of one document's tables
+    ({period_end: {item: value}}), in document order; missing values left out."""
+    return [
+        (statement, period_type, end, item, value)
+        for statement in REPORTED_STATEMENTS
+        for period_type in REPORTED_PERIOD_TYPES
+        for end, items in record.get(statement, {}).get(period_type, {}).items()
+        for item, value in items.items()
+        if value is not None
+    ]
+
+
+def _first_bad(parsed: pd.Series, given: pd.Series) -> int | None:
+    """Position of the first cell that was given but did not parse (None if every one did)."""
+    bad = np.flatnonzero((parsed.isna() & given.notna()).to_numpy())
+    return int(bad[0]) if bad.size else None
+
+
+def _parsed(
+    docs: pd.DataFrame, owners: np.ndarray, cells: pd.Series, what: str, parse
+) -> pd.Series:
+    """`parse(cells)` with errors coerced; a cell that does not parse fails its document."""
+    out = parse(cells)
+    bad = _first_bad(out, cells)
+    if bad is not None:
+        raise _unreadable(docs, int(owners[bad]), f"{what} {cells.iloc[bad]!r} does not parse")
+    return out
+
+
+def _dates(cells: pd.Series) -> pd.Series:
+    return pd.to_datetime(cells, format="mixed", errors="coerce").astype("datetime64[ns]")
+
+
+def _yahoo_rows(docs: pd.DataFrame, owners: list[int], records: list[dict]) -> pd.DataFrame:
+    """yfinance's tables of every Yahoo document, stacked in one frame (`_doc`: the document);
+    each period gets the first earnings release of its document after its end (within
+    RELEASE_WINDOW_DAYS) as `reported_at`, else the first matching SEC filing Yahoo lists; plus
+    the share counts (`shares`) as `instant` rows."""
+    values, value_doc = [], []
+    releases, release_doc = [], []
+    filings, filing_doc = [], []
+    shares, share_doc = [], []
+    for doc, record in zip(owners, records, strict=True):  # flatten, per document
+        with _naming(docs, doc):
+            found = _yahoo_values(record)
+            dates = list(record.get("earnings_dates", []))
+            listed = [(f["date"], f["form"]) for f in record.get("sec_filings", [])]
+            counts = list((record.get("shares") or {}).items())
+        values += found
+        value_doc += [doc] * len(found)
+        releases += dates
+        release_doc += [doc] * len(dates)
+        filings += listed
+        filing_doc += [doc] * len(listed)
+        shares += counts
+        share_doc += [doc] * len(counts)
+    value_doc, release_doc = np.asarray(value_doc, int), np.asarray(release_doc, int)
+    filing_doc, share_doc = np.asarray(filing_doc, int), np.asarray(share_doc, int)
+
+    rows = pd.DataFrame(
+        values, columns=["statement", "period_type", "period_end", "line_item", "value"]
+    )
+    rows["_doc"] = value_doc
+    rows["value"] = _parsed(docs, value_doc, rows["value"], "value", _numbers)
+    rows = rows[rows["value"].notna()]
+    rows["period_end"] = _parsed(
+        docs, rows["_doc"].to_numpy(), rows["period_end"], "period end", _dates
+    )
+    rows = rows.sort_values("period_end", kind="stable")
+
+    stamps = pd.Series(releases, dtype=object)
+    released = _parsed(
+        docs,
+        release_doc,
+        stamps,
+        "earnings date",
+        lambda s: pd.to_datetime(s, utc=True, format="mixed", errors="coerce"),
+    )
+    calendar = pd.DataFrame(
+        {
+            "_doc": release_doc,
+            "release": released.dt.tz_convert(EXCHANGE_TZ)
+            .dt.tz_localize(None)
+            .dt.normalize()
+            .astype("datetime64[ns]"),
+        }
+    ).drop_duplicates()
+    rows = _first_after(rows, calendar, "release", by="_doc")
+
+    listed = pd.DataFrame(filings, columns=["date", "form"], dtype=object)
+    listed["_doc"] = filing_doc
+    listed["filed"] = _parsed(docs, filing_doc, listed["date"], "filing date", _dates)
+    listed = pd.concat(
         [
-            filings[filings["form"].isin(forms)].assign(period_type=period_type)
+            listed[listed["form"].isin(forms)].assign(period_type=period_type)
             for period_type, forms in FILING_FORMS.items()
         ]
     )
-    filings = filings.assign(filed=pd.to_datetime(filings["date"]).astype("datetime64[ns]"))
-    rows = _first_after(rows, filings.drop(columns="date"), "filed", by="period_type")
+    rows = _first_after(rows, listed.drop(columns="date"), "filed", by=["_doc", "period_type"])
+
+    currency = pd.Series([r.get("currency") for r in records], index=owners, dtype=object)
     by_release = rows["release"].notna()
     by_filing = ~by_release & rows["filed"].notna()
     statements = rows.assign(
-        currency=record.get("currency"),
+        currency=currency.reindex(rows["_doc"]).to_numpy(),
         reported_at=rows["release"].where(by_release, rows["filed"]),
         reported_via=np.select(
             [by_release, by_filing], ["earnings_date", "sec_filing"], default=None
         ),
         form=rows["form"].where(by_filing, None),
         accession=None,
-    )[[*_LONG_OUT]]
-    shares = pd.Series(record.get("shares") or {}, dtype=float)
+    )[[*_LONG_OUT, "_doc"]]
+    counted = pd.DataFrame(shares, columns=["period_end", "value"], dtype=object)
     counts = pd.DataFrame(
         {
             "statement": "shares",
             "period_type": "instant",
-            "period_end": pd.to_datetime(shares.index).astype("datetime64[ns]"),
+            "period_end": _parsed(
+                docs, share_doc, counted["period_end"], "share count date", _dates
+            ),
             "line_item": SHARES_ITEM,
-            "value": shares.to_numpy(),
+            "value": _parsed(docs, share_doc, counted["value"], "share count", _numbers),
             "currency": None,
             "reported_at": pd.NaT,
             "reported_via": None,
             "form": None,
             "accession": None,
+            "_doc": share_doc,
         }
     )
-    return pd.concat([statements, counts], ignore_index=True) if len(counts) else statements
+    # per document: its statements by period end, then its share counts
+    both = pd.concat([statements, counts], ignore_index=True) if len(counts) else statements
+    return both.sort_values("_doc", kind="stable")
+
+
+def _numbers(cells: pd.Series) -> pd.Series:
+    return pd.to_numeric(cells, errors="coerce").astype(float)
 
 
 def _first_after(
-    rows: pd.DataFrame, dates: pd.DataFrame, column: str, by: str | None = None
+    rows: pd.DataFrame, dates: pd.DataFrame, column: str, by: str | list[str] | None = None
 ) -> pd.DataFrame:
     """`rows` (sorted by period_end) with the columns of the first row of `dates` whose
     `column` is after the period end, within RELEASE_WINDOW_DAYS (NaT/NaN where none)."""
     return pd.merge_asof(
         rows,
-        dates.sort_values(column),
+        dates.sort_values(column, kind="stable"),
         left_on="period_end",
         right_on=column,
         by=by,
@@ -196,32 +298,47 @@ def _first_after(
     )
 
 
-def _edgar_rows(record: dict) -> pd.DataFrame:
+def _edgar_rows(docs: pd.DataFrame, owners: list[int], records: list[dict]) -> pd.DataFrame:
     """companyfacts -> rows of the mapped us-gaap tags: quarters and fiscal years of duration
-    facts (year-to-date spans are left out), every instant fact; one row per filing."""
-    facts = record["facts"].get("us-gaap", {})
-    frames = []
-    for priority, (tag, (statement, item, sign)) in enumerate(EDGAR_TAGS.items()):
-        if tag not in facts:
-            continue
-        for unit, values in facts[tag]["units"].items():
-            frame = pd.DataFrame(values)
-            frames.append(
-                frame.assign(
-                    statement=statement,
-                    line_item=item,
-                    value=frame["val"] * sign,
-                    currency=unit if unit != "shares" else None,
-                    priority=priority,
-                )
-            )
-    if not frames:
-        return _empty_long()
-    rows = pd.concat(frames, ignore_index=True)
-    if "start" not in rows:
-        rows["start"] = None
-    end = pd.to_datetime(rows["end"])
-    days = (end - pd.to_datetime(rows["start"])).dt.days
+    facts (year-to-date spans are left out), every instant fact; one row per filing. Every
+    document's facts are stacked into one frame (`_doc`: the document) and typed at once."""
+    lists, meta = [], []
+    for doc, record in zip(owners, records, strict=True):  # per document: its tags and units
+        with _naming(docs, doc):
+            facts = record["facts"].get("us-gaap", {})
+            for priority, (tag, (statement, item, sign)) in enumerate(EDGAR_TAGS.items()):
+                if tag not in facts:
+                    continue
+                for unit, values in facts[tag]["units"].items():
+                    if not isinstance(values, list) or not all(isinstance(v, dict) for v in values):
+                        raise TypeError(f"{tag} {unit}: facts are not a list of objects")
+                    lists.append(values)
+                    meta.append((doc, statement, item, sign, unit, priority))
+    if not lists:
+        return _empty_long().assign(_doc=pd.Series(dtype=int))
+    lengths = [len(values) for values in lists]
+    rows = pd.DataFrame.from_records(itertools.chain.from_iterable(lists))
+    doc, statement, item, sign, unit, priority = (
+        np.repeat(np.asarray(column, dtype=object), lengths) for column in zip(*meta, strict=True)
+    )
+    owner = doc.astype(int)
+    for column in ("val", "end", "filed", "form", "accn"):
+        if column not in rows:
+            raise _unreadable(docs, int(owner[0]), f"KeyError: {column!r}")
+    for column in ("start", "fp"):
+        if column not in rows:
+            rows[column] = None
+    value = _parsed(docs, owner, rows["val"], "value", _numbers)
+    rows = rows.assign(
+        _doc=owner,
+        statement=statement,
+        line_item=item,
+        value=value * sign.astype(float),
+        currency=np.where(unit != "shares", unit, None),
+        priority=priority.astype(int),
+    )
+    end = _parsed(docs, owner, rows["end"], "period end", _dates)
+    days = (end - _parsed(docs, owner, rows["start"], "period start", _dates)).dt.days
     duration = rows["start"].notna()
     rows["period_type"] = np.select(
         [
@@ -233,18 +350,19 @@ def _edgar_rows(record: dict) -> pd.DataFrame:
         ["quarterly", "annual", "annual", "quarterly"],
         default="",
     )
-    rows = rows[rows["period_type"] != ""].assign(
-        period_end=end,
-        reported_at=pd.to_datetime(rows["filed"]),
+    kept = (rows["period_type"] != "").to_numpy()
+    rows = rows[kept].assign(
+        period_end=end[kept],
+        reported_at=_parsed(docs, owner[kept], rows.loc[kept, "filed"], "filing date", _dates),
         reported_via="sec_filed",
-        form=rows["form"],
-        accession=rows["accn"],
+        form=rows.loc[kept, "form"],
+        accession=rows.loc[kept, "accn"],
     )
-    # One value per item, period and filing: the highest-priority tag.
-    rows = rows.sort_values("priority", kind="stable").drop_duplicates(
-        ["statement", "period_type", "period_end", "line_item", "accession"]
+    # One value per document, item, period and filing: the highest-priority tag.
+    rows = rows.sort_values(["_doc", "priority"], kind="stable").drop_duplicates(
+        ["_doc", "statement", "period_type", "period_end", "line_item", "accession"]
     )
-    return rows[[*_LONG_OUT]]
+    return rows[[*_LONG_OUT, "_doc"]]
 
 
 def long_rows_problem(rows: pd.DataFrame) -> tuple[int, str, str] | None:

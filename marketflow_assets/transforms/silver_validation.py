@@ -10,6 +10,7 @@ judged against its neighbours), and only the run's sessions are written.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import duckdb
@@ -18,11 +19,18 @@ import pandas as pd
 
 from marketflow_assets.contracts import silver as contracts
 from marketflow_assets.transforms.adjustments import silver_daily_bars_sql
-from marketflow_assets.transforms.bar_quality import classified_bars_sql, rejected_bars_sql
+from marketflow_assets.transforms.bar_quality import (
+    SCOPE_FILTER,
+    classified_bars_sql,
+    rejected_bars_sql,
+)
 from marketflow_assets.transforms.repairs import RepairSwitches
 from marketflow_assets.transforms.repairs.bars import RANGE_TOLERANCE, repair_bars
 
 CONTEXT_DAYS = 90
+# Bronze rows (context included) validated at a time by a range run: ~0.3 GB of frames.
+BATCH_ROWS = 200_000
+BRONZE_DAILY = "bronze.daily_bars"
 
 
 @dataclass(frozen=True)
@@ -41,32 +49,113 @@ def validate_daily_bars(
     *,
     session_hours: pd.DataFrame | None = None,
 ) -> ValidatedBars:
-    """Validate and repair the daily bars of [start, end] (and tickers). With `session_hours`
-    (session_date, open_utc, close_utc) the rejected rows include the intraday ones too."""
-    tolerance = RANGE_TOLERANCE if switches.range_widened else 0.0
-    context = {
+    """Validate and repair the daily bars of [start, end] (and tickers) in one pass. With
+    `session_hours` (session_date, open_utc, close_utc) the rejected rows include the intraday
+    ones too."""
+    result = _validate(con, start, end, tickers, switches)
+    if session_hours is None:
+        return result
+    intraday = intraday_rejected(con, start, end, tickers, session_hours)
+    rejected = pd.concat([result.rejected, intraday[result.rejected.columns]], ignore_index=True)
+    return ValidatedBars(bars=result.bars, rejected=rejected, repairs=result.repairs)
+
+
+def validate_daily_bars_in_batches(
+    con: duckdb.DuckDBPyConnection,
+    start: dt.date,
+    end: dt.date,
+    tickers: list[str] | None,
+    switches: RepairSwitches,
+    *,
+    batch_rows: int = BATCH_ROWS,
+) -> Iterator[ValidatedBars]:
+    """`validate_daily_bars` (daily rows only) one batch of whole tickers at a time, about
+    `batch_rows` bronze rows each: every rule and repair looks at one ticker's history, so the
+    batches give the same rows as one pass, with the memory of one batch whatever the range.
+    Each batch's frames are free once the caller drops them."""
+    for batch in _ticker_batches(con, start, end, tickers, batch_rows):
+        yield _validate(con, start, end, batch, switches)
+
+
+def intraday_rejected(
+    con: duckdb.DuckDBPyConnection,
+    start: dt.date,
+    end: dt.date,
+    tickers: list[str] | None,
+    session_hours: pd.DataFrame,
+) -> pd.DataFrame:
+    """silver.rejected_bars rows of the intraday bars of [start, end] (and tickers)."""
+    con.register("session_hours", session_hours)
+    try:
+        intraday = con.execute(
+            rejected_bars_sql(("1m",)), {"start": start, "end": end, "tickers": tickers}
+        ).df()
+    finally:
+        con.unregister("session_hours")
+    return intraday[contracts.REJECTED_BARS.column_names]
+
+
+def _context(start: dt.date, end: dt.date, tickers: list[str] | None) -> dict:
+    return {
         "start": start - dt.timedelta(days=CONTEXT_DAYS),
         "end": end + dt.timedelta(days=CONTEXT_DAYS),
         "tickers": tickers,
     }
+
+
+def _ticker_batches(
+    con: duckdb.DuckDBPyConnection,
+    start: dt.date,
+    end: dt.date,
+    tickers: list[str] | None,
+    batch_rows: int,
+) -> list[list[str]]:
+    """The tickers with bronze daily rows in the validation's context, in batches of about
+    `batch_rows` rows (a ticker is never split)."""
+    counts = con.execute(
+        f"SELECT ticker, count(*) AS n FROM {BRONZE_DAILY} WHERE {SCOPE_FILTER} "
+        "GROUP BY ticker ORDER BY ticker",
+        _context(start, end, tickers),
+    ).df()
+    if counts.empty:
+        return []
+    # batch number: rows before the ticker // batch_rows
+    before = counts["n"].cumsum().to_numpy() - counts["n"].to_numpy()
+    number = before // max(batch_rows, 1)
+    return [list(group) for _, group in counts["ticker"].groupby(number, sort=True)]
+
+
+def _validate(
+    con: duckdb.DuckDBPyConnection,
+    start: dt.date,
+    end: dt.date,
+    tickers: list[str] | None,
+    switches: RepairSwitches,
+) -> ValidatedBars:
+    """Accepted (repaired), rejected and repair rows of the daily bars of [start, end]."""
+    tolerance = RANGE_TOLERANCE if switches.range_widened else 0.0
     classified = con.execute(
         classified_bars_sql("1d", tolerance, own_adjustment=switches.adj_close_recomputed),
-        context,
+        _context(start, end, tickers),
     ).df()
     in_scope = classified["session_date"].between(pd.Timestamp(start), pd.Timestamp(end))
+    rejected = classified[in_scope & classified["reason"].notna()]
     accepted = classified[classified["reason"].isna()]
+    del classified, in_scope
     actions = con.execute(
         "SELECT ticker, ex_date, split_ratio, dividend_factor FROM silver.corporate_actions "
         "WHERE $tickers IS NULL OR list_contains($tickers, ticker)",
         {"tickers": tickers},
     ).df()
     repaired, log, quarantined = repair_bars(accepted, actions, switches)
+    del accepted
 
     def scoped(frame: pd.DataFrame) -> pd.DataFrame:
         days = pd.to_datetime(frame["session_date"])
         return frame[days.between(pd.Timestamp(start), pd.Timestamp(end))]
 
     con.register("accepted_bars", scoped(repaired))
+    del repaired
     try:
         silver = con.execute(
             silver_daily_bars_sql("accepted_bars"),
@@ -78,24 +167,11 @@ def validate_daily_bars(
     if switches.adj_close_recomputed:
         silver, log = _record_adjustment_repairs(silver, log)
 
-    rejected = pd.concat(
-        [classified[in_scope & classified["reason"].notna()], scoped(quarantined)],
-        ignore_index=True,
-    )
+    rejected = pd.concat([rejected, scoped(quarantined)], ignore_index=True)
     rejected["interval"] = "1d"
-    rejected = rejected[contracts.REJECTED_BARS.column_names]
-    if session_hours is not None:
-        con.register("session_hours", session_hours)
-        try:
-            intraday = con.execute(
-                rejected_bars_sql(("1m",)), {"start": start, "end": end, "tickers": tickers}
-            ).df()
-        finally:
-            con.unregister("session_hours")
-        rejected = pd.concat([rejected, intraday[rejected.columns]], ignore_index=True)
     return ValidatedBars(
         bars=silver[contracts.DAILY_BARS.column_names],
-        rejected=rejected,
+        rejected=rejected[contracts.REJECTED_BARS.column_names],
         repairs=log[contracts.BAR_REPAIRS.column_names].reset_index(drop=True),
     )
 

@@ -17,6 +17,8 @@ bar_quality accepts them only when the repair is on): low/high are widened to in
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -58,25 +60,86 @@ REPAIR_LOG_COLUMNS = [
 ]
 
 
-def _split_jump(bars: pd.DataFrame, splits: pd.DataFrame, log_jump: np.ndarray) -> np.ndarray:
-    """Per bar, the log factor of the nearby split its jump matches (0 if none)."""
-    out = np.zeros(len(bars))
+def _day_numbers(values) -> np.ndarray:
+    """Dates (datetime64, Timestamps or date objects) as int64 days since the epoch."""
+    return pd.to_datetime(values).to_numpy().astype("datetime64[D]").astype(np.int64)
+
+
+@dataclass(frozen=True)
+class _Tickers:
+    """The tickers of bars sorted by ticker: per row its ticker's number (in sorted order) and
+    the first and last row of its run, for per-ticker shifts and lookups without grouping."""
+
+    names: pd.Index
+    code: np.ndarray
+    starts: np.ndarray  # first row of each run
+    run: np.ndarray  # per row, its run
+    first: np.ndarray
+    last: np.ndarray
+
+    @classmethod
+    def of(cls, tickers: pd.Series) -> _Tickers:
+        code, names = pd.factorize(tickers, sort=True)
+        new_run = np.r_[True, code[1:] != code[:-1]] if len(code) else np.zeros(0, bool)
+        starts = np.flatnonzero(new_run)
+        ends = np.r_[starts[1:], len(code)] - 1
+        run = np.cumsum(new_run) - 1
+        return cls(pd.Index(names), code, starts, run, starts[run], ends[run])
+
+    def latest(self, positions: np.ndarray) -> np.ndarray:
+        """Per row, the maximum of `positions` over its ticker's rows."""
+        if not len(positions):
+            return positions
+        return np.maximum.reduceat(positions, self.starts)[self.run]
+
+    def keys(self, tickers, days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(ticker number, day) of other rows as one sortable int64 (-1 numbers: unknown)."""
+        code = self.names.get_indexer(pd.Index(tickers)).astype(np.int64)
+        return code, code * _DAY_SPAN + days + _DAY_OFFSET
+
+    def previous(self, values: np.ndarray) -> np.ndarray:
+        """Each row's previous row of the same ticker (NaN on its first row)."""
+        out = np.r_[np.nan, values[:-1]].astype(float) if len(values) else values.astype(float)
+        out[self.first == np.arange(len(values))] = np.nan
+        return out
+
+    def following(self, values: np.ndarray, fill: float) -> np.ndarray:
+        """Each row's next row of the same ticker (`fill` on its last row)."""
+        out = np.r_[values[1:], fill].astype(float) if len(values) else values.astype(float)
+        out[self.last == np.arange(len(values))] = fill
+        return out
+
+
+# Composite (ticker, day) keys: days since the epoch shifted positive, ticker number above them.
+_DAY_OFFSET = 1_000_000
+_DAY_SPAN = 4_000_000
+
+
+def _split_jump(
+    rows: _Tickers, days: np.ndarray, splits: pd.DataFrame, log_jump: np.ndarray
+) -> np.ndarray:
+    """Per bar, the log factor of the nearby split its jump matches (0 if none): the split of
+    its ticker nearest to the bar's date within SPLIT_WINDOW_DAYS (the earlier one on a tie)."""
+    out = np.zeros(len(days))
     if splits.empty:
         return out
-    keyed = bars[["ticker", "session_date"]].assign(_row=np.arange(len(bars)))
-    keyed["session_date"] = pd.to_datetime(keyed["session_date"]).astype("datetime64[ns]")
-    table = splits[["ticker", "ex_date", "split_ratio"]].copy()
-    table["ex_date"] = pd.to_datetime(table["ex_date"]).astype("datetime64[ns]")
-    near = pd.merge_asof(
-        keyed.sort_values("session_date"),
-        table.sort_values("ex_date"),
-        left_on="session_date",
-        right_on="ex_date",
-        by="ticker",
-        direction="nearest",
-        tolerance=pd.Timedelta(days=SPLIT_WINDOW_DAYS),
-    ).sort_values("_row")
-    log_ratio = np.log(near["split_ratio"].to_numpy(dtype=float))
+    code, split_keys = rows.keys(splits["ticker"], _day_numbers(splits["ex_date"]))
+    order = np.argsort(split_keys, kind="stable")
+    split_keys, code = split_keys[order], code[order]
+    ratio = splits["split_ratio"].to_numpy(dtype=float)[order]
+    bar_keys = rows.code.astype(np.int64) * _DAY_SPAN + days + _DAY_OFFSET
+    found = np.full(len(days), -1)
+    gap = np.full(len(days), np.iinfo(np.int64).max)
+    for side, sign in (("left", 1), ("right", -1)):  # forward, then backward (wins a tie)
+        at = np.searchsorted(split_keys, bar_keys, side=side) - (side == "right")
+        inside = (at >= 0) & (at < len(split_keys))
+        at = np.clip(at, 0, max(len(split_keys) - 1, 0))
+        distance = sign * (split_keys[at] - bar_keys)
+        usable = inside & (code[at] == rows.code) & (distance <= SPLIT_WINDOW_DAYS)
+        better = usable & (distance <= gap)
+        found = np.where(better, at, found)
+        gap = np.where(better, distance, gap)
+    log_ratio = np.where(found >= 0, np.log(ratio[np.maximum(found, 0)]), np.nan)
     tolerance = np.minimum(MAX_TOLERANCE, np.abs(log_ratio) / 3)
     for sign in (1.0, -1.0):  # not applied (prices x ratio) or applied twice (prices / ratio)
         hit = np.abs(log_jump - sign * log_ratio) < tolerance
@@ -84,52 +147,64 @@ def _split_jump(bars: pd.DataFrame, splits: pd.DataFrame, log_jump: np.ndarray) 
     return np.nan_to_num(out)
 
 
-def _splits_after(tickers: pd.Series, days: pd.Series, splits: pd.DataFrame) -> np.ndarray:
-    """Per row, the product of the ticker's split ratios with ex-date after `days`."""
+def _splits_after(rows: _Tickers, days: np.ndarray, splits: pd.DataFrame) -> np.ndarray:
+    """Per row, the product of its ticker's split ratios with ex-date after `days`."""
     if splits.empty:
-        return np.ones(len(tickers))
+        return np.ones(len(days))
     table = splits[["ticker", "ex_date", "split_ratio"]].copy()
     table["ex_date"] = pd.to_datetime(table["ex_date"]).astype("datetime64[ns]")
     table = table.sort_values(["ticker", "ex_date"], ascending=[True, False])
     table["after"] = table.groupby("ticker")["split_ratio"].cumprod()  # this one and later
-    keyed = pd.DataFrame(
-        {
-            "ticker": tickers.to_numpy(),
-            "day": days.to_numpy().astype("datetime64[ns]"),
-            "_row": range(len(tickers)),
-        }
-    )
-    found = pd.merge_asof(
-        keyed.sort_values("day"),
-        table.sort_values("ex_date"),
-        left_on="day",
-        right_on="ex_date",
-        by="ticker",
-        direction="forward",
-        allow_exact_matches=False,
-    ).sort_values("_row")
-    return found["after"].fillna(1.0).to_numpy(dtype=float)
+    code, keys = rows.keys(table["ticker"], _day_numbers(table["ex_date"]))
+    order = np.argsort(keys, kind="stable")
+    keys, code, after = keys[order], code[order], table["after"].to_numpy(dtype=float)[order]
+    row_keys = rows.code.astype(np.int64) * _DAY_SPAN + days + _DAY_OFFSET
+    at = np.searchsorted(keys, row_keys, side="right")  # the first split after the day
+    inside = at < len(keys)
+    at = np.minimum(at, len(keys) - 1)
+    return np.where(inside & (code[at] == rows.code), after[at], 1.0)
 
 
 def _dividend_explained(
-    bars: pd.DataFrame, actions: pd.DataFrame, log_jump: np.ndarray
+    rows: _Tickers, days: np.ndarray, actions: pd.DataFrame, log_jump: np.ndarray
 ) -> np.ndarray:
     """Bars on an ex-date whose jump is the dividend's own price drop (a special dividend on
     a consolidation's ex-date, CNE.L: not an unapplied split)."""
     if "dividend_factor" not in actions or actions.empty:
-        return np.zeros(len(bars), dtype=bool)
+        return np.zeros(len(days), dtype=bool)
     paying = actions[actions["dividend_factor"] < 1]
-    keyed = bars[["ticker", "session_date"]].assign(
-        session_date=pd.to_datetime(bars["session_date"]).astype("datetime64[ns]")
+    if paying.empty:
+        return np.zeros(len(days), dtype=bool)
+    _, keys = rows.keys(paying["ticker"], _day_numbers(paying["ex_date"]))
+    order = np.argsort(keys, kind="stable")
+    keys, factor = keys[order], paying["dividend_factor"].to_numpy(dtype=float)[order]
+    bar_keys = rows.code.astype(np.int64) * _DAY_SPAN + days + _DAY_OFFSET
+    at = np.minimum(np.searchsorted(keys, bar_keys), len(keys) - 1)
+    dividend = np.where(keys[at] == bar_keys, factor[at], np.nan)
+    return np.abs(log_jump - np.log(dividend)) < MAX_TOLERANCE / 2
+
+
+def _sorted(bars: pd.DataFrame) -> pd.DataFrame:
+    """`bars` by ticker and session (stable), with a fresh 0..n-1 index; no copy when they
+    already are in that order."""
+    code, _ = pd.factorize(bars["ticker"], sort=True)
+    order = np.lexsort((_day_numbers(bars["session_date"]), code))
+    if not np.array_equal(order, np.arange(len(bars))):
+        bars = bars.take(order)
+    return bars.set_axis(pd.RangeIndex(len(bars)), axis=0, copy=False)
+
+
+def _exchange_dates(rows: _Tickers, tickers: pd.Series, fetched_at: pd.Series) -> np.ndarray:
+    """`own_exchange_dates` of (ticker, fetched_at) as days, converted once per distinct pair
+    (a run's bars come from a few fetches)."""
+    stamps = pd.to_datetime(fetched_at, utc=True)
+    fetch, _ = pd.factorize(stamps)
+    pair = rows.code.astype(np.int64) * (fetch.max(initial=0) + 2) + fetch
+    _, first, inverse = np.unique(pair, return_index=True, return_inverse=True)
+    local = own_exchange_dates(
+        tickers.iloc[first].reset_index(drop=True), stamps.iloc[first].reset_index(drop=True)
     )
-    factor = keyed.merge(
-        paying.assign(session_date=pd.to_datetime(paying["ex_date"]).astype("datetime64[ns]"))[
-            ["ticker", "session_date", "dividend_factor"]
-        ],
-        on=["ticker", "session_date"],
-        how="left",
-    )["dividend_factor"].to_numpy(dtype=float)
-    return np.abs(log_jump - np.log(factor)) < MAX_TOLERANCE / 2
+    return _day_numbers(local)[inverse]
 
 
 def repair_bars(
@@ -138,120 +213,136 @@ def repair_bars(
     """(repaired bars with `repair_reason`, repair log, quarantined bars with reason/detail).
 
     `bars`: accepted daily bars (bronze columns), any tickers and dates; `actions`: ticker,
-    ex_date, split_ratio, dividend_factor of the known corporate actions."""
-    bars = bars.sort_values(["ticker", "session_date"], kind="stable").reset_index(drop=True)
-    original = bars.copy()
-    reasons = pd.Series("", index=bars.index, dtype=object)
+    ex_date, split_ratio, dividend_factor of the known corporate actions. Vectorized over all
+    tickers at once: per-ticker shifts and lookups use the sorted rows' ticker runs."""
+    bars = _sorted(bars)
+    n = len(bars)
+    rows = _Tickers.of(bars["ticker"])
+    days = _day_numbers(bars["session_date"]) if n else np.zeros(0, np.int64)
+    values = {c: bars[c].to_numpy(dtype=float) for c in PRICE_COLUMNS}
+    volume = bars["volume"].to_numpy()
 
-    def add_reason(hit: np.ndarray, kind: str) -> pd.Series:
-        return reasons.where(~hit, (reasons + "," + kind).str.lstrip(","))
-
-    factors = np.ones(len(bars))
+    factors = np.ones(n)
     # Bars of different fetches are in different as-of bases (a fetch before a split serves
     # pre-split prices): compare them all in the latest basis, or a fetch boundary would look
     # like an unapplied split.
     splits = actions[actions["split_ratio"] != 1]
     # the fetch's date on the ticker's own exchange clock (a split is known from its ex-date on)
-    fetched = own_exchange_dates(bars["ticker"], pd.to_datetime(bars["fetched_at"], utc=True))
-    latest = bars["close"].to_numpy(dtype=float) / _splits_after(bars["ticker"], fetched, splits)
-    log_close = pd.Series(np.log(latest), index=bars.index)
-    log_jump = np.nan_to_num((log_close - log_close.groupby(bars["ticker"]).shift(1)).to_numpy())
+    fetched = _exchange_dates(rows, bars["ticker"], bars["fetched_at"]) if n else days
+    log_close = np.log(values["close"] / _splits_after(rows, fetched, splits))
+    log_jump = np.nan_to_num(log_close - rows.previous(log_close))
 
-    unit = np.zeros(len(bars))
+    unit = np.zeros(n)
     for sign in (1.0, -1.0):
         unit = np.where(
             np.abs(log_jump - sign * np.log(UNIT_FACTOR)) < UNIT_TOLERANCE,
             sign * np.log(UNIT_FACTOR),
             unit,
         )
-    split = _split_jump(bars, splits, log_jump)
-    split = np.where((unit != 0) | _dividend_explained(bars, actions, log_jump), 0.0, split)
+    split = _split_jump(rows, days, splits, log_jump)
+    explained_dividend = _dividend_explained(rows, days, actions, log_jump)
+    split = np.where((unit != 0) | explained_dividend, 0.0, split)
     # Detected either way (a switched-off kind is served as the provider sent it, not
     # quarantined as unexplained); applied only when switched on.
     explained = unit + split
-    unit = unit if switches.unit_100x else np.zeros(len(bars))
-    split = split if switches.split_unapplied else np.zeros(len(bars))
-    levels = pd.DataFrame(
-        {"ticker": bars["ticker"], "unit": unit, "split": split, "traded": bars["volume"] > 0}
-    )
-    levels[["unit", "split"]] = levels.groupby("ticker", sort=False)[["unit", "split"]].cumsum()
+    unit = unit if switches.unit_100x else np.zeros(n)
+    split = split if switches.split_unapplied else np.zeros(n)
+    # Per-ticker levels: running sums of the jumps (grouped by the ticker's number).
+    levels = pd.DataFrame({"unit": unit, "split": split}).groupby(rows.code, sort=False).cumsum()
     # Reference: the latest bar that traded, else the latest bar.
-    position = pd.Series(np.arange(len(bars)), index=bars.index)
-    last_traded = position.where(levels["traded"]).groupby(bars["ticker"]).transform("max")
-    reference = last_traded.fillna(position.groupby(bars["ticker"]).transform("max")).astype(int)
+    position = np.arange(n)
+    traded = np.where(np.nan_to_num(volume.astype(float)) > 0, position, -1)
+    latest_traded = rows.latest(traded)
+    reference = np.where(latest_traded >= 0, latest_traded, rows.last)
     unit_off = levels["unit"].to_numpy() - levels["unit"].to_numpy()[reference]
     split_off = levels["split"].to_numpy() - levels["split"].to_numpy()[reference]
 
-    for kind, offset, scales_volume in (
-        ("unit_100x", unit_off, False),
-        ("split_unapplied", split_off, True),
-    ):
+    kinds = np.zeros(n, dtype=np.int8)  # bit per repair kind, in REASON_ORDER
+    for bit, offset, scales_volume in ((1, unit_off, False), (2, split_off, True)):
         hit = np.abs(offset) > 1e-9
         if not hit.any():
             continue
         factor = np.exp(offset)
         for column in PRICE_COLUMNS:
-            bars[column] = np.where(hit, bars[column] / factor, bars[column])
+            values[column] = np.where(hit, values[column] / factor, values[column])
         if scales_volume:
-            bars["volume"] = np.where(hit, np.round(bars["volume"] * factor), bars["volume"])
+            volume = np.where(hit, np.round(volume * factor), volume)
         factors = np.where(hit, factors * factor, factors)
-        reasons = add_reason(hit, kind)
+        kinds |= np.where(hit, bit, 0).astype(np.int8)
 
     # A spike out and straight back that no repair explains: quarantine the bar.
-    back = -pd.Series(log_jump).groupby(bars["ticker"]).shift(-1).fillna(0).to_numpy()
+    back = -rows.following(log_jump, 0.0)
     residual = log_jump - explained
     spike = (np.abs(residual) >= np.log(SPIKE_FACTOR)) & (np.abs(back - residual) < np.log(2))
     spike &= np.sign(back) == np.sign(residual)
 
+    changed = dict(values)
     if switches.range_widened:
-        low = bars[["low", "open", "close"]].min(axis=1)
-        high = bars[["high", "open", "close"]].max(axis=1)
-        widened = ((low < bars["low"]) | (high > bars["high"])).to_numpy()
-        bars["low"], bars["high"] = low, high
-        reasons = add_reason(widened, "range_widened")
+        low = np.fmin(np.fmin(values["low"], values["open"]), values["close"])
+        high = np.fmax(np.fmax(values["high"], values["open"]), values["close"])
+        widened = (low < values["low"]) | (high > values["high"])
+        changed["low"], changed["high"] = low, high
+        kinds |= np.where(widened, 4, 0).astype(np.int8)
 
-    repaired = reasons.ne("").to_numpy() & ~spike
-    bars["repair_reason"] = reasons.where(reasons.ne(""), None)
-    log = _repair_log(original[repaired], bars[repaired], factors[repaired])
-    quarantined = original[spike].assign(
+    reasons = _REASONS[kinds]
+    repaired = (kinds != 0) & ~spike
+    keep = ~spike
+    out_columns = {c: bars[c].array for c in bars.columns}
+    out_columns.update({c: changed[c] for c in PRICE_COLUMNS})
+    out_columns["volume"] = volume
+    out_columns["repair_reason"] = reasons
+    after = {c: (v[repaired]) for c, v in out_columns.items()}
+    log = _repair_log(bars, repaired, after, factors[repaired])
+    quarantined = bars[spike].assign(
         reason="unexplained_price_spike",
         detail=[
             f"close {c:g} is {np.exp(r):.4g}x the previous close and returns; no unit error or "
             "split explains it"
-            for c, r in zip(original["close"][spike], residual[spike], strict=True)
+            for c, r in zip(bars["close"][spike], residual[spike], strict=True)
         ],
     )
-    return bars[~spike].reset_index(drop=True), log, quarantined.reset_index(drop=True)
+    repaired_bars = pd.DataFrame({c: v[keep] if spike.any() else v for c, v in out_columns.items()})
+    return repaired_bars, log, quarantined.reset_index(drop=True)
 
 
-def _repair_log(before: pd.DataFrame, after: pd.DataFrame, factors: np.ndarray) -> pd.DataFrame:
-    if before.empty:
+# repair_reason per combination of kind bits (1 unit_100x, 2 split_unapplied, 4 range_widened)
+_REASON_KINDS = ("unit_100x", "split_unapplied", "range_widened")
+_REASONS = np.array(
+    [
+        ",".join(k for bit, k in enumerate(_REASON_KINDS) if mask >> bit & 1) or None
+        for mask in range(8)
+    ],
+    dtype=object,
+)
+
+
+def _repair_log(
+    before: pd.DataFrame, repaired: np.ndarray, after: dict, factors: np.ndarray
+) -> pd.DataFrame:
+    if not repaired.any():
         return pd.DataFrame(columns=REPAIR_LOG_COLUMNS)
+    ohlcv = ("open", "high", "low", "close", "volume")
+    old = before.loc[repaired, list(ohlcv)].to_numpy(dtype=float)
+    new = np.column_stack([after[c].astype(float) for c in ohlcv])
+    moved = ~np.isclose(old, new, rtol=1e-12)
     detail = [
         ", ".join(
-            f"{c} {b:g} -> {a:g}"
-            for c, b, a in zip(("open", "high", "low", "close", "volume"), brow, arow, strict=True)
-            if not np.isclose(b, a, rtol=1e-12)
+            f"{c} {b:g} -> {a:g}" for c, b, a, m in zip(ohlcv, brow, arow, mrow, strict=True) if m
         )
-        for brow, arow in zip(
-            before[["open", "high", "low", "close", "volume"]].to_numpy(),
-            after[["open", "high", "low", "close", "volume"]].to_numpy(),
-            strict=True,
-        )
+        for brow, arow, mrow in zip(old, new, moved, strict=True)
     ]
     log = pd.DataFrame(
         {
-            "ticker": after["ticker"].to_numpy(),
-            "session_date": after["session_date"].to_numpy(),
-            "kind": after["repair_reason"].to_numpy(),
+            "ticker": after["ticker"],
+            "session_date": after["session_date"],
+            "kind": after["repair_reason"],
             "factor": factors,
             "detail": detail,
-            **{f"original_{c}": before[c].to_numpy() for c in ("open", "high", "low", "close")},
-            "original_volume": before["volume"].to_numpy(),
-            **{c: after[c].to_numpy() for c in ("open", "high", "low", "close", "volume")},
-            "source": after["source"].to_numpy(),
-            "fetch_id": after["fetch_id"].to_numpy(),
-            "raw_object": after["raw_object"].to_numpy(),
+            **{f"original_{c}": before.loc[repaired, c].to_numpy() for c in ohlcv},
+            **{c: after[c] for c in ohlcv},
+            "source": after["source"],
+            "fetch_id": after["fetch_id"],
+            "raw_object": after["raw_object"],
         }
     )
     return log[REPAIR_LOG_COLUMNS]

@@ -1,0 +1,122 @@
+"""A range run validates bronze daily bars in batches of whole tickers: the batches give exactly
+the rows one pass gives (accepted and repaired, rejected, repair log)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from marketflow_assets.contracts import bronze as bronze_contracts
+from marketflow_assets.sources.base import BarsQuery
+from marketflow_assets.sources.simulator import SimulatorFaults, SimulatorSource
+from marketflow_assets.storage.warehouse import ensure_all_tables
+from marketflow_assets.transforms.adjustments import corporate_actions_frame
+from marketflow_assets.transforms.payloads import (
+    corporate_action_events,
+    latest_fetch_rows,
+    type_bars,
+)
+from marketflow_assets.transforms.repairs import RepairSwitches
+from marketflow_assets.transforms.silver_validation import (
+    validate_daily_bars,
+    validate_daily_bars_in_batches,
+)
+
+CLOCK = dt.datetime(2024, 6, 7, 22, 0, tzinfo=dt.UTC)
+START, END = dt.date(2023, 6, 1), dt.date(2024, 6, 7)
+TICKERS = ("AAPL", "MSFT", "AZN.L", "7203.T", "SHOP.TO", "B0001", "B0002", "B0003")
+
+
+@pytest.fixture(scope="module")
+def warehouse() -> duckdb.DuckDBPyConnection:
+    """Bronze daily bars of eight tickers on four exchanges with duplicates, bad ticks and
+    100x prices, and their corporate actions."""
+    faults = SimulatorFaults(duplicates=0.01, bad_ticks=0.005, price_100x=0.005)
+    source = SimulatorSource(seed=3, clock=CLOCK, faults=faults)
+    payload = source.fetch_bars(BarsQuery(TICKERS, START - dt.timedelta(days=200), END, "1d"))
+    frame = payload.frame.assign(
+        _source=source.name,
+        _fetch_id="f1",
+        _fetched_at=pd.Timestamp(payload.fetched_at),
+        _object_key="raw/daily.parquet",
+    )
+    bronze = latest_fetch_rows(type_bars(frame, "1d"))
+    events = pd.DataFrame(corporate_action_events(payload.frame)).assign(
+        fetched_at=pd.Timestamp(payload.fetched_at), fetch_id="f1", source=source.name
+    )
+    actions = corporate_actions_frame(events, RepairSwitches())
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    ensure_all_tables(con)
+    con.register("_bronze", bronze[bronze_contracts.DAILY_BARS.column_names])
+    con.execute("INSERT INTO bronze.daily_bars SELECT * FROM _bronze")
+    con.register("_actions", actions)
+    con.execute("INSERT INTO silver.corporate_actions BY NAME SELECT * FROM _actions")
+    yield con
+    con.close()
+
+
+KEYS = {
+    "bars": ["ticker", "session_date"],
+    "rejected": ["ticker", "ts", "reason", "fetch_id", "raw_object"],
+    "repairs": ["ticker", "session_date", "kind"],
+}
+
+
+def _sorted(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    keys = [k for k in KEYS[name] if k in frame.columns]
+    return frame.sort_values(keys, kind="stable").reset_index(drop=True)
+
+
+@pytest.mark.parametrize("tickers", [None, ["AZN.L", "B0002", "7203.T"]])
+def test_batches_of_whole_tickers_give_the_rows_of_one_pass(warehouse, tickers):
+    switches = RepairSwitches()
+    whole = validate_daily_bars(warehouse, START, END, tickers, switches)
+    batches = list(
+        validate_daily_bars_in_batches(warehouse, START, END, tickers, switches, batch_rows=300)
+    )
+    expected_tickers = len(tickers) if tickers else len(TICKERS)
+    # ~260 bars per ticker and 300 rows per batch: a ticker or two per batch, never split
+    assert len(batches) >= expected_tickers // 2
+    seen = [set(b.bars["ticker"]) for b in batches]
+    assert all(not (a & b) for i, a in enumerate(seen) for b in seen[i + 1 :])
+    for name in ("bars", "rejected", "repairs"):
+        one = getattr(whole, name)
+        parts = pd.concat(
+            [getattr(b, name) for b in batches if not getattr(b, name).empty], ignore_index=True
+        )
+        pd.testing.assert_frame_equal(_sorted(parts, name), _sorted(one, name), check_dtype=False)
+    # the faults were there to repair and reject, and the scope was kept
+    assert len(whole.rejected) > 0 and len(whole.repairs) > 0
+    assert set(whole.bars["ticker"]) == set(tickers or TICKERS)
+    assert whole.bars["session_date"].between(pd.Timestamp(START), pd.Timestamp(END)).all()
+
+
+def test_no_bronze_rows_in_scope_gives_no_batches(warehouse):
+    assert (
+        list(
+            validate_daily_bars_in_batches(
+                warehouse, START, END, ["NOPE"], RepairSwitches(), batch_rows=300
+            )
+        )
+        == []
+    )
+
+
+def test_every_bar_is_accepted_or_rejected_once(warehouse):
+    batches = list(
+        validate_daily_bars_in_batches(
+            warehouse, START, END, None, RepairSwitches(), batch_rows=500
+        )
+    )
+    accepted = sum(len(b.bars) for b in batches)
+    rejected = sum(len(b.rejected) for b in batches)
+    bronze = warehouse.execute(
+        "SELECT count(*) FROM bronze.daily_bars WHERE session_date BETWEEN ? AND ?", [START, END]
+    ).fetchone()[0]
+    assert accepted + rejected == bronze
+    assert np.isfinite(pd.concat([b.bars for b in batches])["adj_close"]).all()
