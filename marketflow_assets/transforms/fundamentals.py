@@ -253,7 +253,7 @@ def _yahoo_rows(docs: pd.DataFrame, owners: list[int], records: list[dict]) -> p
         ),
         form=rows["form"].where(by_filing, None),
         accession=None,
-    )[[*_LONG_OUT, "_doc"]]
+    )[[*STATEMENT_NUMBER_COLUMNS, "_doc"]]
     counted = pd.DataFrame(shares, columns=["period_end", "value"], dtype=object)
     counts = pd.DataFrame(
         {
@@ -362,7 +362,7 @@ def _edgar_rows(docs: pd.DataFrame, owners: list[int], records: list[dict]) -> p
     rows = rows.sort_values(["_doc", "priority"], kind="stable").drop_duplicates(
         ["_doc", "statement", "period_type", "period_end", "line_item", "accession"]
     )
-    return rows[[*_LONG_OUT, "_doc"]]
+    return rows[[*STATEMENT_NUMBER_COLUMNS, "_doc"]]
 
 
 def long_rows_problem(rows: pd.DataFrame) -> tuple[int, str, str] | None:
@@ -419,11 +419,13 @@ def _long_rows(record: dict) -> pd.DataFrame:
     )
 
 
-_LONG_OUT = (*LONG_COLUMNS, "reported_via", "form", "accession")
+# What a statement document says about each number, whatever the format (a bronze row less
+# its ticker and lineage).
+STATEMENT_NUMBER_COLUMNS = (*LONG_COLUMNS, "reported_via", "form", "accession")
 
 
 def _empty_long() -> pd.DataFrame:
-    return pd.DataFrame(columns=[*_LONG_OUT])
+    return pd.DataFrame(columns=[*STATEMENT_NUMBER_COLUMNS])
 
 
 # -- silver --------------------------------------------------------------------------------

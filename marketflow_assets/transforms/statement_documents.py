@@ -17,19 +17,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from marketflow_assets.transforms.fundamentals import STATEMENT_NUMBER_COLUMNS
+
 # What a document says: its numbers and how they are dated, not which fetch brought them.
-CONTENT_COLUMNS = (
-    "statement",
-    "period_type",
-    "period_end",
-    "line_item",
-    "value",
-    "currency",
-    "reported_at",
-    "reported_via",
-    "form",
-    "accession",
-)
+CONTENT_COLUMNS = STATEMENT_NUMBER_COLUMNS
 DOCUMENT = ["ticker", "fetch_id"]
 FETCH_ORDER = ["ticker", "fetched_at", "fetch_id"]
 
