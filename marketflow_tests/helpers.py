@@ -13,10 +13,12 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
+from marketflow_assets.contracts.fundamentals import BRONZE_FINANCIAL_STATEMENTS
 from marketflow_assets.definitions import build_definitions
 from marketflow_assets.instance.batched_events import batched_ephemeral_instance
 from marketflow_assets.resources import TICKERS_TAG
 from marketflow_assets.settings import Settings
+from marketflow_assets.transforms.fundamentals import SILVER_FACTS_SQL
 
 # A Friday evening after the close: every session up to 2024-06-07 is final.
 FRIDAY_EVENING = dt.datetime(2024, 6, 7, 22, 0, tzinfo=dt.UTC)
@@ -103,3 +105,18 @@ def output_metadata(result: dg.ExecuteInProcessResult, key: Sequence[str]) -> di
     mats = materializations(result, key)
     assert mats, f"{key} was not materialized"
     return {k: v.value for k, v in mats[0].materialization.metadata.items()}
+
+
+def silver_facts(bronze_rows: pd.DataFrame) -> pd.DataFrame:
+    """silver.financial_facts as `SILVER_FACTS_SQL` derives it from these bronze statement rows
+    (an in-memory warehouse holding only them)."""
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("CREATE SCHEMA bronze")
+        con.execute(BRONZE_FINANCIAL_STATEMENTS.ddl())
+        con.register("bronze_rows", bronze_rows)
+        con.execute("INSERT INTO bronze.financial_statements SELECT * FROM bronze_rows")
+        return con.execute(f"SELECT * FROM ({SILVER_FACTS_SQL}) ORDER BY ALL").df()
+    finally:
+        con.close()

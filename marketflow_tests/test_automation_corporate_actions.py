@@ -25,17 +25,10 @@ from marketflow_tests.automation_support import (
     tick_sensor,
     without_dbt,
 )
+from marketflow_tests.checks_support import DAILY_AND_GOLD as DAILY
 from marketflow_tests.helpers import materialize, query
 
 SENSOR = "corporate_action_rebuilds"
-DAILY = [
-    "raw/daily_bars",
-    "bronze/daily_bars",
-    "silver/corporate_actions",
-    "silver/daily_bars",
-    "silver/rejected_bars",
-    "gold/daily_features",
-]
 
 
 @pytest.fixture(scope="module")

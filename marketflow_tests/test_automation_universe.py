@@ -16,6 +16,7 @@ from marketflow_assets.automation.common import (
     RANGE_START_TAG,
 )
 from marketflow_assets.resources import TICKERS_TAG
+from marketflow_tests import checks_support
 from marketflow_tests.automation_support import (
     add_run,
     at,
@@ -28,14 +29,7 @@ from marketflow_tests.helpers import materialize, query
 
 SENSOR = "universe_changes"
 REFERENCE = ["raw/company_profiles", "bronze/company_profiles", "silver/symbols"]
-DAILY = [
-    "raw/daily_bars",
-    "bronze/daily_bars",
-    "silver/corporate_actions",
-    "silver/daily_bars",
-    "silver/rejected_bars",
-    "silver/bar_repairs",  # one validation with daily and rejected bars: selected whole
-]
+DAILY = [*checks_support.DAILY, "silver/bar_repairs"]  # one validation: selected whole
 
 
 @pytest.fixture

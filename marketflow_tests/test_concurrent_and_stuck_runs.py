@@ -20,6 +20,7 @@ import pytest
 
 from marketflow_assets.automation.common import range_tags
 from marketflow_assets.resources import WAREHOUSE_POOL
+from marketflow_tests.checks_support import DAILY_AND_GOLD as DAILY
 from marketflow_tests.fault_harness import (
     copy_home,
     differing_tables,
@@ -35,14 +36,6 @@ from marketflow_tests.helpers import make_settings, materialize
 # dagster.yaml: poll_interval_seconds 15 (the run is failed on the first poll that sees it dead)
 # + free_slots_after_run_end_seconds 5 (slots freed on a later poll): under a minute.
 STUCK_RUN_BOUND_SECONDS = 60
-DAILY = [
-    "raw/daily_bars",
-    "bronze/daily_bars",
-    "silver/corporate_actions",
-    "silver/daily_bars",
-    "silver/rejected_bars",
-    "gold/daily_features",
-]
 TICKERS = "AAPL,KO"
 STEP_EVENTS = {
     dg.DagsterEventType.STEP_START,

@@ -7,22 +7,20 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-import duckdb
 import pandas as pd
 import pytest
 
 from marketflow_assets.assets.fundamentals import statement_documents
-from marketflow_assets.contracts.fundamentals import BRONZE_FINANCIAL_STATEMENTS
 from marketflow_assets.sources.fundamentals import DATASET
 from marketflow_assets.storage.object_store import LocalObjectStore
 from marketflow_assets.storage.raw_lake import RawLake
-from marketflow_assets.transforms.fundamentals import SILVER_FACTS_SQL, statement_rows
+from marketflow_assets.transforms.fundamentals import statement_rows
 from marketflow_assets.transforms.statement_documents import (
     document_ledger,
     mark_stored,
     out_of_order,
 )
-from marketflow_tests.helpers import make_settings, materialize, query
+from marketflow_tests.helpers import make_settings, materialize, query, silver_facts
 
 STATEMENTS = ["raw/financial_statements", "bronze/financial_statements", "silver/financial_facts"]
 TICKERS = "KO,CSCO,MSFT"
@@ -91,13 +89,7 @@ def silver_from_every_number(settings) -> pd.DataFrame:
     """What silver would hold if bronze stored every number of every landed document."""
     raw = RawLake(LocalObjectStore(settings.home / "lake"))
     rows = statement_rows(statement_documents(raw, raw.manifests(settings.source, DATASET)))
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute("CREATE SCHEMA bronze")
-    con.execute(BRONZE_FINANCIAL_STATEMENTS.ddl())
-    con.register("every_row", rows)
-    con.execute("INSERT INTO bronze.financial_statements SELECT * FROM every_row")
-    return normalized(con.execute(SILVER_FACTS_SQL).df())
+    return normalized(silver_facts(rows))
 
 
 def normalized(facts: pd.DataFrame) -> pd.DataFrame:

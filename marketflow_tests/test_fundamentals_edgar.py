@@ -11,14 +11,13 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 import pytest
 
-from marketflow_assets.contracts.fundamentals import BRONZE_FINANCIAL_STATEMENTS
 from marketflow_assets.sources.fundamentals_edgar import EdgarSource
 from marketflow_assets.sources.retry import Backoff
-from marketflow_assets.transforms.fundamentals import SILVER_FACTS_SQL, statement_rows
+from marketflow_assets.transforms.fundamentals import statement_rows
+from marketflow_tests.helpers import silver_facts
 
 FIXTURES = Path(__file__).parent / "fixtures" / "edgar"
 AGENT = "MarketFlow tests quant@example.com"
@@ -135,16 +134,6 @@ def documents(*facts: dict) -> pd.DataFrame:
     )
 
 
-def silver(bronze: pd.DataFrame) -> pd.DataFrame:
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute("CREATE SCHEMA bronze")
-    con.execute(BRONZE_FINANCIAL_STATEMENTS.ddl())
-    con.register("rows", bronze)
-    con.execute("INSERT INTO bronze.financial_statements SELECT * FROM rows")
-    return con.execute(f"SELECT * FROM ({SILVER_FACTS_SQL}) ORDER BY ALL").df()
-
-
 def test_filing_dates_become_known_at_and_comparatives_are_not_versions():
     facts = json.loads((FIXTURES / "companyfacts_CIK0000320193.json").read_text())
     bronze = statement_rows(documents(facts))
@@ -155,7 +144,7 @@ def test_filing_dates_become_known_at_and_comparatives_are_not_versions():
     capex = bronze[bronze["line_item"] == "CapitalExpenditure"]["value"].tolist()
     assert capex == [-10959e6]  # a payment is a negative cash flow, as Yahoo gives it
 
-    facts_ = silver(bronze).set_index(["line_item", "period_type", "period_end"])
+    facts_ = silver_facts(bronze).set_index(["line_item", "period_type", "period_end"])
     fy22 = facts_.loc[("TotalRevenue", "annual", pd.Timestamp("2022-09-24"))]
     # Reported again as a comparative in the 2023 10-K, unchanged: one version, known from 2022.
     assert (fy22["version"], fy22["known_at"], fy22["known_at_rule"]) == (
@@ -176,7 +165,7 @@ def test_an_amendment_is_a_new_version_known_from_its_filing():
          "fy": 2023, "fp": "FY", "form": "10-K/A", "filed": "2024-01-16"}
     )  # fmt: skip
 
-    versions = silver(statement_rows(documents(facts, amended)))
+    versions = silver_facts(statement_rows(documents(facts, amended)))
     ni = versions[
         (versions["line_item"] == "NetIncome")
         & (versions["period_end"] == pd.Timestamp("2023-09-30"))
