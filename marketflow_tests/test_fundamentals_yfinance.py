@@ -20,7 +20,7 @@ import pytest
 from marketflow_assets.sources.fundamentals import YAHOO_FORMAT
 from marketflow_assets.sources.fundamentals_yahoo import YFinanceFundamentals
 from marketflow_assets.transforms.fundamentals import statement_rows
-from marketflow_tests.test_fundamentals_edgar import silver
+from marketflow_tests.helpers import silver_facts
 from marketflow_tests.test_source_yfinance import (  # noqa: F401  (fixtures)
     BACKOFF,
     FIXTURES,
@@ -173,7 +173,7 @@ def test_bronze_rows_take_the_release_after_each_period_end(source) -> None:
 def test_silver_dates_each_period_by_release_then_filing_then_lag(source) -> None:
     payload = source.fetch_statements(("AAPL",))
 
-    facts = silver(statement_rows(documents(payload.records["AAPL"])))
+    facts = silver_facts(statement_rows(documents(payload.records["AAPL"])))
 
     rules = facts.set_index(["period_type", "period_end", "line_item"])
     fy23 = rules.loc[("annual", pd.Timestamp("2023-09-30"), "NetIncome")]
