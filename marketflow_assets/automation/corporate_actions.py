@@ -47,6 +47,7 @@ from marketflow_assets.automation.common import (
 )
 from marketflow_assets.resources import MarketDataResource
 from marketflow_assets.storage.warehouse import WarehouseResource
+from marketflow_assets.transforms.adjustments import ACTION_SUFFIX_CTES
 
 CORPORATE_ACTIONS_INTERVAL_SECONDS = 300
 RELATIVE_TOLERANCE = 1e-6
@@ -58,23 +59,12 @@ WHERE $since IS NULL OR first_seen_at >= $since
 ORDER BY first_seen_at, ticker, ex_date
 """
 
-# Same suffix products as transforms/adjustments.py: the factor silver must have applied.
+# The factor silver must have applied: the suffix products silver's own SQL uses.
 SILVER_STALENESS_SQL = f"""
 WITH actions AS (
     SELECT * FROM silver.corporate_actions WHERE list_contains($tickers, ticker)
 ),
-split_suffix AS (
-    SELECT ticker, ex_date,
-        product(split_ratio) OVER (PARTITION BY ticker ORDER BY ex_date DESC
-            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS splits_from
-    FROM actions WHERE split_ratio <> 1
-),
-dividend_suffix AS (
-    SELECT ticker, ex_date,
-        product(dividend_factor) OVER (PARTITION BY ticker ORDER BY ex_date DESC
-            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS factor_from
-    FROM actions WHERE dividend > 0
-),
+{ACTION_SUFFIX_CTES}
 bars AS (
     SELECT ticker, session_date, close, adj_close
     FROM silver.daily_bars WHERE list_contains($tickers, ticker)

@@ -124,6 +124,24 @@ def _next_sessions(dates: pd.Series, tickers: pd.Series) -> pd.Series:
     return pd.Series(out.astype("datetime64[ns]"), index=dates.index)
 
 
+# The adjustment factors after each ex-date, from a CTE `actions` (rows of
+# silver.corporate_actions): the product of the split ratios (`splits_from`) and of the dividend
+# factors (`factor_from`) of every action on or after it. A bar's factor is the suffix of the
+# first action after its session (an ASOF join on ex_date > session_date).
+ACTION_SUFFIX_CTES = """split_suffix AS (
+    SELECT ticker, ex_date,
+        product(split_ratio) OVER (PARTITION BY ticker ORDER BY ex_date DESC
+            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS splits_from
+    FROM actions WHERE split_ratio <> 1
+),
+dividend_suffix AS (
+    SELECT ticker, ex_date,
+        product(dividend_factor) OVER (PARTITION BY ticker ORDER BY ex_date DESC
+            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS factor_from
+    FROM actions WHERE dividend > 0
+),"""
+
+
 def silver_daily_bars_sql(accepted: str = "accepted_bars") -> str:
     """silver.daily_bars rows for the scope ($tickers) from the relation `accepted` (bronze rows
     silver accepted, already repaired: transforms/silver_validation.py). $provider_adjustment:
@@ -137,18 +155,7 @@ actions AS (
     SELECT * FROM silver.corporate_actions
     WHERE $tickers IS NULL OR list_contains($tickers, ticker)
 ),
-split_suffix AS (
-    SELECT ticker, ex_date,
-        product(split_ratio) OVER (PARTITION BY ticker ORDER BY ex_date DESC
-            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS splits_from
-    FROM actions WHERE split_ratio <> 1
-),
-dividend_suffix AS (
-    SELECT ticker, ex_date,
-        product(dividend_factor) OVER (PARTITION BY ticker ORDER BY ex_date DESC
-            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS factor_from
-    FROM actions WHERE dividend > 0
-),
+{ACTION_SUFFIX_CTES}
 based AS (
     SELECT a.*,
         coalesce(after_bar.splits_from, 1.0) AS splits_after_bar,
