@@ -96,8 +96,9 @@ def test_batched_storage_records_a_range_run_per_partition(batched_instance):
 
 
 def test_each_partition_keeps_its_own_event(batched_instance):
-    """Each stored materialization of a range run carries its own partition, timestamp and
-    the full metadata, and is found by its partition."""
+    """Each stored materialization of a range run carries its own partition, timestamp and the
+    step's metadata, and is found by its partition; the column schema (the same for every
+    session) only on the last two, which `column_schema_change` compares."""
     _run(batched_instance)
     stamps = []
     for key in KEYS:
@@ -108,9 +109,29 @@ def test_each_partition_keeps_its_own_event(batched_instance):
         event = records[0].event_log_entry
         assert event.dagster_event.partition == key
         metadata = event.asset_materialization.metadata
-        assert metadata["dagster/column_schema"].value.columns[0].name == "close"
+        assert metadata["partitions"].value == len(KEYS)
+        has_schema = "dagster/column_schema" in metadata
+        assert has_schema == (key in KEYS[-2:]), key
         stamps.append(event.timestamp)
     assert len(set(stamps)) == len(KEYS)
+    latest_two = batched_instance.fetch_materializations(A, limit=2).records
+    for record in latest_two:
+        schema = record.asset_materialization.metadata["dagster/column_schema"].value
+        assert schema.columns[0].name == "close"
+
+
+def test_an_unpartitioned_check_of_a_range_keeps_one_execution(batched_instance):
+    """An unpartitioned check that Dagster planned once per session of the range ends with the
+    single execution of its verdict, as after a one-session run; the sessions a passing range
+    covers each keep a slim copy of the covering verdict."""
+    _run(batched_instance)
+    storage = batched_instance.event_log_storage
+    whole = storage.get_asset_check_execution_history(dg.AssetCheckKey(A, "whole"), limit=200)
+    assert [(r.partition, r.status) for r in whole] == [
+        (None, AssetCheckExecutionRecordStatus.SUCCEEDED)
+    ]
+    per_day = storage.get_asset_check_execution_history(dg.AssetCheckKey(A, "per_day"), limit=200)
+    assert len([r for r in per_day if r.partition]) == len(KEYS)
 
 
 def test_without_batches_the_same_storage_records_the_same(isolated_dagster_home, monkeypatch):

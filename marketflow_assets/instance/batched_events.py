@@ -28,6 +28,19 @@ observations, planned materializations, planned checks and check evaluations:
 
 `store_event` routes a run's single check events through the same path.
 
+What a range run stores is also kept small, so a 10-year backfill's instance stays a few hundred
+MB instead of gigabytes (`make bench BENCH_ARGS="--instance sqlite"` reports its size):
+
+- the materializations of one asset in a batch (a range's sessions) repeat the step's metadata;
+  its column schema (several KB, the same for every session, shown by the asset's definition
+  too) stays on the last two, which Dagster's `column_schema_change` check compares, and is left
+  out of the others;
+- the sessions a covering verdict resolves each get a slim copy of it (the evaluation without
+  the log message, logging tags and handles, which only the run's own event row needs);
+- an unpartitioned check of a range run (dbt tests, `column_schema_change`) keeps the single
+  unpartitioned row of its verdict, as in a one-session run: the per-session rows Dagster planned
+  for it are dropped instead of each getting a copy of the verdict.
+
 Anything else falls back to Dagster's own per-event path. The batch writer uses the storage's
 SQLAlchemy tables and helpers (`_event_to_row`, `_store_asset_event_tags`, `_store_asset_event`)
 as dagster-postgres' own `store_event_batch` does; `marketflow_tests/test_instance_storage.py`
@@ -69,6 +82,7 @@ event per session (`checks/per_session.py`)."""
 ASSET_TYPES = {T.ASSET_MATERIALIZATION, T.ASSET_OBSERVATION, T.ASSET_MATERIALIZATION_PLANNED}
 CHECK_TYPES = {T.ASSET_CHECK_EVALUATION, T.ASSET_CHECK_EVALUATION_PLANNED}
 BATCHED_TYPES = ASSET_TYPES | CHECK_TYPES
+COLUMN_SCHEMA = "dagster/column_schema"
 
 
 class BatchedEventWrites:
@@ -94,7 +108,7 @@ class BatchedEventWrites:
         ):
             super().store_event_batch(events)  # type: ignore[misc]
             return
-        events = list(events)
+        events = _without_repeated_schemas(events)
         rows = [self._event_to_row(e) for e in events]  # type: ignore[attr-defined]
         if self.mirrors_to_index_shard:  # SQLite: the run's own shard holds every event
             with self.run_connection(events[0].run_id) as conn:  # type: ignore[attr-defined]
@@ -232,7 +246,7 @@ class BatchedEventWrites:
                     ),
                 }
                 if evaluation.partition is None and COVERS_PLANNED_SESSIONS in evaluation.metadata:
-                    covering = values
+                    covering = {**values, "evaluation_event": serialize_value(_slim(event))}
                 elif evaluation.partition in planned:
                     updates.append({"b_partition": evaluation.partition, **values})
                 else:
@@ -281,10 +295,53 @@ class BatchedEventWrites:
                 covering["materialization_event_storage_id"] = latest_materialization
                 _resolve_planned(conn, (asset_key, check_name, run_id), covering, sessions=True)
             if unplanned_verdict is not None:
-                # An unpartitioned check in a range run: Dagster plans it once per partition of
-                # the run (the run's partition subset) but reports one verdict without partition,
-                # which would leave those rows PLANNED forever. That verdict covers them all.
-                _resolve_planned(conn, (asset_key, check_name, run_id), unplanned_verdict)
+                # A verdict without partition whose planned rows are all still open: an
+                # unpartitioned check (Dagster 1.13 plans it once per partition of a range run
+                # but evaluates it once). Its row without partition, inserted above, is its
+                # execution, as in a one-session run; the per-session rows would stay PLANNED
+                # forever, so they go. A partitioned check has resolved its sessions before its
+                # range verdict (`checks/per_session.py`); rows it left open get that verdict.
+                check_rows = (asset_key, check_name, run_id)
+                if _all_planned(conn, check_rows):
+                    _drop_planned(conn, check_rows)
+                else:
+                    _resolve_planned(conn, check_rows, unplanned_verdict)
+
+
+def _check_rows(check: tuple[str, str, str]) -> list[Any]:
+    table = AssetCheckExecutionsTable
+    asset_key, check_name, run_id = check
+    return [
+        table.c.asset_key == asset_key,
+        table.c.check_name == check_name,
+        table.c.run_id == run_id,
+    ]
+
+
+def _all_planned(conn, check: tuple[str, str, str]) -> bool:
+    """Whether every row of the check with a partition is still PLANNED in the run."""
+    table = AssetCheckExecutionsTable
+    resolved = conn.execute(
+        db.select(db.func.count())
+        .select_from(table)
+        .where(
+            *_check_rows(check),
+            table.c.partition.is_not(None),
+            table.c.execution_status != AssetCheckExecutionRecordStatus.PLANNED.value,
+        )
+    ).scalar_one()
+    return resolved == 0
+
+
+def _drop_planned(conn, check: tuple[str, str, str]) -> None:
+    table = AssetCheckExecutionsTable
+    conn.execute(
+        table.delete().where(
+            *_check_rows(check),
+            table.c.partition.is_not(None),
+            table.c.execution_status == AssetCheckExecutionRecordStatus.PLANNED.value,
+        )
+    )
 
 
 def _resolve_planned(
@@ -293,11 +350,8 @@ def _resolve_planned(
     """Set `values` on the rows of (asset key, check name, run id) still PLANNED (only those of
     a session when `sessions`)."""
     table = AssetCheckExecutionsTable
-    asset_key, check_name, run_id = check
     conditions = [
-        table.c.asset_key == asset_key,
-        table.c.check_name == check_name,
-        table.c.run_id == run_id,
+        *_check_rows(check),
         table.c.execution_status == AssetCheckExecutionRecordStatus.PLANNED.value,
     ]
     if sessions:
@@ -329,6 +383,42 @@ def _without_subset(event: EventLogEntry, planned: AssetCheckEvaluationPlanned) 
         )
     )
     return event._replace(dagster_event=slim)  # EventLogEntry is a NamedTuple too
+
+
+def _slim(event: EventLogEntry) -> EventLogEntry:
+    """The event without what only the run's log shows (message, logging tags, handles, pid):
+    the copy each session resolved by a covering verdict keeps."""
+    dagster_event = event.get_dagster_event()
+    slim = dagster_event._replace(
+        step_handle=None, node_handle=None, logging_tags={}, message=None, pid=None
+    )
+    return event._replace(user_message="", dagster_event=slim)
+
+
+def _without_repeated_schemas(events: Sequence[EventLogEntry]) -> list[EventLogEntry]:
+    """The batch with the column schema left out of each asset's partition materializations but
+    the last two (see the module docstring)."""
+    positions: dict[dg.AssetKey, list[int]] = {}
+    for i, event in enumerate(events):
+        if event.dagster_event_type != T.ASSET_MATERIALIZATION:
+            continue
+        materialization = event.asset_materialization
+        if (
+            materialization
+            and materialization.partition
+            and COLUMN_SCHEMA in materialization.metadata
+        ):
+            positions.setdefault(materialization.asset_key, []).append(i)
+    out = list(events)
+    for indexes in positions.values():
+        for i in indexes[:-2]:
+            dagster_event = out[i].get_dagster_event()
+            data = dagster_event.event_specific_data
+            materialization = data.materialization  # type: ignore[union-attr]
+            metadata = {k: v for k, v in materialization.metadata.items() if k != COLUMN_SCHEMA}
+            data = data._replace(materialization=materialization.with_metadata(metadata))  # type: ignore[union-attr]
+            out[i] = out[i]._replace(dagster_event=dagster_event._replace(event_specific_data=data))
+    return out
 
 
 # -- storages ----------------------------------------------------------------------------------
