@@ -16,8 +16,8 @@ observations, planned materializations, planned checks and check evaluations:
   asset and check events mirrored into the index shard, as `store_event` does);
 - asset events: their tags in one INSERT, the asset's row updated once per asset and event
   type with the latest event (as dagster-postgres does);
-- planned checks: one row per partition, each holding a planned event *without* the partition
-  subset (the row's own partition says which);
+- planned checks: one row per partition without an event (the row's own partition says
+  which; the planned event, with the partition subset, is in the log once);
 - check evaluations: the run's planned rows for those partitions updated to the verdict in one
   executemany; a passing evaluation marked `COVERS_PLANNED_SESSIONS` (the sessions of a range
   that passed) then resolves the check's remaining planned rows in one UPDATE, each row getting
@@ -31,10 +31,12 @@ observations, planned materializations, planned checks and check evaluations:
 What a range run stores is also kept small, so a 10-year backfill's instance stays a few hundred
 MB instead of gigabytes (`make bench BENCH_ARGS="--instance sqlite"` reports its size):
 
-- the materializations of one asset in a batch (a range's sessions) repeat the step's metadata;
-  its column schema (several KB, the same for every session, shown by the asset's definition
-  too) stays on the last two, which Dagster's `column_schema_change` check compares, and is left
-  out of the others;
+- the materializations of one asset in a batch (a range's sessions) all repeat the step's
+  metadata, which describes the whole range (rows written, table, scope, column schema: 3-10 KB
+  per event): it stays on the last two, the asset's latest materializations (shown on its page,
+  and compared by Dagster's `column_schema_change` check); the others record the session, run,
+  time, data versions and tags without it, nor the logging tags and handles only the run's log
+  view needs;
 - the sessions a covering verdict resolves each get a slim copy of it (the evaluation without
   the log message, logging tags and handles, which only the run's own event row needs);
 - an unpartitioned check of a range run (dbt tests, `column_schema_change`) keeps the single
@@ -82,7 +84,6 @@ event per session (`checks/per_session.py`)."""
 ASSET_TYPES = {T.ASSET_MATERIALIZATION, T.ASSET_OBSERVATION, T.ASSET_MATERIALIZATION_PLANNED}
 CHECK_TYPES = {T.ASSET_CHECK_EVALUATION, T.ASSET_CHECK_EVALUATION_PLANNED}
 BATCHED_TYPES = ASSET_TYPES | CHECK_TYPES
-COLUMN_SCHEMA = "dagster/column_schema"
 
 
 class BatchedEventWrites:
@@ -108,7 +109,7 @@ class BatchedEventWrites:
         ):
             super().store_event_batch(events)  # type: ignore[misc]
             return
-        events = _without_repeated_schemas(events)
+        events = _compact_range_materializations(events)
         rows = [self._event_to_row(e) for e in events]  # type: ignore[attr-defined]
         if self.mirrors_to_index_shard:  # SQLite: the run's own shard holds every event
             with self.run_connection(events[0].run_id) as conn:  # type: ignore[attr-defined]
@@ -182,11 +183,13 @@ class BatchedEventWrites:
             planned: AssetCheckEvaluationPlanned = event.dagster_event.event_specific_data  # type: ignore[union-attr,assignment]
             if planned.partitions_subset is None:
                 keys: list[str | None] = [None]
-                compact = event
+                serialized: str | None = serialize_value(event)
             else:
+                # One row per partition and no event in it: Dagster's record allows a planned
+                # row without one, and the planned event is in the log once
+                # (`evaluation_event_storage_id`), instead of 2,500 copies of it per check.
                 keys = list(planned.partitions_subset.get_partition_keys())
-                compact = _without_subset(event, planned)
-            serialized = serialize_value(compact)
+                serialized = None
             timestamp = self._event_insert_timestamp(event)  # type: ignore[attr-defined]
             asset_key = planned.asset_key.to_string()
             rows += [
@@ -375,16 +378,6 @@ def _bind(update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _without_subset(event: EventLogEntry, planned: AssetCheckEvaluationPlanned) -> EventLogEntry:
-    dagster_event = event.get_dagster_event()
-    slim = dagster_event._replace(  # DagsterEvent is a NamedTuple
-        event_specific_data=AssetCheckEvaluationPlanned(
-            asset_key=planned.asset_key, check_name=planned.check_name
-        )
-    )
-    return event._replace(dagster_event=slim)  # EventLogEntry is a NamedTuple too
-
-
 def _slim(event: EventLogEntry) -> EventLogEntry:
     """The event without what only the run's log shows (message, logging tags, handles, pid):
     the copy each session resolved by a covering verdict keeps."""
@@ -395,29 +388,29 @@ def _slim(event: EventLogEntry) -> EventLogEntry:
     return event._replace(user_message="", dagster_event=slim)
 
 
-def _without_repeated_schemas(events: Sequence[EventLogEntry]) -> list[EventLogEntry]:
-    """The batch with the column schema left out of each asset's partition materializations but
-    the last two (see the module docstring)."""
+def _compact_range_materializations(events: Sequence[EventLogEntry]) -> list[EventLogEntry]:
+    """The batch with each asset's partition materializations but the last two recorded without
+    the step's metadata and the log-only fields (see the module docstring)."""
     positions: dict[dg.AssetKey, list[int]] = {}
     for i, event in enumerate(events):
-        if event.dagster_event_type != T.ASSET_MATERIALIZATION:
-            continue
         materialization = event.asset_materialization
-        if (
-            materialization
-            and materialization.partition
-            and COLUMN_SCHEMA in materialization.metadata
-        ):
+        if materialization and materialization.partition:
             positions.setdefault(materialization.asset_key, []).append(i)
     out = list(events)
     for indexes in positions.values():
         for i in indexes[:-2]:
             dagster_event = out[i].get_dagster_event()
             data = dagster_event.event_specific_data
-            materialization = data.materialization  # type: ignore[union-attr]
-            metadata = {k: v for k, v in materialization.metadata.items() if k != COLUMN_SCHEMA}
-            data = data._replace(materialization=materialization.with_metadata(metadata))  # type: ignore[union-attr]
-            out[i] = out[i]._replace(dagster_event=dagster_event._replace(event_specific_data=data))
+            bare = data.materialization.with_metadata({})  # type: ignore[union-attr]
+            out[i] = out[i]._replace(
+                dagster_event=dagster_event._replace(
+                    event_specific_data=data._replace(materialization=bare),  # type: ignore[union-attr]
+                    step_handle=None,
+                    node_handle=None,
+                    logging_tags={},
+                    pid=None,
+                )
+            )
     return out
 
 
