@@ -55,25 +55,26 @@ class OpenSnapshot:
 
 
 class ResponseCache:
-    """Response bodies of one snapshot by request (path and query), the oldest evicted past
-    `capacity` bytes. Safe to share between the server's threads."""
+    """Successful responses of one snapshot by request (path and raw query string): body, media
+    type and next cursor, the oldest evicted past `capacity` bytes. Safe to share between the
+    server's threads (and its event loop, which answers repeats: `api/cached.py`)."""
 
     def __init__(self, capacity: int):
         self.capacity = capacity
         self._lock = threading.Lock()
-        self._items: dict[tuple[str, str], tuple[bytes, str | None]] = {}
+        self._items: dict[tuple[str, bytes], tuple[bytes, str, str | None]] = {}
         self._bytes = 0
 
-    def get(self, key: tuple[str, str]) -> tuple[bytes, str | None] | None:
+    def get(self, key: tuple[str, bytes]) -> tuple[bytes, str, str | None] | None:
         return self._items.get(key)
 
-    def put(self, key: tuple[str, str], body: bytes, next_cursor: str | None) -> None:
+    def put(self, key: tuple[str, bytes], body: bytes, media: str, next_cursor: str | None) -> None:
         if len(body) > self.capacity // 8:
             return  # one huge page must not flush everything else
         with self._lock:
             if key in self._items:
                 return
-            self._items[key] = (body, next_cursor)
+            self._items[key] = (body, media, next_cursor)
             self._bytes += len(body)
             while self._bytes > self.capacity:
                 old, _ = self._items.pop(next(iter(self._items)))  # the oldest entry
