@@ -5,6 +5,7 @@ so a new snapshot is served without a restart and a request never mixes two snap
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -86,8 +87,17 @@ class SnapshotReader:
         self.root = root
         self._lock = threading.Lock()
         self._current: OpenSnapshot | None = None
+        self._link = str(root / layout.CURRENT)
+        self._opened: tuple[str, OpenSnapshot] | None = None  # (link target, its snapshot)
 
     def get(self) -> OpenSnapshot:
+        opened = self._opened
+        if opened is not None:  # the common case, on every request: one readlink, no Path
+            try:
+                if os.readlink(self._link) == opened[0]:  # noqa: PTH115 (a str: no Path per request)
+                    return opened[1]
+            except OSError:
+                pass
         for _ in range(OPEN_ATTEMPTS):
             target = layout.current_target(self.root)
             if target is None:
@@ -102,6 +112,7 @@ class SnapshotReader:
                     self._current = _open(target)
                 except (duckdb.IOException, FileNotFoundError):
                     continue  # removed by retention between readlink and open: look again
+                self._opened = (str(target.relative_to(self.root)), self._current)
                 return self._current
         raise NoSnapshotError(f"the current snapshot under {self.root} could not be opened")
 
