@@ -78,7 +78,7 @@ class ResponseCache:
             self._items[key] = (body, media, next_cursor)
             self._bytes += len(body)
             while self._bytes > self.capacity:
-                old, _ = self._items.pop(next(iter(self._items)))  # the oldest entry
+                old = self._items.pop(next(iter(self._items)))[0]  # the oldest entry
                 self._bytes -= len(old)
 
 

@@ -86,6 +86,7 @@ class TablePublish:
     rows_written: int = 0
     parts_changed: int = 0
     latest_session: dt.date | None = None
+    seconds: float = 0.0  # this publish's time on the table (0 when unchanged)
 
 
 @dataclass
@@ -96,6 +97,7 @@ class PublishResult:
     tables: dict[str, TablePublish] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     parquet_files_written: int = 0
+    parquet_seconds: dict[str, float] = field(default_factory=dict)  # per table written
     removed: list[str] = field(default_factory=list)
     unchanged: bool = False  # nothing served changed: the previous snapshot stays current
     journal_pruned: int = 0  # change-journal rows the current snapshot no longer needs
@@ -173,6 +175,7 @@ def publish_snapshot(
             timer.lap("latest_and_manifest")
             if parquet is not None:
                 result.parquet_files_written = parquet.write(warehouse, "", changes, result)
+                result.parquet_seconds = dict(parquet.seconds)
             timer.lap("parquet")
             warehouse.execute(f"CHECKPOINT {SNAP}")
         finally:
@@ -347,6 +350,7 @@ def _publish_tables(
                 con, table, TablePublish("unchanged")
             )
             continue
+        started = time.perf_counter()
         con.execute(f"CREATE SCHEMA IF NOT EXISTS snap.{table.schema}")
         if item.action == "journal":
             publish, parts = _apply_journal(con, table, item.changes)
@@ -364,6 +368,7 @@ def _publish_tables(
         elif publish.mode == "rebuilt" and not item.journaled:
             _store_fingerprints(con, table)
         result.tables[label] = _measure(con, table, publish)
+        publish.seconds = round(time.perf_counter() - started, 3)
         if publish.mode != "unchanged":
             changes[qualified] = (table, parts)
     return changes
