@@ -445,6 +445,8 @@ def _apply_journal(
     the warehouse); intraday tables also follow their moving window of recent sessions."""
     name = table.qualified
     where, params = _scope_predicate(table, changes)
+    if not table.has_session:  # reference tables: their writers replace them whole
+        return _sync_rows(con, table, where, params)
     if table.intraday:  # sessions that left or entered the window are replaced too
         old = {
             d for (d,) in con.execute(f"SELECT DISTINCT session_date FROM snap.{name}").fetchall()
@@ -475,11 +477,64 @@ def _apply_journal(
     return publish, sorted(parts, key=lambda p: (p[0] or "", p[1]))
 
 
+def _sync_rows(
+    con: duckdb.DuckDBPyConnection, table: ServedTable, where: str, params: list[object]
+) -> tuple[TablePublish, list[tuple[str | None, dt.date]] | None]:
+    """Bring the snapshot's rows matching `where` (over alias `x`) in line with the warehouse's
+    by replacing only the rows that differ: a table without a session date (symbols, corporate
+    actions, financial facts, a mart per ticker) is rewritten whole by its writer although
+    most rows stay the same (financial facts: ~1 in 6 per daily run). Rows are compared by
+    their 64-bit hash (as fingerprints are), counted per hash on both sides: every hash whose
+    count differs has all its rows replaced (a changed row is missed only if its hash equals
+    the hash of the row it replaced). Hash aggregates: ~10x faster than EXCEPT ALL here."""
+    name = table.qualified
+    cols = ", ".join(f'x."{c}"' for c in table.column_names)
+    source = f"({table.source_sql()})"
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _sync AS SELECT coalesce(a.h, b.h) AS h FROM "
+        f"(SELECT hash({cols}) AS h, count(*) AS n FROM snap.{name} x WHERE {where} GROUP BY h) a "
+        f"FULL JOIN (SELECT hash({cols}) AS h, count(*) AS n FROM {source} x WHERE {where} "
+        "GROUP BY h) b ON a.h = b.h WHERE a.n IS DISTINCT FROM b.n",
+        params * 2,
+    )
+    try:
+        if not con.execute("SELECT count(*) FROM _sync").fetchone()[0]:
+            return TablePublish("unchanged"), []
+        match = f"({where}) AND hash({cols}) IN (SELECT h FROM _sync)"
+        incoming = con.execute(f"SELECT count(*) FROM {source} x WHERE {match}", params).fetchone()[
+            0
+        ]
+        total = con.execute(f"SELECT count(*) FROM snap.{name}").fetchone()[0]
+        if incoming > REBUILD_FRACTION * max(total, 1):
+            return _rebuild(con, table), None
+        parts_sql = (
+            f"SELECT DISTINCT {table.ticker_expr('x')}, {table.part_expr('x')} "
+            f"FROM snap.{name} x WHERE {match}"
+        )
+        parts = set(con.execute(parts_sql, params).fetchall())
+        con.execute(f"DELETE FROM snap.{name} x WHERE {match}", params)
+        con.execute(
+            f"INSERT INTO snap.{name} SELECT * FROM {source} x WHERE {match} "
+            f"ORDER BY {table.order_by()}",
+            params,
+        )
+        parts |= set(con.execute(parts_sql, params).fetchall())
+    finally:
+        con.execute("DROP TABLE IF EXISTS _sync")
+    publish = TablePublish("incremental", rows_written=int(incoming), parts_changed=len(parts))
+    return publish, sorted(parts, key=lambda p: (p[0] or "", p[1]))
+
+
 def _apply_fingerprints(
     con: duckdb.DuckDBPyConnection, item: TablePlan
 ) -> tuple[TablePublish, list[tuple[str | None, dt.date]] | None]:
     """Replace the parts whose fingerprints changed (a table the journal does not cover)."""
     table, name = item.table, item.table.qualified
+    if not table.has_session:  # a part is a ticker's whole history: compare its rows
+        tickers = sorted({t for t, _ in item.changed_parts if t is not None})
+        if table.has_ticker and None not in {t for t, _ in item.changed_parts}:
+            return _sync_rows(con, table, "x.ticker IN (SELECT unnest(?::VARCHAR[]))", [tickers])
+        return _sync_rows(con, table, "TRUE", [])
     if item.rows_changed > REBUILD_FRACTION * max(item.rows_total, 1):
         return _rebuild(con, table), None
     con.execute(
