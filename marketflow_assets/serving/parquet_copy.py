@@ -46,7 +46,7 @@ class ParquetCopy:
         self,
         con: duckdb.DuckDBPyConnection,
         catalog: str,
-        changes: dict[str, tuple[ServedTable, list | None]],
+        changes: dict[str, tuple[ServedTable, list | None, tuple[str, list] | None]],
         result: PublishResult,
     ) -> int:
         """Rewrite the partitions of `changes` with the served rows of `catalog` (the warehouse
@@ -55,7 +55,7 @@ class ParquetCopy:
         snapshot's are sorted by ticker); returns the number of files written."""
         written = 0
         self.seconds: dict[str, float] = {}
-        for table, parts in changes.values():
+        for table, parts, scope in changes.values():
             started = time.perf_counter()
             folder = self.root / table.schema / table.name
             if f"{table.schema}.{table.name}" not in result.tables or (
@@ -63,7 +63,7 @@ class ParquetCopy:
             ):
                 self._remove_tree(folder)
                 continue
-            written += self._write_table(con, catalog, table, parts, folder)
+            written += self._write_table(con, catalog, table, parts, folder, scope)
             self.seconds[f"{table.schema}.{table.name}"] = round(time.perf_counter() - started, 3)
         started = time.perf_counter()
         self._write_manifest(result)
@@ -77,6 +77,7 @@ class ParquetCopy:
         table: ServedTable,
         parts: list | None,
         folder: Path,
+        scope: tuple[str, list] | None = None,
     ) -> int:
         source = f"({table.source_sql(catalog)}) s"
         partition = table.parquet_partition()
@@ -102,17 +103,52 @@ class ParquetCopy:
             # a range on session_date (not `expr`) lets DuckDB skip row groups by zone maps.
             first = dt.date.fromisoformat(value if key == "session_date" else f"{value}-01")
             last = first if key == "session_date" else _month_end(first)
-            rows = self._copy(
-                con,
-                f"SELECT * FROM {source} WHERE session_date BETWEEN DATE '{first}' "
-                f"AND DATE '{last}' ORDER BY {table.order_by()}",
-                path,
-            )
+            rows = None
+            if scope is not None and key == "session_month" and path.is_file():
+                rows = self._patch_month(con, catalog, table, path, (first, last), scope)
+            if rows is None:
+                rows = self._copy(
+                    con,
+                    f"SELECT * FROM {source} WHERE session_date BETWEEN DATE '{first}' "
+                    f"AND DATE '{last}' ORDER BY {table.order_by()}",
+                    path,
+                )
             if rows:
                 written += 1
             else:  # the partition has no rows any more
                 self._remove_tree(path.parent)
         return written
+
+    def _patch_month(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        catalog: str,
+        table: ServedTable,
+        path: Path,
+        month: tuple[dt.date, dt.date],
+        scope: tuple[str, list],
+    ) -> int | None:
+        """Rewrite a month's file as its rows outside the journaled `scope` (unchanged since the
+        file was written: nothing outside a scope changed) plus the warehouse's rows inside it.
+        Reading the month from the warehouse instead scans the whole table when its history
+        was written ticker by ticker (the month's rows sit in every row group: 0.6 s for the
+        features of 500 tickers x 10 years); the old file and the scope's new rows are small.
+        None when the old file cannot be read as this table (the caller reads the month)."""
+        where, params = scope
+        first, last = month
+        cols = ", ".join(f'CAST(x."{c}" AS {kind}) AS "{c}"' for c, kind in table.columns)
+        old = str(path).replace("'", "''")
+        query = (
+            f"SELECT * FROM (SELECT {cols} FROM read_parquet('{old}', hive_partitioning = false) x "
+            f"WHERE NOT coalesce(({where}), false) UNION ALL "
+            f"SELECT * FROM ({table.source_sql(catalog)}) x WHERE ({where}) "
+            f"AND x.session_date BETWEEN DATE '{first}' AND DATE '{last}') "
+            f"ORDER BY {table.order_by()}"
+        )
+        try:
+            return self._copy(con, query, path, params * 2)
+        except duckdb.Error:  # a file of another shape (written by hand, an older layout)
+            return None
 
     def _rebuild_months(
         self,
@@ -160,7 +196,9 @@ class ParquetCopy:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def _copy(self, con: duckdb.DuckDBPyConnection, query: str, path: Path) -> int:
+    def _copy(
+        self, con: duckdb.DuckDBPyConnection, query: str, path: Path, params: list | None = None
+    ) -> int:
         """Write the rows of `query` to `path` (atomically); returns the rows. No rows: no file
         (the caller removes the partition)."""
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -168,7 +206,7 @@ class ParquetCopy:
         escaped = str(tmp).replace("'", "''")
         try:
             rows = con.execute(
-                f"COPY ({query}) TO '{escaped}' (FORMAT parquet, COMPRESSION zstd)"
+                f"COPY ({query}) TO '{escaped}' (FORMAT parquet, COMPRESSION zstd)", params or []
             ).fetchone()[0]
             if not rows and "WHERE" in query:
                 tmp.unlink(missing_ok=True)

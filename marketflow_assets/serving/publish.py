@@ -330,10 +330,12 @@ def _fingerprint_plan(con: duckdb.DuckDBPyConnection, table: ServedTable) -> Tab
 
 def _publish_tables(
     con: duckdb.DuckDBPyConnection, result: PublishResult, plan: Plan
-) -> dict[str, tuple[ServedTable, list[tuple[str | None, dt.date]] | None]]:
+) -> dict[str, tuple[ServedTable, list[tuple[str | None, dt.date]] | None, tuple | None]]:
     """Bring every served table of the snapshot in line with the warehouse. Returns, per changed
-    table, the parts that changed (None: all of them, the table was rebuilt or dropped)."""
-    changes: dict[str, tuple[ServedTable, list | None]] = {}
+    table, the parts that changed (None: all of them, the table was rebuilt or dropped) and,
+    for journaled changes, their scope (SQL over alias `x` and its parameters): no row outside
+    it changed since the previous snapshot."""
+    changes: dict[str, tuple[ServedTable, list | None, tuple[str, list] | None]] = {}
     for qualified in plan.fingerprints_to_drop:
         con.execute("DELETE FROM snap.serving.fingerprints WHERE table_name = ?", [qualified])
     for qualified, item in plan.tables.items():
@@ -343,7 +345,7 @@ def _publish_tables(
             con.execute(f"DROP TABLE snap.{qualified}")
             con.execute("DELETE FROM snap.serving.fingerprints WHERE table_name = ?", [qualified])
             result.tables[label] = TablePublish("dropped")
-            changes[qualified] = (table, None)
+            changes[qualified] = (table, None, None)
             continue
         if item.action == "unchanged":
             result.tables[label] = plan.previous_tables.get(label) or _measure(
@@ -370,7 +372,10 @@ def _publish_tables(
         result.tables[label] = _measure(con, table, publish)
         publish.seconds = round(time.perf_counter() - started, 3)
         if publish.mode != "unchanged":
-            changes[qualified] = (table, parts)
+            scope = None  # the rows that may have changed, for the Parquet copy to patch months
+            if item.action == "journal" and publish.mode == "incremental" and table.has_session:
+                scope = _scope_predicate(table, item.changes)
+            changes[qualified] = (table, parts, scope)
     return changes
 
 
