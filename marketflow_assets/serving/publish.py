@@ -36,7 +36,7 @@ from marketflow_assets.faults import fault_point
 from marketflow_assets.serving import layout
 from marketflow_assets.serving.comments import comment_served_tables
 from marketflow_assets.serving.parquet_copy import ParquetCopy
-from marketflow_assets.serving.tables import ServedTable, served_tables
+from marketflow_assets.serving.tables import WHOLE_TABLE_PART, ServedTable, served_tables
 from marketflow_assets.storage import change_journal
 
 RETENTION = 3
@@ -495,35 +495,35 @@ def _sync_rows(
     name = table.qualified
     cols = ", ".join(f'x."{c}"' for c in table.column_names)
     source = f"({table.source_sql()})"
+    ticker = table.ticker_expr("x")
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _sync AS SELECT coalesce(a.h, b.h) AS h FROM "
-        f"(SELECT hash({cols}) AS h, count(*) AS n FROM snap.{name} x WHERE {where} GROUP BY h) a "
-        f"FULL JOIN (SELECT hash({cols}) AS h, count(*) AS n FROM {source} x WHERE {where} "
-        "GROUP BY h) b ON a.h = b.h WHERE a.n IS DISTINCT FROM b.n",
+        "CREATE OR REPLACE TEMP TABLE _sync AS SELECT coalesce(a.h, b.h) AS h, "
+        "coalesce(b.n, 0) AS incoming, coalesce(a.ticker, b.ticker) AS ticker FROM "
+        f"(SELECT hash({cols}) AS h, count(*) AS n, any_value({ticker}) AS ticker "
+        f"FROM snap.{name} x WHERE {where} GROUP BY h) a FULL JOIN "
+        f"(SELECT hash({cols}) AS h, count(*) AS n, any_value({ticker}) AS ticker "
+        f"FROM {source} x WHERE {where} GROUP BY h) b "
+        "ON a.h = b.h WHERE a.n IS DISTINCT FROM b.n",
         params * 2,
     )
     try:
-        if not con.execute("SELECT count(*) FROM _sync").fetchone()[0]:
+        changed, incoming = con.execute(
+            "SELECT count(*), coalesce(sum(incoming), 0) FROM _sync"
+        ).fetchone()
+        if not changed:
             return TablePublish("unchanged"), []
-        match = f"({where}) AND hash({cols}) IN (SELECT h FROM _sync)"
-        incoming = con.execute(f"SELECT count(*) FROM {source} x WHERE {match}", params).fetchone()[
-            0
-        ]
         total = con.execute(f"SELECT count(*) FROM snap.{name}").fetchone()[0]
         if incoming > REBUILD_FRACTION * max(total, 1):
             return _rebuild(con, table), None
-        parts_sql = (
-            f"SELECT DISTINCT {table.ticker_expr('x')}, {table.part_expr('x')} "
-            f"FROM snap.{name} x WHERE {match}"
-        )
-        parts = set(con.execute(parts_sql, params).fetchall())
+        # A table without a session date has one part per ticker (its Parquet copy one file).
+        parts = con.execute(f"SELECT DISTINCT ticker, {WHOLE_TABLE_PART} FROM _sync").fetchall()
+        match = f"({where}) AND hash({cols}) IN (SELECT h FROM _sync)"
         con.execute(f"DELETE FROM snap.{name} x WHERE {match}", params)
         con.execute(
             f"INSERT INTO snap.{name} SELECT * FROM {source} x WHERE {match} "
             f"ORDER BY {table.order_by()}",
             params,
         )
-        parts |= set(con.execute(parts_sql, params).fetchall())
     finally:
         con.execute("DROP TABLE IF EXISTS _sync")
     publish = TablePublish("incremental", rows_written=int(incoming), parts_changed=len(parts))
