@@ -20,6 +20,7 @@ import json
 import shutil
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -53,21 +54,35 @@ class ParquetCopy:
         when empty: the publisher holds it, so its rows are the snapshot's, and its tables,
         appended session by session, let a month be read without scanning ten years; the
         snapshot's are sorted by ticker); returns the number of files written."""
-        written = 0
-        self.seconds: dict[str, float] = {}
+        jobs = self.start(con, catalog)
         for table, parts, scope in changes.values():
-            started = time.perf_counter()
-            folder = self.root / table.schema / table.name
-            if f"{table.schema}.{table.name}" not in result.tables or (
-                result.tables[f"{table.schema}.{table.name}"].mode == "dropped"
-            ):
-                self._remove_tree(folder)
-                continue
-            written += self._write_table(con, catalog, table, parts, folder, scope)
-            self.seconds[f"{table.schema}.{table.name}"] = round(time.perf_counter() - started, 3)
+            label = f"{table.schema}.{table.name}"
+            dropped = label not in result.tables or result.tables[label].mode == "dropped"
+            jobs.submit(table, parts, scope, dropped=dropped)
+        return jobs.finish(result)
+
+    def start(self, con: duckdb.DuckDBPyConnection, catalog: str) -> ParquetJobs:
+        """The Parquet writes of one publish, table by table as the publisher submits them, on
+        a worker thread with a cursor of its own (`ParquetJobs`)."""
+        self.seconds = {}
+        return ParquetJobs(self, con, catalog)
+
+    def _write_one(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        catalog: str,
+        table: ServedTable,
+        parts: list | None,
+        scope: tuple[str, list] | None,
+        dropped: bool,
+    ) -> int:
         started = time.perf_counter()
-        self._write_manifest(result, {f"{t.schema}.{t.name}" for t, _, _ in changes.values()})
-        self.seconds["_manifest.json"] = round(time.perf_counter() - started, 3)
+        folder = self.root / table.schema / table.name
+        if dropped:
+            self._remove_tree(folder)
+            return 0
+        written = self._write_table(con, catalog, table, parts, folder, scope)
+        self.seconds[f"{table.schema}.{table.name}"] = round(time.perf_counter() - started, 3)
         return written
 
     def _write_table(
@@ -273,6 +288,53 @@ class ParquetCopy:
         tmp.replace(path)
         if self.store is not None:
             self.store.put(self._key(path), body)
+
+
+class ParquetJobs:
+    """One publish's Parquet writes on a worker thread, each table's as soon as the snapshot's
+    copy of it is done, so they overlap the next tables' updates (the Parquet rows come from
+    the warehouse and the previous files, never from the snapshot being written). `finish`
+    waits for them (a failed write fails the publish) and writes `_manifest.json`."""
+
+    def __init__(self, copy: ParquetCopy, con: duckdb.DuckDBPyConnection, catalog: str):
+        self.copy = copy
+        self.catalog = catalog
+        self.cursor = con.cursor()  # DuckDB connections are per thread
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet")
+        self.futures: list[Future[int]] = []
+        self.changed: set[str] = set()
+
+    def submit(
+        self,
+        table: ServedTable,
+        parts: list | None,
+        scope: tuple[str, list] | None,
+        *,
+        dropped: bool = False,
+    ) -> None:
+        self.changed.add(f"{table.schema}.{table.name}")
+        self.futures.append(
+            self.pool.submit(
+                self.copy._write_one, self.cursor, self.catalog, table, parts, scope, dropped
+            )
+        )
+
+    def finish(self, result: PublishResult) -> int:
+        """Wait for every write; then the manifest. Returns the number of files written."""
+        try:
+            written = sum(future.result() for future in self.futures)
+        finally:
+            self.close()
+        started = time.perf_counter()
+        self.copy._write_manifest(result, self.changed)
+        self.copy.seconds["_manifest.json"] = round(time.perf_counter() - started, 3)
+        return written
+
+    def close(self) -> None:
+        """Stop: pending writes are cancelled, a running one completes (each file is written
+        atomically, so none is left half-written)."""
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.cursor.close()
 
 
 def _month_end(first: dt.date) -> dt.date:

@@ -35,7 +35,7 @@ import duckdb
 from marketflow_assets.faults import fault_point
 from marketflow_assets.serving import layout
 from marketflow_assets.serving.comments import comment_served_tables
-from marketflow_assets.serving.parquet_copy import ParquetCopy
+from marketflow_assets.serving.parquet_copy import ParquetCopy, ParquetJobs
 from marketflow_assets.serving.tables import WHOLE_TABLE_PART, ServedTable, served_tables
 from marketflow_assets.storage import change_journal
 
@@ -163,22 +163,26 @@ def publish_snapshot(
     try:
         options = "" if previous is not None else f" (STORAGE_VERSION '{STORAGE_VERSION}')"
         warehouse.execute(f"ATTACH '{_sql_path(partial)}' AS {SNAP}{options}")
+        # Parquet partitions are written on a worker thread while the next tables are updated.
+        jobs = parquet.start(warehouse, "") if parquet is not None else None
         try:
             warehouse.execute("CREATE SCHEMA IF NOT EXISTS snap.serving")
             warehouse.execute(FINGERPRINTS_DDL)
-            changes = _publish_tables(warehouse, result, plan)
+            _publish_tables(warehouse, result, plan, jobs)
             timer.lap("tables")
             _publish_derived(warehouse, result, run_id, now, watermark)
             # Comments survive in the copied file; a table created anew has none yet.
             fresh = {name for name, t in result.tables.items() if t.mode == "rebuilt"}
             comment_served_tables(warehouse, SNAP, only=None if previous is None else fresh)
             timer.lap("latest_and_manifest")
-            if parquet is not None:
-                result.parquet_files_written = parquet.write(warehouse, "", changes, result)
+            if jobs is not None:
+                result.parquet_files_written = jobs.finish(result)
                 result.parquet_seconds = dict(parquet.seconds)
-            timer.lap("parquet")
+            timer.lap("parquet")  # what is left of it once the snapshot's tables are done
             warehouse.execute(f"CHECKPOINT {SNAP}")
         finally:
+            if jobs is not None:
+                jobs.close()
             warehouse.execute(f"DETACH {SNAP}")
         timer.lap("checkpoint")
         fault_point("snapshot.publish")  # complete but not yet current: a kill must change nothing
@@ -329,12 +333,16 @@ def _fingerprint_plan(con: duckdb.DuckDBPyConnection, table: ServedTable) -> Tab
 
 
 def _publish_tables(
-    con: duckdb.DuckDBPyConnection, result: PublishResult, plan: Plan
+    con: duckdb.DuckDBPyConnection,
+    result: PublishResult,
+    plan: Plan,
+    jobs: ParquetJobs | None = None,
 ) -> dict[str, tuple[ServedTable, list[tuple[str | None, dt.date]] | None, tuple | None]]:
     """Bring every served table of the snapshot in line with the warehouse. Returns, per changed
     table, the parts that changed (None: all of them, the table was rebuilt or dropped) and,
     for journaled changes, their scope (SQL over alias `x` and its parameters): no row outside
-    it changed since the previous snapshot."""
+    it changed since the previous snapshot. Each changed table goes to `jobs` (its Parquet
+    partitions) as soon as the snapshot's copy of it is done."""
     changes: dict[str, tuple[ServedTable, list | None, tuple[str, list] | None]] = {}
     for qualified in plan.fingerprints_to_drop:
         con.execute("DELETE FROM snap.serving.fingerprints WHERE table_name = ?", [qualified])
@@ -346,6 +354,8 @@ def _publish_tables(
             con.execute("DELETE FROM snap.serving.fingerprints WHERE table_name = ?", [qualified])
             result.tables[label] = TablePublish("dropped")
             changes[qualified] = (table, None, None)
+            if jobs is not None:
+                jobs.submit(table, None, None, dropped=True)
             continue
         if item.action == "unchanged":
             result.tables[label] = plan.previous_tables.get(label) or _measure(
@@ -376,6 +386,8 @@ def _publish_tables(
             if item.action == "journal" and publish.mode == "incremental" and table.has_session:
                 scope = _scope_predicate(table, item.changes)
             changes[qualified] = (table, parts, scope)
+            if jobs is not None:
+                jobs.submit(table, parts, scope)
     return changes
 
 
