@@ -314,6 +314,40 @@ def test_api_keys_guard_data_but_not_health_and_are_never_logged(served, caplog)
     assert "s3cret-key" not in caplog.text
 
 
+def test_a_repeat_is_answered_from_the_cache_as_the_endpoint_answered(served, caplog):
+    """A repeated request on the same snapshot comes from the snapshot's response cache before
+    routing, with the endpoint's body and headers; API keys, 304 and the access log still
+    apply to it."""
+    app = create_app(served.settings, api_keys=frozenset({"s3cret-key"}))
+    client = TestClient(app)
+    key = {"X-API-Key": "s3cret-key"}
+    url = f"/v1/bars/{TICKER}?limit=2&format=csv"
+    with caplog.at_level(logging.INFO, logger="marketflow.api.access"):
+        first = client.get(url, headers=key)
+        cached = app.state.snapshots.get().responses.get(("/v1/bars/AAPL", b"limit=2&format=csv"))
+        assert first.status_code == 200 and cached is not None
+        again = client.get(url, headers=key)
+        assert client.get(url).status_code == 401  # a cached page still needs a key
+        not_modified = client.get(url, headers={**key, "If-None-Match": first.headers["etag"]})
+    assert again.content == first.content
+    for header in ("etag", "cache-control", "content-type", "x-snapshot-id", "x-next-cursor"):
+        assert again.headers[header] == first.headers[header], header
+    assert first.headers["content-type"] == "text/csv; charset=utf-8"
+    assert not_modified.status_code == 304 and not_modified.content == b""
+    assert not_modified.headers["etag"] == f'"{served.final_snapshot}"'
+    lines = [json.loads(r.getMessage()) for r in caplog.records]
+    assert [line["status"] for line in lines] == [200, 200, 401, 304]
+    assert lines[1]["snapshot"] == served.final_snapshot and lines[1]["bytes"] == len(first.content)
+    assert "s3cret-key" not in caplog.text
+    # The repeat is the cache's answer: what the cache holds is what the client gets.
+    app.state.snapshots.get().responses._items[("/v1/bars/AAPL", b"limit=2&format=csv")] = (
+        b"from-the-cache",
+        cached[1],
+        cached[2],
+    )
+    assert client.get(url, headers=key).content == b"from-the-cache"
+
+
 @pytest.mark.parametrize(
     ("url", "status", "parameter"),
     [

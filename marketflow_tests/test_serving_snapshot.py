@@ -363,6 +363,47 @@ def test_a_change_by_a_run_that_did_not_publish_is_picked_up(journaled, tmp_path
     assert (bars.mode, bars.rows_written) == ("incremental", 61)
     assert later.parquet_files_written == 3  # BBB's three months
     assert_served_as_warehouse(later.path, journaled, tmp_path)
+    # The three months were patched (their rows outside the changes kept, the changed ones
+    # re-read): the Parquet copy still equals the snapshot.
+    files = str(root / "parquet/silver/daily_bars/*/*.parquet")
+    parquet = duckdb.sql(
+        f"SELECT * FROM read_parquet('{files}', hive_partitioning = false) ORDER BY ALL"
+    ).df()
+    pd.testing.assert_frame_equal(parquet, table(later.path, "silver.daily_bars"))
+
+
+def test_a_table_rewritten_whole_replaces_only_the_rows_that_differ(journaled, tmp_path):
+    """Reference tables (no session date) are rewritten whole by their writers; the publish
+    replaces only the rows that differ, and nothing (no Parquet file either) when none do."""
+    root = tmp_path / "serving"
+    symbols = contract_rows("silver.symbols", TICKERS, DAYS[-1:], 1.0)
+    write(journaled, "silver.symbols", symbols, None)
+    publish(journaled, root)
+    parquet = root / "parquet/silver/symbols/data.parquet"
+    written = parquet.stat().st_mtime_ns
+    write(journaled, "silver.symbols", symbols, None, run_id="same-again")
+    same = publish(journaled, root)
+    assert same.tables["silver.symbols"].mode == "unchanged"
+    assert same.parquet_files_written == 0 and parquet.stat().st_mtime_ns == written
+    renamed = symbols.assign(name=symbols["name"].where(symbols["ticker"] != "BBB", "Bravo"))
+    write(journaled, "silver.symbols", renamed, None, run_id="rename")
+    later = publish(journaled, root)
+    assert (later.tables["silver.symbols"].mode, later.tables["silver.symbols"].rows_written) == (
+        "incremental",
+        1,
+    )
+    full = publish(journaled, tmp_path / "full", full_rebuild=True)
+    pd.testing.assert_frame_equal(
+        table(later.path, "silver.symbols"), table(full.path, "silver.symbols")
+    )
+    assert table(later.path, "silver.symbols").query("ticker == 'BBB'")["name"].tolist() == [
+        "Bravo"
+    ]
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(parquet).sort_values("ticker", ignore_index=True),
+        table(later.path, "silver.symbols").sort_values("ticker", ignore_index=True),
+        check_dtype=False,
+    )
 
 
 def test_an_unchanged_publish_writes_nothing(journaled, tmp_path):

@@ -24,6 +24,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
 from marketflow_assets.api import models
+from marketflow_assets.api.cached import (
+    CACHE_CONTROL,
+    CachedResponses,
+    cache_key,
+    etag_matches,
+    response_headers,
+)
 from marketflow_assets.api.errors import (
     ERROR_RESPONSES,
     ApiError,
@@ -50,7 +57,6 @@ MAX_LIMIT = 20_000
 DEFAULT_LIMIT = 5_000
 MAX_TICKERS = 1_000
 MAX_FUNDAMENTAL_PERIODS = 40
-CACHE_CONTROL = "public, max-age=60"
 MEDIA = {
     "json": "application/json",
     "csv": "text/csv; charset=utf-8",
@@ -166,11 +172,7 @@ FeatureFields = Annotated[tuple[str, ...], Depends(feature_fields)]
 def answer_from(snap: OpenSnapshot, request: Request, *tables: str, what: str) -> None:
     """Once the input is valid: 304 when the client already holds this snapshot (its ETag),
     404 when a table the endpoint reads is not in the snapshot."""
-    tags = request.headers.get("if-none-match")
-    if tags and (
-        tags.strip() == "*"
-        or f'"{snap.id}"' in [t.strip().removeprefix("W/") for t in tags.split(",")]
-    ):
+    if etag_matches(snap, request.headers.get("if-none-match")):
         raise HTTPException(
             status_code=304, headers={"ETag": f'"{snap.id}"', "Cache-Control": CACHE_CONTROL}
         )
@@ -216,6 +218,8 @@ def create_app(
     app.state.snapshots = reader
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    # The last added runs first: keys and the access log, then repeats from the cache.
+    app.add_middleware(CachedResponses, reader=reader)
     app.add_middleware(AccessLogMiddleware, api_keys=api_keys, open_paths=("/v1/health",))
     data = {"responses": ERROR_RESPONSES}
     # Bars and features also come as CSV or Parquet (`format`).
@@ -233,10 +237,7 @@ def create_app(
         media: str,
         next_cursor: str | None = None,
     ) -> Response:
-        headers = {"ETag": f'"{snap.id}"', "Cache-Control": CACHE_CONTROL, "X-Snapshot-Id": snap.id}
-        if next_cursor:
-            headers["X-Next-Cursor"] = next_cursor
-        return Response(body, media_type=media, headers=headers)
+        return Response(body, media_type=media, headers=response_headers(snap, next_cursor))
 
     def envelope(snap: OpenSnapshot, data: bytes, next_cursor: str | None, **extra) -> bytes:
         head = {"snapshot": snap.id, "next_cursor": next_cursor, **extra}
@@ -248,13 +249,13 @@ def create_app(
         )
 
     def page(snap: OpenSnapshot, request: Request, q: PageQuery, fmt: str, **extra) -> Response:
-        """One page of `q` in `fmt`; the same request on the same snapshot is answered from its
-        response cache (a snapshot never changes)."""
-        key = (request.url.path, request.url.query)
-        if (hit := snap.responses.get(key)) is not None:
-            return respond(snap, request, hit[0], MEDIA[fmt], hit[1])
+        """One page of `q` in `fmt`, kept in the snapshot's response cache: a snapshot never
+        changes, so `CachedResponses` answers the same request on it from there."""
+        key = cache_key(request.scope)
+        if (hit := snap.responses.get(key)) is not None:  # cached since routing began
+            return respond(snap, request, hit[0], hit[1], hit[2])
         response = _page(snap, request, q, fmt, **extra)
-        snap.responses.put(key, response.body, response.headers.get("X-Next-Cursor"))
+        snap.responses.put(key, response.body, MEDIA[fmt], response.headers.get("X-Next-Cursor"))
         return response
 
     def _page(snap: OpenSnapshot, request: Request, q: PageQuery, fmt: str, **extra) -> Response:

@@ -5,6 +5,7 @@ so a new snapshot is served without a restart and a request never mixes two snap
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,28 +56,29 @@ class OpenSnapshot:
 
 
 class ResponseCache:
-    """Response bodies of one snapshot by request (path and query), the oldest evicted past
-    `capacity` bytes. Safe to share between the server's threads."""
+    """Successful responses of one snapshot by request (path and raw query string): body, media
+    type and next cursor, the oldest evicted past `capacity` bytes. Safe to share between the
+    server's threads (and its event loop, which answers repeats: `api/cached.py`)."""
 
     def __init__(self, capacity: int):
         self.capacity = capacity
         self._lock = threading.Lock()
-        self._items: dict[tuple[str, str], tuple[bytes, str | None]] = {}
+        self._items: dict[tuple[str, bytes], tuple[bytes, str, str | None]] = {}
         self._bytes = 0
 
-    def get(self, key: tuple[str, str]) -> tuple[bytes, str | None] | None:
+    def get(self, key: tuple[str, bytes]) -> tuple[bytes, str, str | None] | None:
         return self._items.get(key)
 
-    def put(self, key: tuple[str, str], body: bytes, next_cursor: str | None) -> None:
+    def put(self, key: tuple[str, bytes], body: bytes, media: str, next_cursor: str | None) -> None:
         if len(body) > self.capacity // 8:
             return  # one huge page must not flush everything else
         with self._lock:
             if key in self._items:
                 return
-            self._items[key] = (body, next_cursor)
+            self._items[key] = (body, media, next_cursor)
             self._bytes += len(body)
             while self._bytes > self.capacity:
-                old, _ = self._items.pop(next(iter(self._items)))  # the oldest entry
+                old = self._items.pop(next(iter(self._items)))[0]  # the oldest entry
                 self._bytes -= len(old)
 
 
@@ -85,8 +87,17 @@ class SnapshotReader:
         self.root = root
         self._lock = threading.Lock()
         self._current: OpenSnapshot | None = None
+        self._link = str(root / layout.CURRENT)
+        self._opened: tuple[str, OpenSnapshot] | None = None  # (link target, its snapshot)
 
     def get(self) -> OpenSnapshot:
+        opened = self._opened
+        if opened is not None:  # the common case, on every request: one readlink, no Path
+            try:
+                if os.readlink(self._link) == opened[0]:  # noqa: PTH115 (a str: no Path per request)
+                    return opened[1]
+            except OSError:
+                pass
         for _ in range(OPEN_ATTEMPTS):
             target = layout.current_target(self.root)
             if target is None:
@@ -101,6 +112,7 @@ class SnapshotReader:
                     self._current = _open(target)
                 except (duckdb.IOException, FileNotFoundError):
                     continue  # removed by retention between readlink and open: look again
+                self._opened = (str(target.relative_to(self.root)), self._current)
                 return self._current
         raise NoSnapshotError(f"the current snapshot under {self.root} could not be opened")
 

@@ -91,6 +91,7 @@ def build_snapshot_asset(upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
                 "rows": t.rows,
                 "rows_written": t.rows_written,
                 "latest_session": t.latest_session.isoformat() if t.latest_session else None,
+                "seconds": t.seconds,
             }
             for name, t in result.tables.items()
         }
@@ -104,6 +105,7 @@ def build_snapshot_asset(upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
                 "rows_written": dg.MetadataValue.int(result.rows_written),
                 "parquet_files_written": dg.MetadataValue.int(result.parquet_files_written),
                 "seconds": dg.MetadataValue.json(result.seconds),
+                "parquet_seconds": dg.MetadataValue.json(result.parquet_seconds),
                 "tables": dg.MetadataValue.json(tables),
                 "removed_snapshots": ", ".join(result.removed) or "none",
                 "journal_pruned": dg.MetadataValue.int(result.journal_pruned),

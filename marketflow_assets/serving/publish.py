@@ -35,8 +35,8 @@ import duckdb
 from marketflow_assets.faults import fault_point
 from marketflow_assets.serving import layout
 from marketflow_assets.serving.comments import comment_served_tables
-from marketflow_assets.serving.parquet_copy import ParquetCopy
-from marketflow_assets.serving.tables import ServedTable, served_tables
+from marketflow_assets.serving.parquet_copy import ParquetCopy, ParquetJobs
+from marketflow_assets.serving.tables import WHOLE_TABLE_PART, ServedTable, served_tables
 from marketflow_assets.storage import change_journal
 
 RETENTION = 3
@@ -86,6 +86,7 @@ class TablePublish:
     rows_written: int = 0
     parts_changed: int = 0
     latest_session: dt.date | None = None
+    seconds: float = 0.0  # this publish's time on the table (0 when unchanged)
 
 
 @dataclass
@@ -96,6 +97,7 @@ class PublishResult:
     tables: dict[str, TablePublish] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     parquet_files_written: int = 0
+    parquet_seconds: dict[str, float] = field(default_factory=dict)  # per table written
     removed: list[str] = field(default_factory=list)
     unchanged: bool = False  # nothing served changed: the previous snapshot stays current
     journal_pruned: int = 0  # change-journal rows the current snapshot no longer needs
@@ -161,21 +163,26 @@ def publish_snapshot(
     try:
         options = "" if previous is not None else f" (STORAGE_VERSION '{STORAGE_VERSION}')"
         warehouse.execute(f"ATTACH '{_sql_path(partial)}' AS {SNAP}{options}")
+        # Parquet partitions are written on a worker thread while the next tables are updated.
+        jobs = parquet.start(warehouse, "") if parquet is not None else None
         try:
             warehouse.execute("CREATE SCHEMA IF NOT EXISTS snap.serving")
             warehouse.execute(FINGERPRINTS_DDL)
-            changes = _publish_tables(warehouse, result, plan)
+            _publish_tables(warehouse, result, plan, jobs)
             timer.lap("tables")
             _publish_derived(warehouse, result, run_id, now, watermark)
             # Comments survive in the copied file; a table created anew has none yet.
             fresh = {name for name, t in result.tables.items() if t.mode == "rebuilt"}
             comment_served_tables(warehouse, SNAP, only=None if previous is None else fresh)
             timer.lap("latest_and_manifest")
-            if parquet is not None:
-                result.parquet_files_written = parquet.write(warehouse, "", changes, result)
-            timer.lap("parquet")
+            if jobs is not None:
+                result.parquet_files_written = jobs.finish(result)
+                result.parquet_seconds = dict(parquet.seconds)
+            timer.lap("parquet")  # what is left of it once the snapshot's tables are done
             warehouse.execute(f"CHECKPOINT {SNAP}")
         finally:
+            if jobs is not None:
+                jobs.close()
             warehouse.execute(f"DETACH {SNAP}")
         timer.lap("checkpoint")
         fault_point("snapshot.publish")  # complete but not yet current: a kill must change nothing
@@ -326,11 +333,17 @@ def _fingerprint_plan(con: duckdb.DuckDBPyConnection, table: ServedTable) -> Tab
 
 
 def _publish_tables(
-    con: duckdb.DuckDBPyConnection, result: PublishResult, plan: Plan
-) -> dict[str, tuple[ServedTable, list[tuple[str | None, dt.date]] | None]]:
+    con: duckdb.DuckDBPyConnection,
+    result: PublishResult,
+    plan: Plan,
+    jobs: ParquetJobs | None = None,
+) -> dict[str, tuple[ServedTable, list[tuple[str | None, dt.date]] | None, tuple | None]]:
     """Bring every served table of the snapshot in line with the warehouse. Returns, per changed
-    table, the parts that changed (None: all of them, the table was rebuilt or dropped)."""
-    changes: dict[str, tuple[ServedTable, list | None]] = {}
+    table, the parts that changed (None: all of them, the table was rebuilt or dropped) and,
+    for journaled changes, their scope (SQL over alias `x` and its parameters): no row outside
+    it changed since the previous snapshot. Each changed table goes to `jobs` (its Parquet
+    partitions) as soon as the snapshot's copy of it is done."""
+    changes: dict[str, tuple[ServedTable, list | None, tuple[str, list] | None]] = {}
     for qualified in plan.fingerprints_to_drop:
         con.execute("DELETE FROM snap.serving.fingerprints WHERE table_name = ?", [qualified])
     for qualified, item in plan.tables.items():
@@ -340,13 +353,16 @@ def _publish_tables(
             con.execute(f"DROP TABLE snap.{qualified}")
             con.execute("DELETE FROM snap.serving.fingerprints WHERE table_name = ?", [qualified])
             result.tables[label] = TablePublish("dropped")
-            changes[qualified] = (table, None)
+            changes[qualified] = (table, None, None)
+            if jobs is not None:
+                jobs.submit(table, None, None, dropped=True)
             continue
         if item.action == "unchanged":
             result.tables[label] = plan.previous_tables.get(label) or _measure(
                 con, table, TablePublish("unchanged")
             )
             continue
+        started = time.perf_counter()
         con.execute(f"CREATE SCHEMA IF NOT EXISTS snap.{table.schema}")
         if item.action == "journal":
             publish, parts = _apply_journal(con, table, item.changes)
@@ -364,8 +380,14 @@ def _publish_tables(
         elif publish.mode == "rebuilt" and not item.journaled:
             _store_fingerprints(con, table)
         result.tables[label] = _measure(con, table, publish)
+        publish.seconds = round(time.perf_counter() - started, 3)
         if publish.mode != "unchanged":
-            changes[qualified] = (table, parts)
+            scope = None  # the rows that may have changed, for the Parquet copy to patch months
+            if item.action == "journal" and publish.mode == "incremental" and table.has_session:
+                scope = _scope_predicate(table, item.changes)
+            changes[qualified] = (table, parts, scope)
+            if jobs is not None:
+                jobs.submit(table, parts, scope)
     return changes
 
 
@@ -440,6 +462,8 @@ def _apply_journal(
     the warehouse); intraday tables also follow their moving window of recent sessions."""
     name = table.qualified
     where, params = _scope_predicate(table, changes)
+    if not table.has_session:  # reference tables: their writers replace them whole
+        return _sync_rows(con, table, where, params)
     if table.intraday:  # sessions that left or entered the window are replaced too
         old = {
             d for (d,) in con.execute(f"SELECT DISTINCT session_date FROM snap.{name}").fetchall()
@@ -470,11 +494,64 @@ def _apply_journal(
     return publish, sorted(parts, key=lambda p: (p[0] or "", p[1]))
 
 
+def _sync_rows(
+    con: duckdb.DuckDBPyConnection, table: ServedTable, where: str, params: list[object]
+) -> tuple[TablePublish, list[tuple[str | None, dt.date]] | None]:
+    """Bring the snapshot's rows matching `where` (over alias `x`) in line with the warehouse's
+    by replacing only the rows that differ: a table without a session date (symbols, corporate
+    actions, financial facts, a mart per ticker) is rewritten whole by its writer although
+    most rows stay the same (financial facts: ~1 in 6 per daily run). Rows are compared by
+    their 64-bit hash (as fingerprints are), counted per hash on both sides: every hash whose
+    count differs has all its rows replaced (a changed row is missed only if its hash equals
+    the hash of the row it replaced). Hash aggregates: ~10x faster than EXCEPT ALL here."""
+    name = table.qualified
+    cols = ", ".join(f'x."{c}"' for c in table.column_names)
+    source = f"({table.source_sql()})"
+    ticker = table.ticker_expr("x")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _sync AS SELECT coalesce(a.h, b.h) AS h, "
+        "coalesce(b.n, 0) AS incoming, coalesce(a.ticker, b.ticker) AS ticker FROM "
+        f"(SELECT hash({cols}) AS h, count(*) AS n, any_value({ticker}) AS ticker "
+        f"FROM snap.{name} x WHERE {where} GROUP BY h) a FULL JOIN "
+        f"(SELECT hash({cols}) AS h, count(*) AS n, any_value({ticker}) AS ticker "
+        f"FROM {source} x WHERE {where} GROUP BY h) b "
+        "ON a.h = b.h WHERE a.n IS DISTINCT FROM b.n",
+        params * 2,
+    )
+    try:
+        changed, incoming = con.execute(
+            "SELECT count(*), coalesce(sum(incoming), 0) FROM _sync"
+        ).fetchone()
+        if not changed:
+            return TablePublish("unchanged"), []
+        total = con.execute(f"SELECT count(*) FROM snap.{name}").fetchone()[0]
+        if incoming > REBUILD_FRACTION * max(total, 1):
+            return _rebuild(con, table), None
+        # A table without a session date has one part per ticker (its Parquet copy one file).
+        parts = con.execute(f"SELECT DISTINCT ticker, {WHOLE_TABLE_PART} FROM _sync").fetchall()
+        match = f"({where}) AND hash({cols}) IN (SELECT h FROM _sync)"
+        con.execute(f"DELETE FROM snap.{name} x WHERE {match}", params)
+        con.execute(
+            f"INSERT INTO snap.{name} SELECT * FROM {source} x WHERE {match} "
+            f"ORDER BY {table.order_by()}",
+            params,
+        )
+    finally:
+        con.execute("DROP TABLE IF EXISTS _sync")
+    publish = TablePublish("incremental", rows_written=int(incoming), parts_changed=len(parts))
+    return publish, sorted(parts, key=lambda p: (p[0] or "", p[1]))
+
+
 def _apply_fingerprints(
     con: duckdb.DuckDBPyConnection, item: TablePlan
 ) -> tuple[TablePublish, list[tuple[str | None, dt.date]] | None]:
     """Replace the parts whose fingerprints changed (a table the journal does not cover)."""
     table, name = item.table, item.table.qualified
+    if not table.has_session:  # a part is a ticker's whole history: compare its rows
+        tickers = sorted({t for t, _ in item.changed_parts if t is not None})
+        if table.has_ticker and None not in {t for t, _ in item.changed_parts}:
+            return _sync_rows(con, table, "x.ticker IN (SELECT unnest(?::VARCHAR[]))", [tickers])
+        return _sync_rows(con, table, "TRUE", [])
     if item.rows_changed > REBUILD_FRACTION * max(item.rows_total, 1):
         return _rebuild(con, table), None
     con.execute(
