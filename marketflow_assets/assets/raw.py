@@ -37,6 +37,7 @@ from marketflow_assets.tickers import InvalidTickerError
 from marketflow_assets.transforms.payloads import (
     bar_dates,
     corporate_action_events,
+    iso_dates,
     minute_session_dates,
     session_dates,
 )
@@ -172,7 +173,7 @@ def _daily_landing(payload: Payload, group: fetch_plan.FetchGroup) -> Landing:
     sessions = session_dates(bar_dates(frame["Date"], frame["Ticker"]), frame["Ticker"])
     in_range = sessions.between(pd.Timestamp(group.first), pd.Timestamp(group.last))
     in_group = frame["Ticker"].isin(group.tickers)
-    keys = sessions.dt.strftime("%Y-%m-%d").where(in_range & in_group)
+    keys = iso_dates(sessions).where(in_range & in_group)
     return Landing(
         payload,
         partitions=keys,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from marketflow_assets.benchmark.profiling import profiled
 from marketflow_assets.benchmark.scenarios import RunSpec
-from marketflow_assets.benchmark.steps import from_log_entries, run_breakdown
+from marketflow_assets.benchmark.steps import Event, run_breakdown
 
 
 def _timestamp(value) -> float | None:
@@ -36,13 +36,32 @@ def _timestamp(value) -> float | None:
     return value.timestamp()
 
 
-def _check_results(entries) -> dict:
+def _run_events(instance, run_id: str) -> tuple[list[Event], list]:
+    """The run's events as (time, type, step) read from the event rows' columns, and its check
+    evaluations deserialized. Deserializing every event (`instance.all_logs`) would hold tens
+    of thousands of them at once after a 10-year range run: the harness's own memory peak,
+    above the run's."""
+    from dagster._core.storage.event_log.schema import SqlEventLogStorageTable as table
+    from dagster._serdes import deserialize_value
+    from sqlalchemy import select
+
+    storage = instance.event_log_storage
+    query = select(table.c.timestamp, table.c.dagster_event_type, table.c.step_key).where(
+        table.c.run_id == run_id, table.c.dagster_event_type.is_not(None)
+    )
+    checks = select(table.c.event).where(
+        table.c.run_id == run_id, table.c.dagster_event_type == "ASSET_CHECK_EVALUATION"
+    )
+    with storage.run_connection(run_id) as conn:
+        events = [Event(_timestamp(stamp), kind, step) for stamp, kind, step in conn.execute(query)]
+        evaluations = [deserialize_value(text) for (text,) in conn.execute(checks)]
+    return events, evaluations
+
+
+def _check_results(evaluations) -> dict:
     passed, failed = 0, []
-    for entry in entries:
-        event = entry.dagster_event
-        if event is None or event.event_type_value != "ASSET_CHECK_EVALUATION":
-            continue
-        data = event.event_specific_data
+    for entry in evaluations:
+        data = entry.dagster_event.event_specific_data
         if data.passed:
             passed += 1
         else:
@@ -120,18 +139,21 @@ def run_dagster(spec: RunSpec) -> dict:
         )
         call_end = time.time()
 
-    record = instance.get_run_record_by_id(result.run_id)
-    entries = instance.all_logs(result.run_id)
+    run_id, success = result.run_id, bool(result.success)
+    del result  # its event list and captured outputs: the run's, not the report's memory
+    gc.collect()
+    record = instance.get_run_record_by_id(run_id)
+    events, evaluations = _run_events(instance, run_id)
     breakdown = run_breakdown(
-        from_log_entries(entries),
+        events,
         run_created=_timestamp(record.create_timestamp) if record else None,
         call_start=call_start,
         call_end=call_end,
     )
     failed_steps = [s["step"] for s in breakdown["steps"] if s["status"] == "failure"]
     out = {
-        "ok": bool(result.success),
-        "run_id": result.run_id,
+        "ok": success,
+        "run_id": run_id,
         "assets": sorted(k.to_user_string() for k in keys),
         "run_end": call_end,
         "timing": {
@@ -140,7 +162,7 @@ def run_dagster(spec: RunSpec) -> dict:
             "run_s": round(call_end - call_start, 3),
         },
         "dagster": breakdown,
-        "checks": _check_results(entries),
+        "checks": _check_results(evaluations),
         "failed_steps": failed_steps,
         "rows": _warehouse_rows(spec, settings.warehouse),
         "disk_mib": {

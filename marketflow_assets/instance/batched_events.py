@@ -13,7 +13,8 @@ whole serialized event, partition subset included (~19 KB each with the session 
 observations, planned materializations, planned checks and check evaluations:
 
 - the event rows go in with one multi-row INSERT (on SQLite: into the run's shard, and the
-  asset and check events mirrored into the index shard, as `store_event` does);
+  asset and check events mirrored into the index shard, as `store_event` does), the
+  per-partition asset events of one output serialized once (`event_rows.py`);
 - asset events: their tags in one INSERT, the asset's row updated once per asset and event
   type with the latest event (as dagster-postgres does);
 - planned checks: one row per partition without an event (the row's own partition says
@@ -75,6 +76,8 @@ from dagster._serdes.config_class import ConfigurableClassData
 from dagster_postgres import PostgresEventLogStorage
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
 
+from marketflow_assets.instance.event_rows import event_rows
+
 T = dg.DagsterEventType
 COVERS_PLANNED_SESSIONS = "sessions_covered"
 """Metadata key of a passing evaluation without partition that stands for every session of its
@@ -110,7 +113,7 @@ class BatchedEventWrites:
             super().store_event_batch(events)  # type: ignore[misc]
             return
         events = _compact_range_materializations(events)
-        rows = [self._event_to_row(e) for e in events]  # type: ignore[attr-defined]
+        rows = event_rows(events, self._event_to_row, self._event_insert_timestamp)  # type: ignore[attr-defined]
         if self.mirrors_to_index_shard:  # SQLite: the run's own shard holds every event
             with self.run_connection(events[0].run_id) as conn:  # type: ignore[attr-defined]
                 conn.execute(SqlEventLogStorageTable.insert(), rows)

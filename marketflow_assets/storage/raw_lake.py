@@ -23,7 +23,7 @@ import logging
 import uuid
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -75,7 +75,10 @@ class FetchManifest:
         return [t for t, info in self.tickers.items() if info.get("status") == "ok"]
 
     def to_json(self) -> str:
-        body = asdict(self)
+        # The fields one level deep, as `asdict` gives them to `json.dumps` (same text), without
+        # its deep copy of every object's column types (~0.6 s for a 10-year daily fetch).
+        body = {f.name: getattr(self, f.name) for f in fields(self)}
+        body["objects"] = [{f.name: getattr(o, f.name) for f in fields(o)} for o in self.objects]
         body["manifest_version"] = MANIFEST_VERSION
         body["fetched_at"] = self.fetched_at.isoformat()
         body["landed_at"] = self.landed_at.isoformat()
