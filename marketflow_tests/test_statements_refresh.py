@@ -14,6 +14,9 @@ from marketflow_assets.ingestion.statements_refresh import (
     RefreshPolicy,
     decide,
     release_calendar,
+    routine_period,
+    routine_slot,
+    weekday_number,
 )
 from marketflow_assets.sources.simulator import SimulatorSource
 from marketflow_assets.sources.simulator_fundamentals import SimulatorFundamentals
