@@ -72,16 +72,11 @@ class RefreshPolicy:
             )
 
 
-def _utc(values) -> pd.Series:
-    return pd.to_datetime(pd.Series(values, dtype=object), utc=True, errors="coerce")
-
-
-def release_calendar(record: dict, fetched_at: dt.datetime) -> dict:
-    """(next_release, last_release, latest_period_end) of one document as served at `fetched_at`
-    (NaT where it says nothing), for the Yahoo and long formats; other formats: all NaT."""
-    releases: list = []
-    periods: list = []
-    if isinstance(record, dict) and record.get("format") == YAHOO_FORMAT:
+def _texts(record) -> tuple[list, list]:
+    """The release (or filing) dates and the period ends a document lists, as served (text)."""
+    if not isinstance(record, dict):
+        return [], []
+    if record.get("format") == YAHOO_FORMAT:
         releases = list(record.get("earnings_dates") or [])
         if not releases:  # Yahoo lists no calendar for some tickers: its SEC filings then
             releases = [f.get("date") for f in record.get("sec_filings") or [] if f]
@@ -92,19 +87,52 @@ def release_calendar(record: dict, fetched_at: dt.datetime) -> dict:
             for period_type in ("annual", "quarterly")
             for end in (tables.get(period_type) or {})
         ]
-    elif isinstance(record, dict) and record.get("format") == LONG_FORMAT:
+        return releases, periods
+    if record.get("format") == LONG_FORMAT:
         rows = [r for r in record.get("rows") or [] if isinstance(r, dict)]
-        releases = [r.get("reported_at") for r in rows]
-        periods = [r.get("period_end") for r in rows]
-    stamps = _utc(releases).dropna()
-    fetched = pd.Timestamp(fetched_at).tz_convert("UTC")
-    upcoming, past = stamps[stamps > fetched], stamps[stamps <= fetched]
-    ends = _utc(periods).dropna()
-    return {
-        "next_release": upcoming.min() if len(upcoming) else pd.NaT,
-        "last_release": past.max() if len(past) else pd.NaT,
-        "latest_period_end": ends.max() if len(ends) else pd.NaT,
-    }
+        return [r.get("reported_at") for r in rows], [r.get("period_end") for r in rows]
+    return [], []
+
+
+CALENDAR_COLUMNS = ("next_release", "last_release", "latest_period_end")
+
+
+def calendars(documents: dict[str, tuple[dict, dt.datetime]]) -> pd.DataFrame:
+    """`CALENDAR_COLUMNS` per ticker (index) of {ticker: (document, fetched_at)}: the first
+    release listed after the fetch, the latest on or before it, the latest period end (NaT
+    where the document says nothing or cannot be read). Every date of every document is
+    parsed in one pass."""
+    rows = [
+        (ticker, kind, text, fetched_at)
+        for ticker, (record, fetched_at) in documents.items()
+        for kind, texts in zip(("release", "period"), _texts(record), strict=True)
+        for text in texts
+        if isinstance(text, str)
+    ]
+    frame = pd.DataFrame(rows, columns=["ticker", "kind", "text", "fetched_at"])
+    frame["at"] = pd.to_datetime(frame["text"], utc=True, format="ISO8601", errors="coerce")
+    frame["fetched_at"] = pd.to_datetime(frame["fetched_at"], utc=True)
+    frame = frame[frame["at"].notna()]
+    releases = frame[frame["kind"] == "release"]
+    upcoming = releases["at"] > releases["fetched_at"]
+    out = pd.DataFrame(
+        {
+            "next_release": releases[upcoming].groupby("ticker")["at"].min(),
+            "last_release": releases[~upcoming].groupby("ticker")["at"].max(),
+            "latest_period_end": frame[frame["kind"] == "period"].groupby("ticker")["at"].max(),
+        },
+        columns=list(CALENDAR_COLUMNS),
+    )
+    out = out.reindex(list(documents))
+    for column in CALENDAR_COLUMNS:
+        out[column] = pd.to_datetime(out[column], utc=True)
+    return out
+
+
+def release_calendar(record: dict, fetched_at: dt.datetime) -> dict:
+    """`CALENDAR_COLUMNS` of one document as served at `fetched_at` (NaT where it says
+    nothing), for the Yahoo and long formats; other formats: all NaT."""
+    return calendars({"_": (record, fetched_at)}).iloc[0].to_dict()
 
 
 def ticker_state(raw: RawLake, manifests: list[FetchManifest], tickers) -> pd.DataFrame:
@@ -118,25 +146,19 @@ def ticker_state(raw: RawLake, manifests: list[FetchManifest], tickers) -> pd.Da
             last_attempt[ticker] = m.fetched_at
             if info.get("status") == "ok":
                 latest_ok[ticker] = m
-    calendars: dict[str, dict] = {}
     wanted = {t for t in tickers if t in latest_ok}
-    for m in {id(m): m for t, m in latest_ok.items() if t in wanted}.values():
+    documents: dict[str, tuple[dict, dt.datetime]] = {}
+    for m in {id(latest_ok[t]): latest_ok[t] for t in wanted}.values():
         mine = {t for t in wanted if latest_ok[t] is m}
         for obj in m.objects:
             for ticker, record in raw.read_records(obj).items():
                 if ticker in mine:
-                    calendars[ticker] = release_calendar(record, m.fetched_at)
-    empty = {"next_release": pd.NaT, "last_release": pd.NaT, "latest_period_end": pd.NaT}
-    frame = pd.DataFrame(
-        [
-            {"ticker": t, "last_attempt": last_attempt.get(t), **calendars.get(t, empty)}
-            for t in tickers
-        ],
-        columns=list(STATE_COLUMNS),
+                    documents[ticker] = (record, m.fetched_at)
+    frame = calendars(documents).reindex(list(tickers))
+    frame.insert(
+        0, "last_attempt", pd.to_datetime([last_attempt.get(t) for t in tickers], utc=True)
     )
-    for column in STATE_COLUMNS[1:]:
-        frame[column] = pd.to_datetime(frame[column], utc=True)
-    return frame
+    return frame.rename_axis("ticker").reset_index()[list(STATE_COLUMNS)]
 
 
 def _hash(ticker: str) -> int:
