@@ -65,10 +65,10 @@ class StatementsFetchConfig(dg.Config):
     refresh: bool = False
     """Fetch every ticker's statements again, whatever the refresh policy says."""
     max_age_days: int = 30
-    """Routine refresh: each ticker is fetched once every this many days (on a day slot given
-    by a stable hash of the ticker, so a daily run asks ~1/max_age_days of the universe), and
-    whenever it was not asked for longer. Releases are fetched when due, see
-    `ingestion/statements_refresh.py`."""
+    """Routine refresh: each ticker is fetched about once every this many days, on a weekday
+    slot given by a stable hash of the ticker (every max_age_days x 5/7 weekdays, so a daily
+    run asks that share of the universe), and when it was not asked for a week longer.
+    Releases are fetched when due, see `ingestion/statements_refresh.py`."""
     release_watch_days: int = 7
     """Around an expected earnings release (after a listed date, from this many days before an
     estimated one), fetch the ticker once a day until its statements show the release."""
