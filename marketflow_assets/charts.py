@@ -2,7 +2,7 @@
 
 Why not matplotlib: rasterizing a four-panel figure costs ~0.1 s per ticker (Agg text and tick
 layout, then PNG encoding), i.e. over a minute for 500 tickers in every daily run. Here each
-series is one SVG `<path>` whose coordinates numpy formats in one pass, ~2 ms per ticker; the
+series is one SVG `<path>` whose coordinates numpy formats in one pass, ~1 ms per ticker; the
 result is a third of the PNG's size, sharp at any zoom, and inline in any browser.
 
 The x axis is the session index (no gaps for weekends and holidays, as trading charts do);
@@ -15,7 +15,6 @@ import html
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 WIDTH = 800
 LEFT, RIGHT = 56, 12  # room for the y labels
@@ -24,17 +23,35 @@ GRID = "#e0e0e0"
 MAX_X_LABELS = 7
 
 
+# Every tenth of a pixel a chart can use, formatted once: indexing this table formats a
+# series ~50x faster than `np.char.mod` (which calls Python's formatting per element).
+_MAX_PIXEL = 2 * WIDTH
+_TENTHS = np.array([f"{i / 10:.1f}" for i in range(10 * _MAX_PIXEL + 1)], dtype=object)
+
+
 def _num(values: np.ndarray) -> np.ndarray:
     """Pixel coordinates as short strings ('123.4'), vectorized."""
-    return np.char.mod("%.1f", np.asarray(values, dtype=np.float64))
+    values = np.asarray(values, dtype=np.float64)
+    tenths = np.rint(values * 10)
+    inside = np.isfinite(tenths) & (tenths >= 0) & (tenths <= 10 * _MAX_PIXEL)
+    if inside.all():
+        return _TENTHS[tenths.astype(np.int64)]
+    out = np.empty(values.shape, dtype=object)  # off the canvas or missing: formatted one by one
+    out[inside] = _TENTHS[tenths[inside].astype(np.int64)]
+    out[~inside] = np.char.mod("%.1f", values[~inside]).astype(object)
+    return out
 
 
 def _cat(*parts) -> str:
     """Element-wise concatenation of string arrays / scalars, then joined."""
-    out = np.asarray(parts[0], dtype=str)
-    for part in parts[1:]:
-        out = np.char.add(out, part)
-    return "".join(out.tolist())
+    sizes = [np.size(part) for part in parts if not isinstance(part, str)]
+    if 0 in sizes:
+        return ""
+    length = max(sizes, default=1)  # scalars (strings, 0-d arrays) repeat on every row
+    table = np.empty((length, len(parts)), dtype=object)
+    for column, part in enumerate(parts):
+        table[:, column] = part
+    return "".join(table.ravel().tolist())
 
 
 @dataclass(frozen=True)
@@ -147,12 +164,15 @@ def nice_ticks(lo: float, hi: float, count: int = 4) -> np.ndarray:
     return np.arange(np.ceil(lo / step), np.floor(hi / step) + 1) * step
 
 
-def x_ticks(dates: pd.Series) -> tuple[np.ndarray, list[str]]:
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def x_ticks(dates) -> tuple[np.ndarray, list[str]]:
     """Session indexes and labels of month starts, thinned to at most `MAX_X_LABELS`."""
-    months = pd.DatetimeIndex(dates).to_period("M")
+    months = np.asarray(dates, dtype="datetime64[ns]").astype("datetime64[M]").astype(np.int64)
     index = np.flatnonzero(np.concatenate(([False], months[1:] != months[:-1])))
     index = index[:: max(1, -(-len(index) // MAX_X_LABELS))]
-    return index, list(months[index].strftime("%b %Y"))
+    return index, [f"{MONTHS[m % 12]} {1970 + m // 12}" for m in months[index].tolist()]
 
 
 def x_labels(panel: Panel, index: np.ndarray, labels: list[str]) -> str:

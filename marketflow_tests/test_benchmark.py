@@ -139,3 +139,9 @@ def test_smoke_benchmark_end_to_end(tmp_path, capsys):
     assert doc["machine"]["cpu_count"] >= 1 and doc["machine"]["versions"]["dagster"]
     assert {t["scenario"] for t in doc["targets"]} == {"daily_history", "daily_increment", "kernel"}
     assert "daily_history" in printed and "kernel / TA-Lib" in printed
+
+
+def test_reusing_histories_needs_a_work_folder_to_keep_them(capsys):
+    with pytest.raises(SystemExit):
+        main(["--smoke", "--scenario", "daily_increment", "--reuse-history"])
+    assert "--reuse-history needs --work" in capsys.readouterr().err

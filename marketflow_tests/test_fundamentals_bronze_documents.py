@@ -124,8 +124,9 @@ def test_daily_fetches_store_only_what_changed_and_silver_is_unchanged(tmp_path)
     first_numbers, ledger = bronze()
     assert len(ledger) == 3 and ledger["stored"].all() and first_numbers > 0
 
-    # The next evening's fetch repeats every document: nothing is stored, all are listed.
-    run(F1 + dt.timedelta(days=1))
+    # The next evening's fetch (forced: the refresh policy would ask only tickers due) repeats
+    # every document: nothing is stored, all are listed.
+    run(F1 + dt.timedelta(days=1), refetch=True)
     numbers, ledger = bronze()
     assert numbers == first_numbers
     assert len(ledger) == 6 and ledger["stored"].sum() == 3

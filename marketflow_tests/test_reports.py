@@ -140,3 +140,36 @@ def test_crossovers_need_both_averages_and_stay_within_a_ticker():
     crosses = ma_crossovers(frame)
     assert crosses.index.tolist() == [2, 3, 4, 7]
     assert crosses["cross"].tolist() == ["golden", "death", "golden", "golden"]
+
+
+def test_coordinates_format_like_printf_on_and_off_the_canvas():
+    from marketflow_assets import charts
+
+    values = np.array([0.0, 12.34, 799.96, 1599.9, -3.25, 5000.0, np.nan])
+    assert charts._num(values).tolist() == [
+        "0.0",
+        "12.3",
+        "800.0",
+        "1599.9",
+        "-3.2",
+        "5000.0",
+        "nan",
+    ]
+    assert charts._cat("M", charts._num(values[:2]), ",", "1.0") == "M0.0,1.0M12.3,1.0"
+    assert charts._cat("M", charts._num(values[:0]), ",") == ""  # nothing to draw
+
+
+def test_page_tables_show_dates_numbers_missing_values_and_escape_text():
+    from marketflow_assets.assets.reports import html_table
+
+    table = html_table(
+        {
+            "session_date": np.array(["2024-06-07"], dtype="datetime64[us]"),
+            "rsi_14": np.array([np.nan]),
+            "cross": np.array(["<golden>"], dtype=object),
+            "sma_50": np.array([1.23456]),
+        },
+        2,
+    )
+    assert "<th>session_date</th><th>rsi_14</th><th>cross</th><th>sma_50</th>" in table
+    assert "<td>2024-06-07</td><td>NaN</td><td>&lt;golden&gt;</td><td>1.23</td>" in table

@@ -9,7 +9,6 @@ silver/financial_facts        bitemporal versions: known_at (rule per row), firs
 gold/fundamentals_daily       ratios per ticker and session from the facts known that day
 """
 
-import datetime as dt
 import json
 
 import dagster as dg
@@ -22,6 +21,12 @@ from marketflow_assets.calendar import EXCHANGE_TZ
 from marketflow_assets.contracts import fundamentals as contracts
 from marketflow_assets.contracts import silver
 from marketflow_assets.ingestion.statement_drops import land_dropped_statements
+from marketflow_assets.ingestion.statements_refresh import (
+    REASONS,
+    RefreshPolicy,
+    decide,
+    ticker_state,
+)
 from marketflow_assets.partitions import sessions_of
 from marketflow_assets.resources import MarketDataResource, UniverseResource, ticker_scope
 from marketflow_assets.resources.fundamentals import FundamentalsResource
@@ -58,10 +63,15 @@ def fundamentals_resource(settings: Settings, market_data: MarketDataResource):
 
 class StatementsFetchConfig(dg.Config):
     refresh: bool = False
-    """Fetch every ticker's statements again."""
-    max_age_days: int = 1
-    """Tickers whose statements were fetched longer ago than this (provider clock) are fetched
-    again: a daily fetch is what catches restatements and new releases."""
+    """Fetch every ticker's statements again, whatever the refresh policy says."""
+    max_age_days: int = 30
+    """Routine refresh: each ticker is fetched about once every this many days, on a weekday
+    slot given by a stable hash of the ticker (every max_age_days x 5/7 weekdays, so a daily
+    run asks that share of the universe), and when it was not asked for a week longer.
+    Releases are fetched when due, see `ingestion/statements_refresh.py`."""
+    release_watch_days: int = 7
+    """Around an expected earnings release (after a listed date, from this many days before an
+    estimated one), fetch the ticker once a day until its statements show the release."""
     file_batch: str | None = None
     """Land the dropped statement files of this batch (landing/claimed/<batch>/, set by the
     file_drops sensor) as source 'file' instead of asking the provider."""
@@ -78,8 +88,9 @@ class StatementsFetchConfig(dg.Config):
     description=(
         "Financial statements (income, balance sheet, cash flow; annual and quarterly) and "
         "earnings-release or filing dates exactly as the provider served them: one immutable "
-        "JSON object per fetch holding a document per ticker, plus a manifest. Fetches tickers "
-        "with no fetch younger than `max_age_days`; one request per ticker."
+        "JSON object per fetch holding a document per ticker, plus a manifest. Fetches a ticker "
+        "when an earnings release is due, on its routine slot every `max_age_days`, or when "
+        "`refresh` is set (ingestion/statements_refresh.py); one request per ticker."
     ),
 )
 def raw_financial_statements(
@@ -95,14 +106,17 @@ def raw_financial_statements(
         if config.file_batch:
             return land_dropped_statements(context, config.file_batch, now, lake)
         tickers = run_tickers(context, universe)
-        fresh_after = now - dt.timedelta(days=config.max_age_days)
-        fresh = {
-            t
-            for m in lake.raw().manifests(source.name, DATASET)
-            if m.fetched_at > fresh_after
-            for t in m.tickers  # a ticker without statements is not asked again either
-        }
-        wanted = tuple(t for t in tickers if config.refresh or t not in fresh)
+        raw = lake.raw()
+        try:
+            policy = RefreshPolicy(config.max_age_days, config.release_watch_days)
+        except ValueError as exc:
+            raise dg.Failure(
+                f"raw/financial_statements config: {exc}", allow_retries=False
+            ) from exc
+        state = ticker_state(raw, raw.manifests(source.name, DATASET), tickers)
+        reasons = decide(state, now, policy, forced=config.refresh)
+        wanted = tuple(t for t in tickers if reasons[t])
+        asked_for = reasons[reasons != ""].value_counts()
         landings = []
         errors: dict[str, str] = {}
         skipped = source.unavailable()
@@ -132,6 +146,9 @@ def raw_financial_statements(
             "provider_clock": now.isoformat(),
             "tickers_requested": len(tickers),
             "tickers_fetched": len(wanted),
+            "fetch_reasons": dg.MetadataValue.json(
+                {r: int(asked_for.get(r, 0)) for r in REASONS if r in asked_for}
+            ),
             "source_unavailable": skipped or "",
             "tickers_without_statements": dg.MetadataValue.json(errors),
         },

@@ -2,6 +2,8 @@
 
 import base64
 import html
+import itertools
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote
 
@@ -33,6 +35,21 @@ RSI_LEVELS = (30, 70)
 HEIGHT = 720  # px; the width is charts.WIDTH
 PANEL_HEIGHTS = (250, 80, 125, 80)  # px, the charts of `CHARTS` top to bottom
 PANEL_TOP, PANEL_GAP = 50, 40  # px; the gap holds each chart's title and the x labels
+FEATURE_COLUMNS = (
+    "session_date",
+    "adj_open",
+    "adj_high",
+    "adj_low",
+    "adj_close",
+    "return_1d",
+    "sma_20",
+    "sma_50",
+    "sma_200",
+    "rsi_14",
+)
+LATEST_COLUMNS = ("session_date", "adj_close", "return_1d", "sma_20", "sma_50", "sma_200", "rsi_14")
+CROSS_COLUMNS = ("session_date", "cross", "sma_50", "sma_200")
+WRITE_THREADS = 8
 REPORT_SQL = """
 SELECT ticker, session_date, adj_open, adj_high, adj_low, adj_close, return_1d,
     sma_20, sma_50, sma_200, rsi_14
@@ -70,12 +87,22 @@ def read_recent(warehouse: WarehouseResource, tickers: tuple[str, ...] | None) -
         return con.execute(REPORT_SQL, params).df()
 
 
-def ticker_chart(ticker: str, rows: pd.DataFrame, crosses: pd.DataFrame) -> str:
-    """The four charts of one ticker (titles = `CHARTS`) as one SVG, on a shared session axis."""
-    n = len(rows)
-    position = pd.Series(np.arange(n), index=rows["session_date"].to_numpy())
-    cross_at = position.reindex(crosses["session_date"].to_numpy()).to_numpy()
-    pct = rows["return_1d"].to_numpy() * 100
+def _arrays(frame, columns=FEATURE_COLUMNS) -> dict[str, np.ndarray]:
+    """The columns of a frame (or of a mapping of columns) as numpy arrays: per-ticker work
+    slices these instead of indexing pandas objects (~100 us per access, 30 per ticker)."""
+    return {c: np.asarray(frame[c]) for c in columns}
+
+
+def ticker_chart(ticker: str, rows, crosses) -> str:
+    """The four charts of one ticker (titles = `CHARTS`) as one SVG, on a shared session axis.
+
+    `rows` (the ticker's sessions in date order) and `crosses` (its `ma_crossovers`): DataFrames
+    or mappings of numpy columns."""
+    rows, crosses = _arrays(rows), _arrays(crosses, CROSS_COLUMNS)
+    dates = rows["session_date"].astype("datetime64[ns]")
+    n = len(dates)
+    cross_at = np.searchsorted(dates, crosses["session_date"].astype(dates.dtype))
+    pct = rows["return_1d"] * 100
     ranges = (
         charts.limits(rows["adj_low"], rows["adj_high"], *(rows[c] for c in SMA_COLORS)),
         charts.limits(pct, 0.0),
@@ -87,18 +114,14 @@ def ticker_chart(ticker: str, rows: pd.DataFrame, crosses: pd.DataFrame) -> str:
         panels.append(charts.Panel(title, top, height, n, lo, hi))
         top += height + PANEL_GAP
     ohlc, returns, crossing, rsi = panels
-    ticks, labels = charts.x_ticks(rows["session_date"])
+    ticks, labels = charts.x_ticks(dates)
     body = [panel.frame(ticks) for panel in panels]
 
-    up = (rows["adj_close"] >= rows["adj_open"]).to_numpy()
+    up = rows["adj_close"] >= rows["adj_open"]
     for mask, color in ((up, UP), (~up, DOWN)):
-        at = rows[mask]
-        body.append(
-            ohlc.bars(np.flatnonzero(mask), at["adj_low"], at["adj_high"], color, width=0.8)
-        )
-        body.append(
-            ohlc.bars(np.flatnonzero(mask), at["adj_open"], at["adj_close"], color, width=2)
-        )
+        at = np.flatnonzero(mask)
+        body.append(ohlc.bars(at, rows["adj_low"][at], rows["adj_high"][at], color, width=0.8))
+        body.append(ohlc.bars(at, rows["adj_open"][at], rows["adj_close"][at], color, width=2))
     body += [ohlc.line(rows[name], color) for name, color in SMA_COLORS.items()]
     body.append(ohlc.legend([(_label(name), color) for name, color in SMA_COLORS.items()]))
 
@@ -109,11 +132,11 @@ def ticker_chart(ticker: str, rows: pd.DataFrame, crosses: pd.DataFrame) -> str:
     body.append(crossing.line(rows["adj_close"], "#bdbdbd", width=0.8))
     body += [crossing.line(rows[name], SMA_COLORS[name], width=1.2) for name in MA_PAIR]
     for kind, color in (("golden", UP), ("death", DOWN)):
-        hit = (crosses["cross"] == kind).to_numpy()
+        hit = crosses["cross"] == kind
         body.append(
             crossing.markers(
                 cross_at[hit],
-                crosses["sma_50"].to_numpy()[hit],
+                crosses["sma_50"][hit],
                 color,
                 up=kind == "golden",
                 css=f"{kind}-cross",
@@ -133,7 +156,7 @@ def ticker_chart(ticker: str, rows: pd.DataFrame, crosses: pd.DataFrame) -> str:
     body += [rsi.hline(level, "#757575", dash="4 3") for level in RSI_LEVELS]
     body.append(rsi.line(rows["rsi_14"], "#5e35b1"))
     body.append(charts.x_labels(rsi, ticks, labels))
-    last = pd.Timestamp(rows["session_date"].iloc[-1]).date() if n else "-"
+    last = str(dates[-1].astype("datetime64[D]")) if n else "-"
     return charts.document(HEIGHT, f"{ticker}: last {n} sessions to {last}", body)
 
 
@@ -141,15 +164,32 @@ def _label(column: str) -> str:
     return column.upper().replace("_", " ")
 
 
-def ticker_page(ticker: str, rows: pd.DataFrame, crosses: pd.DataFrame, svg: str) -> str:
-    latest = rows.iloc[[-1]][
-        ["session_date", "adj_close", "return_1d", "sma_20", "sma_50", "sma_200", "rsi_14"]
-    ]
+def html_table(columns: dict[str, np.ndarray], digits: int) -> str:
+    """A plain HTML table (header = the keys): dates as YYYY-MM-DD, numbers with `digits`
+    decimals, missing values as NaN (as pandas' `to_html`, at a fraction of its cost)."""
+
+    def cells(values: np.ndarray) -> list[str]:
+        if np.issubdtype(values.dtype, np.datetime64):
+            return np.datetime_as_string(values, unit="D").tolist()
+        if np.issubdtype(values.dtype, np.floating):
+            return [f"{v:.{digits}f}" if v == v else "NaN" for v in values.tolist()]
+        return [html.escape(str(v)) for v in values.tolist()]
+
+    header = "".join(f"<th>{html.escape(name)}</th>" for name in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>"
+        for row in zip(*(cells(v) for v in columns.values()), strict=True)
+    )
+    return f'<table class="dataframe"><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def ticker_page(ticker: str, rows, crosses, svg: str) -> str:
+    """`rows` as for `ticker_chart`."""
+    latest = {c: np.asarray(rows[c])[-1:] for c in LATEST_COLUMNS}
+    crosses = _arrays(crosses, CROSS_COLUMNS)
     cross_table = (
-        crosses[["session_date", "cross", "sma_50", "sma_200"]].to_html(
-            index=False, border=0, float_format="{:.2f}".format
-        )
-        if len(crosses)
+        html_table(crosses, 2)
+        if len(crosses["session_date"])
         else "<p>No SMA 50 / SMA 200 crossover in this window.</p>"
     )
     titles = html.escape("; ".join(CHARTS))
@@ -157,10 +197,19 @@ def ticker_page(ticker: str, rows: pd.DataFrame, crosses: pd.DataFrame, svg: str
 <p>From gold.daily_features (adjusted prices, TA-Lib indicators). Charts: {titles}.</p>
 {svg}
 <h2>Latest session</h2>
-{latest.to_html(index=False, border=0, float_format="{:.4f}".format)}
+{html_table(latest, 4)}
 <h2>SMA 50 / SMA 200 crossovers</h2>
 {cross_table}"""
     return PAGE.format(title=f"{html.escape(ticker)} daily report", body=body)
+
+
+def _by_ticker(columns: dict[str, np.ndarray]):
+    """(ticker, {column: that ticker's slice}) for columns sorted by ticker (REPORT_SQL)."""
+    tickers = columns["ticker"]
+    bounds = [0, *(np.flatnonzero(tickers[1:] != tickers[:-1]) + 1).tolist(), len(tickers)]
+    for start, end in itertools.pairwise(bounds):
+        if end > start:
+            yield str(tickers[start]), {c: v[start:end] for c, v in columns.items()}
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -207,17 +256,25 @@ def gold_ticker_reports(
     folder = reports_dir(lake)
     folder.mkdir(parents=True, exist_ok=True)
     crosses = ma_crossovers(recent)
+    crosses_of = dict(_by_ticker(_arrays(crosses, ("ticker", *CROSS_COLUMNS))))
+    no_crosses = _arrays(crosses.iloc[0:0], CROSS_COLUMNS)
+    columns = _arrays(recent, ("ticker", *FEATURE_COLUMNS))
     previews = []
-    for ticker, rows in recent.groupby("ticker", sort=True):
-        ticker_crosses = crosses[crosses["ticker"] == ticker]
-        svg = ticker_chart(ticker, rows, ticker_crosses)
-        path = folder / f"{ticker}.html"
-        write_atomically(path, ticker_page(ticker, rows, ticker_crosses, svg))
-        if len(previews) < PREVIEW_TICKERS:
-            previews.append(
-                f"**{ticker}** ({path})\n\n![{ticker}](data:image/svg+xml;base64,"
-                f"{base64.b64encode(svg.encode()).decode()})"
-            )
+    with ThreadPoolExecutor(WRITE_THREADS) as writer:  # fsync waits overlap; pages stay durable
+        written = []
+        for ticker, rows in _by_ticker(columns):
+            ticker_crosses = crosses_of.get(ticker, no_crosses)
+            svg = ticker_chart(ticker, rows, ticker_crosses)
+            path = folder / f"{ticker}.html"
+            page = ticker_page(ticker, rows, ticker_crosses, svg)
+            written.append(writer.submit(write_atomically, path, page))
+            if len(previews) < PREVIEW_TICKERS:
+                previews.append(
+                    f"**{ticker}** ({path})\n\n![{ticker}](data:image/svg+xml;base64,"
+                    f"{base64.b64encode(svg.encode()).decode()})"
+                )
+        for future in written:
+            future.result()  # a failed write fails the step, before the index links the page
     index = folder / "index.html"
     write_atomically(index, index_page(folder))
     return dg.MaterializeResult(

@@ -1,5 +1,5 @@
 """`python -m marketflow_assets.benchmark [--scenario NAME ...] [--tickers N] [--sessions N]
-[--instance memory|sqlite] [--out DIR] [--smoke]`."""
+[--instance memory|sqlite] [--out DIR] [--smoke] [--work DIR --reuse-history]`."""
 
 from __future__ import annotations
 
@@ -48,6 +48,13 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--keep-work", action="store_true", help="keep the work folder")
     p.add_argument(
+        "--reuse-history",
+        action="store_true",
+        help="daily_increment keeps each history it builds as <work>/history_<tickers>x<sessions> "
+        "and, when that folder exists, starts from a copy of it instead of building the history "
+        "again: repeat increment measurements in seconds (needs --work)",
+    )
+    p.add_argument(
         "--no-emit-partition-subset",
         dest="emit_partition_subset",
         action="store_false",
@@ -71,6 +78,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.reuse_history and not args.work:
+        parser().error("--reuse-history needs --work (the folder that keeps the histories)")
     sizes = sizes_for(smoke=args.smoke, tickers=args.tickers, sessions=args.sessions)
     scenarios = [s for s in SCENARIOS if s in (args.scenario or SCENARIOS)]
     stamp = report.stamp_now()
@@ -86,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         emit_partition_subset=args.emit_partition_subset,
         event_batch_size=args.event_batch_size,
         profile=args.profile,
+        reuse_history=args.reuse_history,
     )
     started = dt.datetime.now(dt.UTC)
     t0 = time.monotonic()

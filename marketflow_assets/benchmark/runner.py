@@ -52,6 +52,7 @@ class Context:
     emit_partition_subset: bool = True
     event_batch_size: int = 5000  # DAGSTER_EVENT_BATCH_SIZE of the runs (0: one event at a time)
     profile: bool = False
+    reuse_history: bool = False  # keep each increment's history home in `work` and start from it
     echo: Callable[[str], None] = print
     homes: dict[str, Path] = field(default_factory=dict)  # state one scenario leaves to another
 
@@ -232,8 +233,14 @@ def daily_increment(ctx: Context) -> list[dict]:
     for n in histories:
         home = fresh(ctx.work / f"daily_increment_on_{n}")
         reusable = ctx.homes.pop("daily_history", None) if n == ctx.sizes.sessions else None
+        kept = ctx.work / f"history_{ctx.sizes.tickers}x{n}"  # --reuse-history: left untouched
         if reusable is not None:
             reusable.rename(home)  # the history run's home, untouched since
+            if ctx.reuse_history:
+                _keep_copy(home, kept)
+        elif ctx.reuse_history and kept.is_dir():
+            ctx.echo(f"  reusing the history home {kept}")
+            shutil.copytree(kept, home, symlinks=True)
         else:
             first, _ = window(n, last)
             setup = launch(
@@ -242,6 +249,8 @@ def daily_increment(ctx: Context) -> list[dict]:
             results.append(setup)
             if not setup.get("ok"):
                 continue
+            if ctx.reuse_history:
+                _keep_copy(home, kept)
         spec = dagster_run(
             f"daily_increment/on_{n}",
             home,
@@ -258,6 +267,16 @@ def daily_increment(ctx: Context) -> list[dict]:
         spec.extra = {"history_sessions": n}
         results.append(launch(ctx, spec))
     return results
+
+
+def _keep_copy(home: Path, kept: Path) -> None:
+    """A pristine copy of a history home, for later `--reuse-history` invocations (written
+    under a temporary name first: an interrupted copy is never taken for a history)."""
+    partial = kept.with_name(kept.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(home, partial, symlinks=True)
+    shutil.rmtree(kept, ignore_errors=True)
+    partial.rename(kept)
 
 
 def intraday(ctx: Context) -> list[dict]:
