@@ -116,9 +116,22 @@ def start_child(
     spec: dict,
     fault: str | None = None,
     extra_env: dict | None = None,
-) -> Child:
-    output = Path(tempfile.mkstemp(prefix="child-", suffix=".log", dir=dagster_home.parent)[1])
+    fresh_interpreter: bool = False,
+) -> Child | subprocess.Popen:
+    """A child running `spec`: forked from the forkserver, or with `fresh_interpreter` a new
+    `python -m marketflow_tests.fault_harness` (whose start-up takes seconds, as a run
+    worker's does)."""
     env = child_env(settings, dagster_home, fault, extra_env)
+    if fresh_interpreter:
+        return subprocess.Popen(
+            [sys.executable, "-m", "marketflow_tests.fault_harness", json.dumps(spec)],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    output = Path(tempfile.mkstemp(prefix="child-", suffix=".log", dir=dagster_home.parent)[1])
     process = _forkserver_context().Process(
         target=_child_main, args=(spec, env, str(output)), daemon=False
     )
