@@ -359,6 +359,9 @@ def test_a_newly_published_snapshot_shows_without_restarting(api, superset):
     assert _sql(api, database_id, query)[0]["n"] == before - 1
 
 
+SETTLE_MS = 360_000
+
+
 def check_dashboards_in_chromium(base: str, password: str, artifacts: Path) -> list[str]:
     """Log in, open every dashboard in its own tab at once (Superset answers their chart queries
     in parallel), wait until each settles, keep a screenshot, and return what is wrong (error
@@ -387,15 +390,18 @@ def check_dashboards_in_chromium(base: str, password: str, artifacts: Path) -> l
             page.goto(f"{base}/superset/dashboard/{dashboard.slug}/", wait_until="commit")
             tabs.append((dashboard, page, inflight))
         for dashboard, page, inflight in tabs:
+            # Generous: five dashboards load Superset's frontend and run their chart queries at
+            # once on one gunicorn worker, while the other test worker loads both cores (a full
+            # suite once took over 180 s here); a dashboard that never draws still fails.
             page.wait_for_function(
                 f'document.querySelectorAll("{HOLDER}").length >= {len(dashboard.charts)}',
-                timeout=180_000,
+                timeout=SETTLE_MS,
             )
             # Settled: every chart drawn (or failed) and no chart query in flight for a moment
             # (native filter defaults re-query the charts they apply to).
-            page.wait_for_function(DONE, arg=HOLDER, timeout=180_000)
+            page.wait_for_function(DONE, arg=HOLDER, timeout=SETTLE_MS)
             inflight.wait_quiet(seconds=1)
-            page.wait_for_function(DONE, arg=HOLDER, timeout=180_000)
+            page.wait_for_function(DONE, arg=HOLDER, timeout=SETTLE_MS)
             page.screenshot(path=str(artifacts / f"{dashboard.slug}.png"))
             verdicts = page.evaluate(VERDICTS, HOLDER)
             problems += [f"{dashboard.slug}: {v}" for v in verdicts if v != "ok"]
