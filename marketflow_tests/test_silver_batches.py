@@ -10,16 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from marketflow_assets.contracts import bronze as bronze_contracts
+from marketflow_assets.repair_report.fixtures import payload_warehouse
 from marketflow_assets.sources.base import BarsQuery
 from marketflow_assets.sources.simulator import SimulatorFaults, SimulatorSource
-from marketflow_assets.storage.warehouse import ensure_all_tables
-from marketflow_assets.transforms.adjustments import corporate_actions_frame
-from marketflow_assets.transforms.payloads import (
-    corporate_action_events,
-    latest_fetch_rows,
-    type_bars,
-)
 from marketflow_assets.transforms.repairs import RepairSwitches
 from marketflow_assets.transforms.silver_validation import (
     validate_daily_bars,
@@ -38,24 +31,13 @@ def warehouse() -> duckdb.DuckDBPyConnection:
     faults = SimulatorFaults(duplicates=0.01, bad_ticks=0.005, price_100x=0.005)
     source = SimulatorSource(seed=3, clock=CLOCK, faults=faults)
     payload = source.fetch_bars(BarsQuery(TICKERS, START - dt.timedelta(days=200), END, "1d"))
-    frame = payload.frame.assign(
-        _source=source.name,
-        _fetch_id="f1",
-        _fetched_at=pd.Timestamp(payload.fetched_at),
-        _object_key="raw/daily.parquet",
+    con, _, _ = payload_warehouse(
+        payload,
+        source.name,
+        fetch_id="f1",
+        object_key="raw/daily.parquet",
+        switches=RepairSwitches(),
     )
-    bronze = latest_fetch_rows(type_bars(frame, "1d"))
-    events = pd.DataFrame(corporate_action_events(payload.frame)).assign(
-        fetched_at=pd.Timestamp(payload.fetched_at), fetch_id="f1", source=source.name
-    )
-    actions = corporate_actions_frame(events, RepairSwitches())
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    ensure_all_tables(con)
-    con.register("_bronze", bronze[bronze_contracts.DAILY_BARS.column_names])
-    con.execute("INSERT INTO bronze.daily_bars SELECT * FROM _bronze")
-    con.register("_actions", actions)
-    con.execute("INSERT INTO silver.corporate_actions BY NAME SELECT * FROM _actions")
     yield con
     con.close()
 

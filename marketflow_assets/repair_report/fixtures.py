@@ -37,7 +37,7 @@ import pandas as pd
 
 from marketflow_assets.contracts import bronze as bronze_contracts
 from marketflow_assets.exchanges import SUFFIX_EXCHANGES
-from marketflow_assets.sources.base import BarsQuery, PayloadFormatError
+from marketflow_assets.sources.base import BarsQuery, Payload, PayloadFormatError
 from marketflow_assets.sources.csv_files import CsvSource
 from marketflow_assets.storage.warehouse import ensure_all_tables
 from marketflow_assets.transforms.adjustments import corporate_actions_frame
@@ -114,6 +114,41 @@ class FileResult:
         )
 
 
+def payload_warehouse(
+    payload: Payload, source_name: str, *, fetch_id: str, object_key: str, switches: RepairSwitches
+) -> tuple[duckdb.DuckDBPyConnection, pd.DataFrame, pd.DataFrame]:
+    """An in-memory warehouse holding a daily-bars payload as the assets would leave it before
+    silver validation: typed bronze rows and the corporate actions (with dividend repairs); and
+    those bronze rows and actions. The caller closes the connection."""
+    frame = payload.frame.assign(
+        _source=source_name,
+        _fetch_id=fetch_id,
+        _fetched_at=pd.Timestamp(payload.fetched_at),
+        _object_key=object_key,
+    )
+    bronze = latest_fetch_rows(type_bars(frame, "1d"))
+    events = pd.DataFrame(corporate_action_events(payload.frame))
+    if not events.empty:
+        events = events.assign(
+            fetched_at=pd.Timestamp(payload.fetched_at), fetch_id=fetch_id, source=source_name
+        )
+    else:
+        events = pd.DataFrame(columns=["ticker", "date", "dividend", "split_ratio", "prev_close"])
+    actions = corporate_actions_frame(events, switches)
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        ensure_all_tables(con)
+        con.register("_bronze", bronze[bronze_contracts.DAILY_BARS.column_names])
+        con.execute("INSERT INTO bronze.daily_bars SELECT * FROM _bronze")
+        con.register("_actions", actions)
+        con.execute("INSERT INTO silver.corporate_actions BY NAME SELECT * FROM _actions")
+    except BaseException:
+        con.close()
+        raise
+    return con, bronze, actions
+
+
 def run_file(path: Path, switches: RepairSwitches | None = None) -> FileResult:
     switches = switches or RepairSwitches()
     match = FILE_PATTERN.match(path.name)
@@ -127,29 +162,10 @@ def run_file(path: Path, switches: RepairSwitches | None = None) -> FileResult:
         assert read is not None
         dates = read[0]["_date"]
         payload = source.fetch_bars(BarsQuery((symbol,), dates.min(), dates.max()))
-    frame = payload.frame.assign(
-        _source=source.name,
-        _fetch_id="fixture",
-        _fetched_at=pd.Timestamp(payload.fetched_at),
-        _object_key=path.name,
+    con, bronze, actions = payload_warehouse(
+        payload, source.name, fetch_id="fixture", object_key=path.name, switches=switches
     )
-    bronze = latest_fetch_rows(type_bars(frame, "1d"))
-    events = pd.DataFrame(corporate_action_events(payload.frame))
-    if not events.empty:
-        events = events.assign(
-            fetched_at=pd.Timestamp(payload.fetched_at), fetch_id="fixture", source=source.name
-        )
-    else:
-        events = pd.DataFrame(columns=["ticker", "date", "dividend", "split_ratio", "prev_close"])
-    actions = corporate_actions_frame(events, switches)
-    con = duckdb.connect()
     try:
-        con.execute("SET TimeZone = 'UTC'")
-        ensure_all_tables(con)
-        con.register("_bronze", bronze[bronze_contracts.DAILY_BARS.column_names])
-        con.execute("INSERT INTO bronze.daily_bars SELECT * FROM _bronze")
-        con.register("_actions", actions)
-        con.execute("INSERT INTO silver.corporate_actions BY NAME SELECT * FROM _actions")
         days = bronze["session_date"].dropna()
         result = validate_daily_bars(con, days.min().date(), days.max().date(), [symbol], switches)
     finally:
