@@ -116,22 +116,9 @@ def start_child(
     spec: dict,
     fault: str | None = None,
     extra_env: dict | None = None,
-    fresh_interpreter: bool = False,
-) -> Child | subprocess.Popen:
-    """A child running `spec`: forked from the forkserver, or with `fresh_interpreter` a new
-    `python -m marketflow_tests.fault_harness` (whose start-up takes seconds, as a run
-    worker's does)."""
-    env = child_env(settings, dagster_home, fault, extra_env)
-    if fresh_interpreter:
-        return subprocess.Popen(
-            [sys.executable, "-m", "marketflow_tests.fault_harness", json.dumps(spec)],
-            env=env,
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+) -> Child:
     output = Path(tempfile.mkstemp(prefix="child-", suffix=".log", dir=dagster_home.parent)[1])
+    env = child_env(settings, dagster_home, fault, extra_env)
     process = _forkserver_context().Process(
         target=_child_main, args=(spec, env, str(output)), daemon=False
     )

@@ -105,13 +105,7 @@ def test_two_runs_at_once_equal_running_them_one_after_the_other(tmp_path):
             assert result.success
 
     concurrent, concurrent_dagster = copy_home(seed, seed_dagster, tmp_path / "concurrent")
-    # Fresh interpreters, as run workers start: two children forked from one preloaded server
-    # reach their first warehouse step within ~40 ms of each other, and then Dagster's pool on
-    # this SQLite instance let both steps run at once (1 run in 4 here, 2026-11-28).
-    children = [
-        start_child(concurrent, concurrent_dagster, s, fresh_interpreter=True)
-        for s in (sensor_run, backfill)
-    ]
+    children = [start_child(concurrent, concurrent_dagster, s) for s in (sensor_run, backfill)]
     for child in children:
         out, _ = child.communicate(timeout=600)
         assert child.returncode == 0, out[-3000:]
