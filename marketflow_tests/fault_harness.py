@@ -6,12 +6,6 @@ dagster.yaml: pools enforced, the liveness-checking launcher) and materializes a
 run, as `dagster asset materialize` does. With MARKETFLOW_FAULT set it SIGKILLs itself at that
 phase (`marketflow_assets/faults.py`). The parent then checks the warehouse and the lake, lets
 Dagster's own run-monitoring and slot-freeing loops do their work, and re-runs.
-
-Children are forked from a forkserver that imported the project once (`_PRELOAD`), instead of
-each starting an interpreter that imports Dagster, dbt and the project again (6-9 s of CPU per
-child, ~10 children per suite run): each is still its own process, with its own environment,
-working directory and output, killed with SIGKILL and failed by Dagster's monitoring like any
-run worker. `python -m marketflow_tests.fault_harness '<json spec>'` runs one by hand.
 """
 
 from __future__ import annotations
@@ -19,13 +13,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import multiprocessing
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -74,56 +66,21 @@ def child_env(
     return env
 
 
-# What the forkserver imports once; the children it forks start with these loaded (the XNYS
-# calendar too: `marketflow_assets.definitions` builds one set of definitions when imported).
-_PRELOAD = ["marketflow_assets.definitions", "marketflow_tests.fault_harness"]
-
-
-def _forkserver_context():
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(_PRELOAD)
-    return context
-
-
-class Child:
-    """A running child: `communicate()` and `returncode` as `subprocess.Popen` has them (stdout
-    and stderr together, in a file the child writes)."""
-
-    def __init__(self, process, output: Path) -> None:
-        self.process = process
-        self.output = output
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def returncode(self) -> int | None:
-        return self.process.exitcode
-
-    def communicate(self, timeout: float | None = None) -> tuple[str, None]:
-        self.process.join(timeout)
-        if self.process.exitcode is None:
-            self.process.kill()
-            self.process.join()
-            raise subprocess.TimeoutExpired("fault_harness child", timeout or 0)
-        return self.output.read_text(errors="replace"), None
-
-
 def start_child(
     settings: Settings,
     dagster_home: Path,
     spec: dict,
     fault: str | None = None,
     extra_env: dict | None = None,
-) -> Child:
-    output = Path(tempfile.mkstemp(prefix="child-", suffix=".log", dir=dagster_home.parent)[1])
-    env = child_env(settings, dagster_home, fault, extra_env)
-    process = _forkserver_context().Process(
-        target=_child_main, args=(spec, env, str(output)), daemon=False
+) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "marketflow_tests.fault_harness", json.dumps(spec)],
+        env=child_env(settings, dagster_home, fault, extra_env),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
-    process.start()
-    return Child(process, output)
 
 
 def run_child(
@@ -297,24 +254,7 @@ def _alert(spec: dict) -> int:
     return 0
 
 
-MODES = {"materialize": _materialize, "sensor": _sensor, "alert": _alert}
-
-
-def _child_main(spec: dict, env: dict[str, str], output: str) -> None:
-    """A forked child: the environment, working directory and output a fresh `python -m
-    marketflow_tests.fault_harness` would have, then the work of `spec`."""
-    os.environ.clear()
-    os.environ.update(env)
-    os.chdir(REPO)
-    with Path(output).open("w") as out:
-        os.dup2(out.fileno(), sys.stdout.fileno())
-        os.dup2(out.fileno(), sys.stderr.fileno())
-    code = MODES[spec.get("mode", "materialize")](spec)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    sys.exit(code)
-
-
 if __name__ == "__main__":
     _spec = json.loads(sys.argv[1])
-    sys.exit(MODES[_spec.get("mode", "materialize")](_spec))
+    _mode = {"materialize": _materialize, "sensor": _sensor, "alert": _alert}
+    sys.exit(_mode[_spec.get("mode", "materialize")](_spec))
