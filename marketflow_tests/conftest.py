@@ -27,6 +27,14 @@ for _variable, _name in (("MARKETFLOW_HOME", "marketflow"), ("DAGSTER_HOME", "da
     (_COLLECTION_HOME / _name).mkdir()
     os.environ[_variable] = str(_COLLECTION_HOME / _name)
 
+# anyio is a pytest plugin, so pytest rewrites its modules on import with `ast.parse`, and its
+# asyncio backend is first imported from the thread Starlette's TestClient starts. CPython 3.11
+# keeps the AST constructor's recursion depth in interpreter-wide state (python/cpython#106905),
+# so that parse can fail with "SystemError: AST constructor recursion depth mismatch" when another
+# thread or a finalizer parses at the same time (seen once in CI). Import it here, in the main
+# thread, before any test starts a thread.
+import anyio._backends._asyncio  # noqa: E402, F401
+
 
 @pytest.fixture
 def settings(tmp_path):
