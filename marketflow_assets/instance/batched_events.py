@@ -77,6 +77,7 @@ from dagster_postgres import PostgresEventLogStorage
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
 
 from marketflow_assets.instance.event_rows import event_rows
+from marketflow_assets.instance.pool_slots import ExclusivePoolSlots
 
 T = dg.DagsterEventType
 COVERS_PLANNED_SESSIONS = "sessions_covered"
@@ -418,8 +419,9 @@ def _compact_range_materializations(events: Sequence[EventLogEntry]) -> list[Eve
 
 
 # -- storages ----------------------------------------------------------------------------------
-class BatchedSqliteEventLogStorage(BatchedEventWrites, SqliteEventLogStorage):
-    """Dagster's SQLite event log (run shards + index shard) with batched writes.
+class BatchedSqliteEventLogStorage(ExclusivePoolSlots, BatchedEventWrites, SqliteEventLogStorage):
+    """Dagster's SQLite event log (run shards + index shard) with batched writes and pool slots
+    that one step at a time can hold (`pool_slots.py`).
 
     Config: `base_dir` (optional). Without it the event log lives where Dagster's own default
     puts it, `<instance root>/history/runs`, so switching between this class and Dagster's keeps
@@ -453,7 +455,9 @@ class BatchedSqliteEventLogStorage(BatchedEventWrites, SqliteEventLogStorage):
         return cls(base_dir=config_value.get("base_dir"), inst_data=inst_data)
 
 
-class BatchedInMemoryEventLogStorage(BatchedEventWrites, InMemoryEventLogStorage):
+class BatchedInMemoryEventLogStorage(
+    ExclusivePoolSlots, BatchedEventWrites, InMemoryEventLogStorage
+):
     """Dagster's in-memory event log (ephemeral instances) with batched writes."""
 
     @classmethod
@@ -461,7 +465,9 @@ class BatchedInMemoryEventLogStorage(BatchedEventWrites, InMemoryEventLogStorage
         return cls(inst_data)
 
 
-class BatchedPostgresEventLogStorage(BatchedEventWrites, PostgresEventLogStorage):
+class BatchedPostgresEventLogStorage(
+    ExclusivePoolSlots, BatchedEventWrites, PostgresEventLogStorage
+):
     """dagster-postgres' event log, with check events batched too (it batches materializations
     and observations itself). Same config as `PostgresEventLogStorage`."""
 
