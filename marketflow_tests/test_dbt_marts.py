@@ -26,11 +26,14 @@ from dagster_dbt import DbtCliResource
 from marketflow_assets import cadence
 from marketflow_assets.assets.dbt import (
     DBT_PROJECT_DIR,
+    KEEP_INVOCATION_FOLDERS,
+    KEEP_PARSE_STATES,
     PARTIAL_PARSE_FILE,
     RUN_SCOPE_ENV,
     WAREHOUSE_ENV,
     dbt_marts,
     manifest_is_fresh,
+    prune_dbt_target,
 )
 from marketflow_assets.calendar import xnys
 from marketflow_assets.definitions import build_definitions
@@ -515,6 +518,34 @@ def test_runs_with_different_windows_keep_dbts_partial_parse_state(history, incr
         assert dbt_log_events(stage.result).count("LogHookEndLine") == 2
     # Only the dbt process saw the run's scope: the run's own environment is as it was.
     assert RUN_SCOPE_ENV not in os.environ and WAREHOUSE_ENV not in os.environ
+
+
+def test_dbt_target_keeps_only_the_newest_invocation_folders_and_parse_states(tmp_path):
+    """Each dbt invocation leaves ~2 MB in the checkout's dbt/target: daily runs must not pile up."""
+    target = tmp_path / "target"
+    (target / "partial_parse").mkdir(parents=True)
+    extra = 5
+    for n in range(KEEP_INVOCATION_FOLDERS + extra):
+        folder = target / f"dbt_marts-run{n:04d}-abc"
+        (folder / "compiled").mkdir(parents=True)
+        (folder / "dbt.log").write_text("log")
+        os.utime(folder, (1_000_000 + n, 1_000_000 + n))
+    for n in range(KEEP_PARSE_STATES + extra):
+        state = target / "partial_parse" / f"{n:016x}.msgpack"
+        state.write_bytes(b"state")
+        os.utime(state, (1_000_000 + n, 1_000_000 + n))
+    other = [target / "other_op-run0000-abc", target / "manifest.json", target / PARTIAL_PARSE_FILE]
+    other[0].mkdir()
+    for path in other[1:]:
+        path.write_text("{}")
+    prune_dbt_target(target, "dbt_marts")
+    folders = sorted(path.name for path in target.glob("dbt_marts-*"))
+    assert folders == [
+        f"dbt_marts-run{n:04d}-abc" for n in range(extra, KEEP_INVOCATION_FOLDERS + extra)
+    ]
+    states = sorted(path.name for path in (target / "partial_parse").iterdir())
+    assert states == [f"{n:016x}.msgpack" for n in range(extra, KEEP_PARSE_STATES + extra)]
+    assert all(path.exists() for path in other)
 
 
 def test_dbt_cli_resource_overrides_still_exist_upstream():

@@ -76,6 +76,11 @@ PARTIAL_PARSE_FILE = "partial_parse.msgpack"
 WAREHOUSE_ENV = "MARKETFLOW_DBT_WAREHOUSE"
 RUN_SCOPE_ENV = "MARKETFLOW_DBT_RUN_SCOPE"
 COLUMN_SCHEMA = "dagster/column_schema"
+# What each dbt invocation leaves in the checkout's dbt/target (its folder: compiled SQL,
+# run_results.json, dbt.log, ~2 MB; a parse state per warehouse): the newest are kept to debug
+# recent runs, older ones removed, so a deployment's daily runs do not fill its disk.
+KEEP_INVOCATION_FOLDERS = 20
+KEEP_PARSE_STATES = 20
 
 
 class MarketflowDbtCliResource(DbtCliResource):
@@ -293,6 +298,29 @@ def _invocation_target_path(context: dg.AssetExecutionContext, project: DbtProje
     return project.project_dir / project.target_path / name
 
 
+def prune_dbt_target(target: Path, op_name: str) -> None:
+    """Keep the newest `KEEP_INVOCATION_FOLDERS` invocation folders of `op_name` and the newest
+    `KEEP_PARSE_STATES` parse states in `target`; nothing else there is touched. A running
+    invocation's folder is among the newest (created when it started)."""
+    folders = [path for path in target.glob(f"{op_name}-*") if path.is_dir()]
+    for folder in _all_but_newest(folders, KEEP_INVOCATION_FOLDERS):
+        shutil.rmtree(folder, ignore_errors=True)
+    for state in _all_but_newest(
+        list((target / "partial_parse").glob("*.msgpack")), KEEP_PARSE_STATES
+    ):
+        state.unlink(missing_ok=True)
+
+
+def _all_but_newest(paths: list[Path], keep: int) -> list[Path]:
+    def modified(path: Path) -> float:
+        try:
+            return path.stat().st_mtime
+        except FileNotFoundError:  # removed meanwhile by another run's prune
+            return 0.0
+
+    return sorted(paths, key=modified, reverse=True)[keep:]
+
+
 def _copy_atomically(source: Path, destination: Path) -> None:
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.with_name(f".{destination.name}.{uuid.uuid4().hex}")
@@ -361,6 +389,7 @@ def dbt_marts(
                 # dbt writes its state right after parsing: valid even when a model failed.
                 if (target_path / PARTIAL_PARSE_FILE).exists():
                     _copy_atomically(target_path / PARTIAL_PARSE_FILE, parse_state)
+                prune_dbt_target(target_path.parent, context.op_execution_context.op.name)
     except DagsterDbtCliRuntimeError as exc:
         # Only a warehouse held by another process is worth a retry; a failing dbt test or
         # model is not (retrying it would rebuild the marts for nothing).
