@@ -219,6 +219,11 @@ def latest_fetch_rows(typed: pd.DataFrame) -> pd.DataFrame:
     silver to judge."""
     if typed.empty:
         return typed
+    fetches = pd.unique(typed["fetch_id"])
+    if len(fetches) == 1 and pd.notna(fetches[0]):
+        # One fetch (a backfill's single request, a session's one poll): every row is its
+        # latest, so the sort, grouping and per-row comparison below would keep them all.
+        return typed.reset_index(drop=True)
     ordered = typed.sort_values(["fetched_at", "fetch_id"], kind="stable")
     # dropna=False: a row whose time did not parse stays (silver rejects it), never vanishes.
     winner = ordered.groupby(["ticker", "ts", "interval"], sort=False, dropna=False)[
