@@ -102,6 +102,36 @@ def test_s3_lake_through_dagster_aws(s3_env):
     assert all(k.startswith("team/marketflow/raw/simulator/daily_bars/") for k in keys)
 
 
+def test_each_row_carries_the_lineage_of_its_own_object(tmp_path):
+    """Two fetches (one typing Close as text, like a CSV drop) read together: every row names
+    its own source, fetch, provider clock and object, and the schemas are combined."""
+    raw = RawLake(LocalObjectStore(tmp_path))
+    first = land_sample(raw)
+    text = pd.DataFrame({"Ticker": ["C"] * 3, "Date": ["2024-06-04"] * 2 + ["2024-06-05"]})
+    second = raw.land_frame(
+        source="file",
+        dataset="daily_bars",
+        frame=text.assign(Close=["4", "5", "6"]),
+        partitions=text["Date"],
+        request={},
+        tickers={"C": {"status": "ok", "rows": 3}},
+        fetched_at=dt.datetime(2024, 6, 8, 9, 30, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+        run_id="run-2",
+    )
+    frames = raw.read_frames([first, second], {"2024-06-03", "2024-06-04", "2024-06-05"})
+    assert len(frames) == 6
+    by_key = {o.key: (m, o) for m in (first, second) for o in m.objects}
+    for row in frames.to_dict("records"):
+        manifest, obj = by_key[row["_object_key"]]
+        assert (row["_source"], row["_fetch_id"]) == (manifest.source, manifest.fetch_id)
+        assert row["_fetched_at"] == pd.Timestamp(manifest.fetched_at)
+        assert f"date={row['Date']}/" in obj.key
+    assert str(frames["_fetched_at"].dtype) == "datetime64[us, UTC]"
+    assert frames.loc[frames["_source"] == "file", "_fetched_at"].iloc[0] == pd.Timestamp(
+        "2024-06-08 07:30", tz="UTC"
+    )
+
+
 def test_objects_without_a_manifest_are_invisible(tmp_path):
     """A fetch that died before committing its manifest leaves nothing readers can see."""
     store = LocalObjectStore(tmp_path)

@@ -282,11 +282,13 @@ class SimulatorSource(MarketDataSource):
             share_factor = np.cumprod(splits)
             q = listing.dividend_yield / 4
             drop = np.ones(n)
+            dropped = 1.0  # product of the drops before event i (np.prod(drop[:i]), in order)
             for i in dividends_at[dividends_at > 0]:  # loop over events, not rows
-                prev_traded_close = value[i - 1] * np.prod(drop[:i]) / share_factor[i - 1]
+                prev_traded_close = value[i - 1] * dropped / share_factor[i - 1]
                 amount = round(q * prev_traded_close, 4)
                 dividend[i] = amount
                 drop[i] = 1.0 - amount / prev_traded_close
+                dropped = dropped * drop[i]
             value = value * np.cumprod(drop)
         share_factor = np.cumprod(splits)
         close = np.round(value / share_factor, 2)

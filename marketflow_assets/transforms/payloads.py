@@ -219,6 +219,11 @@ def latest_fetch_rows(typed: pd.DataFrame) -> pd.DataFrame:
     silver to judge."""
     if typed.empty:
         return typed
+    fetches = pd.unique(typed["fetch_id"])
+    if len(fetches) == 1 and pd.notna(fetches[0]):
+        # One fetch (a backfill's single request, a session's one poll): every row is its
+        # latest, so the sort, grouping and per-row comparison below would keep them all.
+        return typed.reset_index(drop=True)
     ordered = typed.sort_values(["fetched_at", "fetch_id"], kind="stable")
     # dropna=False: a row whose time did not parse stays (silver rejects it), never vanishes.
     winner = ordered.groupby(["ticker", "ts", "interval"], sort=False, dropna=False)[
@@ -240,46 +245,57 @@ def corporate_action_events(frame: pd.DataFrame) -> list[dict]:
         return pd.to_numeric(frame[column], errors="coerce").fillna(0.0)
 
     dividends, splits = numeric("Dividends"), numeric("Stock Splits")
+    is_event = (dividends > 0) | ((splits > 0) & (splits != 1))
     ts = bar_timestamps(frame["Date"])
     close = pd.to_numeric(frame["Close"], errors="coerce")
-    ordered = frame.assign(
-        _ts=ts,
-        _close=close,
-        # the provider's own adjustment ratio: its step at an ex-date is the dividend it applied
-        _adj_ratio=pd.to_numeric(frame.get("Adj Close", close), errors="coerce") / close,
-    )
-    ordered = ordered.sort_values([TICKER_COLUMN, "_ts"], kind="stable")
+    # Only the columns used below: a copy of the whole response (and its sort) cost seconds.
+    ordered = pd.DataFrame(
+        {
+            TICKER_COLUMN: frame[TICKER_COLUMN],
+            "_ts": ts,
+            "_close": close,
+            # the provider's own adjustment ratio: its step at an ex-date is the dividend it
+            # applied
+            "_adj_ratio": pd.to_numeric(frame.get("Adj Close", close), errors="coerce") / close,
+            "_open": pd.to_numeric(frame["Open"], errors="coerce"),
+            "_row": np.arange(len(frame)),
+        },
+        index=frame.index,
+    ).sort_values([TICKER_COLUMN, "_ts"], kind="stable")
     # the previous *valid* close: a row without prices (Yahoo's NaN rows) does not reset it
     valid = ordered.groupby(TICKER_COLUMN, sort=False)[["_close", "_adj_ratio"]].ffill()
     previous = valid.groupby(ordered[TICKER_COLUMN], sort=False).shift(1).reindex(frame.index)
-    # the next row with prices: a dividend the provider dated a session early shows its drop there
-    priced_rows = ordered[ordered["_close"].notna()].assign(
-        _open=pd.to_numeric(ordered["Open"], errors="coerce"),
-        _day=bar_dates(ordered["Date"], ordered[TICKER_COLUMN]),
-    )
+    # the next row with prices: a dividend the provider dated a session early shows its drop
+    # there; its date is computed for the event rows' next rows only (dates are per row)
+    priced_rows = ordered[ordered["_close"].notna()]
     following = (
-        priced_rows.groupby(TICKER_COLUMN, sort=False)[["_open", "_day"]]
+        priced_rows.groupby(TICKER_COLUMN, sort=False)[["_open", "_row"]]
         .shift(-1)
         .reindex(frame.index)
     )
-    is_event = (dividends > 0) | ((splits > 0) & (splits != 1))
+    event_rows = frame[is_event]
+    next_row = following.loc[is_event, "_row"]
+    has_next = next_row.notna().to_numpy()
+    nexts = frame.iloc[next_row[has_next].astype(np.int64).to_numpy()]
+    next_date = pd.Series(pd.NaT, index=event_rows.index, dtype="datetime64[ns]")
+    next_date[has_next] = bar_dates(nexts["Date"], nexts[TICKER_COLUMN]).to_numpy()
     events = pd.DataFrame(
         {
-            "ticker": frame[TICKER_COLUMN],
-            "date": bar_dates(frame["Date"], frame[TICKER_COLUMN]),
-            "dividend": dividends,
-            "split_ratio": splits.where(splits > 0, 1.0),
-            "prev_close": previous["_close"].astype("float64"),
+            "ticker": event_rows[TICKER_COLUMN],
+            "date": bar_dates(event_rows["Date"], event_rows[TICKER_COLUMN]),
+            "dividend": dividends[is_event],
+            "split_ratio": splits[is_event].where(splits[is_event] > 0, 1.0),
+            "prev_close": previous.loc[is_event, "_close"].astype("float64"),
             # evidence for dividend repairs (transforms/repairs/dividends.py)
-            "open": pd.to_numeric(frame["Open"], errors="coerce").astype("float64"),
-            "adj_ratio": ordered["_adj_ratio"].reindex(frame.index).astype("float64"),
-            "prev_adj_ratio": previous["_adj_ratio"].astype("float64"),
-            "close": close.astype("float64"),
-            "next_open": following["_open"].astype("float64"),
-            "next_date": following["_day"],
-            "priced": close.notna(),
+            "open": pd.to_numeric(event_rows["Open"], errors="coerce").astype("float64"),
+            "adj_ratio": ordered["_adj_ratio"].reindex(event_rows.index).astype("float64"),
+            "prev_adj_ratio": previous.loc[is_event, "_adj_ratio"].astype("float64"),
+            "close": close[is_event].astype("float64"),
+            "next_open": following.loc[is_event, "_open"].astype("float64"),
+            "next_date": next_date,
+            "priced": close[is_event].notna(),
         }
-    )[is_event]
+    )
     # Formatted for the few event rows only (strftime over every bar of a 10-year response
     # took seconds).
     for column in ("date", "next_date"):
