@@ -1,6 +1,7 @@
 """The simulator's statements, computed with numpy arrays per ticker, equal the pandas
-implementation they replaced (kept below as the reference, verbatim but for names), value for
-value and key for key, on several seeds, clocks and restatement rates."""
+implementation they replaced (kept below as the reference, verbatim but for names and the fix of
+the last quarter's sums), value for value and key for key, on several seeds, clocks and
+restatement rates; and a quarter once released is served the same on every later fetch."""
 
 from __future__ import annotations
 
@@ -101,9 +102,13 @@ def reference_quarters(self, ticker: str, until: dt.date) -> pd.DataFrame:
     ends, starts, bounds = ends[keep], starts[keep], bounds[keep]
     split_factor = np.cumprod(hist.split)  # shares per original share, on each session
     value = hist.close * split_factor  # market value per original share
-    avg_value = np.add.reduceat(value, starts) / (bounds - starts)
+    # Sums over each quarter's own sessions: the last quarter ends at bounds[-1], not at the
+    # last session of the history (else its values would grow with every fetch until the next
+    # quarter end, served as a new version each time).
+    in_quarters = slice(0, bounds[-1])
+    avg_value = np.add.reduceat(value[in_quarters], starts) / (bounds - starts)
     shares = shares0 * split_factor[bounds - 1]
-    dividends_paid = np.add.reduceat(hist.dividend * shares0 * split_factor, starts)
+    dividends_paid = np.add.reduceat((hist.dividend * shares0 * split_factor)[in_quarters], starts)
     n = len(ends)
     q = _rng(sim.seed, ticker, "fundamentals-quarters").standard_normal((n, 4))
 
@@ -219,3 +224,28 @@ def _reference_earnings_dates(quarters: pd.DataFrame, today: pd.Timestamp) -> li
     listed = pd.concat([dates[dates <= today].tail(12), dates[dates > today].head(1)])
     stamps = (listed + pd.Timedelta(hours=16, minutes=30)).dt.tz_localize(EXCHANGE_TZ)
     return [ts.isoformat() for ts in stamps.sort_values(ascending=False)]
+
+
+def test_a_released_quarter_is_served_the_same_on_every_later_fetch():
+    """Without restatements a quarter's figures are final once released: fetched a month apart
+    (both before the next quarter ends, while the history keeps growing), every period served
+    on both days has the same values."""
+    days = (
+        dt.datetime(2024, 5, 20, 22, 0, tzinfo=dt.UTC),
+        dt.datetime(2024, 6, 20, 22, 0, tzinfo=dt.UTC),
+    )
+    compared = 0
+    for ticker in TICKERS:
+        served = [
+            SimulatorFundamentals(SimulatorSource(seed=0, clock=day)).statements(ticker, day)
+            for day in days
+        ]
+        if served[0] is None:
+            continue
+        for statement in ("income", "balance", "cashflow"):
+            for period in ("annual", "quarterly"):
+                earlier, later = (s[statement][period] for s in served)
+                for end in earlier.keys() & later.keys():
+                    assert earlier[end] == later[end], (ticker, statement, period, end)
+                    compared += 1
+    assert compared > 100

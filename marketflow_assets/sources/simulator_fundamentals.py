@@ -158,9 +158,15 @@ class SimulatorFundamentals(FundamentalsSource):
         ends, starts, bounds = ends[keep], starts[keep], bounds[keep]
         split_factor = np.cumprod(hist.split)  # shares per original share, on each session
         value = hist.close * split_factor  # market value per original share
-        avg_value = np.add.reduceat(value, starts) / (bounds - starts)
+        # Sums over each quarter's own sessions: the last quarter ends at bounds[-1], not at the
+        # last session of the history (else its values would grow with every fetch until the next
+        # quarter end, served as a new version each time).
+        in_quarters = slice(0, bounds[-1])
+        avg_value = np.add.reduceat(value[in_quarters], starts) / (bounds - starts)
         shares = shares0 * split_factor[bounds - 1]
-        dividends_paid = np.add.reduceat(hist.dividend * shares0 * split_factor, starts)
+        dividends_paid = np.add.reduceat(
+            (hist.dividend * shares0 * split_factor)[in_quarters], starts
+        )
         n = len(ends)
         q = _rng(sim.seed, ticker, "fundamentals-quarters").standard_normal((n, 4))
 
