@@ -77,6 +77,7 @@ from dagster_postgres import PostgresEventLogStorage
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
 
 from marketflow_assets.instance.event_rows import event_rows
+from marketflow_assets.session_windows import subset_partition_keys
 
 T = dg.DagsterEventType
 COVERS_PLANNED_SESSIONS = "sessions_covered"
@@ -190,8 +191,10 @@ class BatchedEventWrites:
             else:
                 # One row per partition and no event in it: Dagster's record allows a planned
                 # row without one, and the planned event is in the log once
-                # (`evaluation_event_storage_id`), instead of 2,500 copies of it per check.
-                keys = list(planned.partitions_subset.get_partition_keys())
+                # (`evaluation_event_storage_id`), instead of 2,500 copies of it per check. The
+                # subset may hold a plain definition (a run created from a remote asset graph):
+                # its keys come from precomputed windows (`session_windows.py`).
+                keys = list(subset_partition_keys(planned.partitions_subset))
                 serialized = None
             timestamp = self._event_insert_timestamp(event)  # type: ignore[attr-defined]
             asset_key = planned.asset_key.to_string()
