@@ -63,12 +63,14 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluation,
     AssetCheckEvaluationPlanned,
 )
+from dagster._core.events import AssetObservationData, StepMaterializationData
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log import SqliteEventLogStorage
 from dagster._core.storage.event_log.in_memory import InMemoryEventLogStorage
 from dagster._core.storage.event_log.schema import (
     AssetCheckExecutionsTable,
+    AssetEventTagsTable,
     SqlEventLogStorageTable,
 )
 from dagster._serdes import serialize_value
@@ -114,8 +116,13 @@ class BatchedEventWrites:
         ):
             super().store_event_batch(events)  # type: ignore[misc]
             return
-        events = _compact_range_materializations(events)
-        rows = event_rows(events, self._event_to_row, self._event_insert_timestamp)  # type: ignore[attr-defined]
+        rows = event_rows(
+            events,
+            self._event_to_row,  # type: ignore[attr-defined]
+            self._event_insert_timestamp,  # type: ignore[attr-defined]
+            compact=_range_materializations_to_compact(events),
+            compacted=_compacted,
+        )
         if self.mirrors_to_index_shard:  # SQLite: the run's own shard holds every event
             with self.run_connection(events[0].run_id) as conn:  # type: ignore[attr-defined]
                 conn.execute(SqlEventLogStorageTable.insert(), rows)
@@ -173,13 +180,56 @@ class BatchedEventWrites:
 
     # -- assets -------------------------------------------------------------------------------
     def _store_asset_events(self, conn, pairs: list[tuple[EventLogEntry, int]]) -> None:
-        self._store_asset_event_tags(conn, [e for e, _ in pairs], [i for _, i in pairs])  # type: ignore[attr-defined]
-        latest: dict[tuple[str, str], tuple[EventLogEntry, int]] = {}
+        tag_rows = self._asset_event_tag_rows(pairs)
+        if tag_rows and self.has_table(AssetEventTagsTable.name):  # type: ignore[attr-defined]
+            conn.execute(AssetEventTagsTable.insert(), tag_rows)
+        latest: dict[tuple[dg.AssetKey, str], tuple[EventLogEntry, int]] = {}
         for event, event_id in pairs:
-            key = (event.dagster_event.asset_key.to_string(), event.dagster_event.event_type_value)  # type: ignore[union-attr]
-            latest[key] = (event, event_id)
+            data = event.dagster_event.event_specific_data  # type: ignore[union-attr]
+            latest[(_asset_key(data), event.dagster_event.event_type_value)] = (event, event_id)  # type: ignore[union-attr]
         for event, event_id in latest.values():
             self._store_asset_event(conn, event, event_id)  # type: ignore[attr-defined]
+
+    def _asset_event_tag_rows(self, pairs: list[tuple[EventLogEntry, int]]) -> list[dict]:
+        """The rows Dagster's `_store_asset_event_tags` inserts for these events (the indexed
+        tags of materializations and observations: their data version), built with the asset
+        key's text and the indexed tag names looked up once per asset and tag set instead of
+        per event (a range's events share both)."""
+        keys: dict[dg.AssetKey, str] = {}
+        indexed: dict[frozenset[str], set[str]] = {}
+        rows = []
+        for event, event_id in pairs:
+            data = event.dagster_event.event_specific_data  # type: ignore[union-attr]
+            if isinstance(data, StepMaterializationData):
+                asset_event = data.materialization
+            elif isinstance(data, AssetObservationData):
+                asset_event = data.asset_observation
+            else:
+                continue
+            tags = asset_event.tags or {}
+            if not tags:
+                continue
+            names = frozenset(tags)
+            if names not in indexed:
+                indexed[names] = self.get_asset_tags_to_index(set(names))  # type: ignore[attr-defined]
+            if not indexed[names]:
+                continue
+            asset_key = asset_event.asset_key
+            if asset_key not in keys:
+                keys[asset_key] = asset_key.to_string()
+            stamp = self._event_insert_timestamp(event)  # type: ignore[attr-defined]
+            rows += [
+                {
+                    "event_id": event_id,
+                    "asset_key": keys[asset_key],
+                    "key": key,
+                    "value": value,
+                    "event_timestamp": stamp,
+                }
+                for key, value in tags.items()
+                if key in indexed[names]
+            ]
+        return rows
 
     # -- checks -------------------------------------------------------------------------------
     def _store_planned_checks(self, conn, pairs: list[tuple[EventLogEntry, int]]) -> None:
@@ -340,6 +390,15 @@ class BatchedEventWrites:
                     _resolve_planned(conn, check_rows, unplanned_verdict)
 
 
+def _asset_key(data: Any) -> dg.AssetKey:
+    """The asset key of an asset event's data (materialization, observation, planned)."""
+    if isinstance(data, StepMaterializationData):
+        return data.materialization.asset_key
+    if isinstance(data, AssetObservationData):
+        return data.asset_observation.asset_key
+    return data.asset_key
+
+
 def _check_rows(check: tuple[str, str, str]) -> list[Any]:
     table = AssetCheckExecutionsTable
     asset_key, check_name, run_id = check
@@ -425,30 +484,31 @@ def _slim(event: EventLogEntry) -> EventLogEntry:
     return event._replace(user_message="", dagster_event=slim)
 
 
-def _compact_range_materializations(events: Sequence[EventLogEntry]) -> list[EventLogEntry]:
-    """The batch with each asset's partition materializations but the last two recorded without
-    the step's metadata and the log-only fields (see the module docstring)."""
+def _range_materializations_to_compact(events: Sequence[EventLogEntry]) -> set[int]:
+    """Positions of the batch's partition materializations of each asset but its last two: they
+    are stored without the step's metadata and the log-only fields (see the module docstring)."""
     positions: dict[dg.AssetKey, list[int]] = {}
     for i, event in enumerate(events):
-        materialization = event.asset_materialization
-        if materialization and materialization.partition:
-            positions.setdefault(materialization.asset_key, []).append(i)
-    out = list(events)
-    for indexes in positions.values():
-        for i in indexes[:-2]:
-            dagster_event = out[i].get_dagster_event()
-            data = dagster_event.event_specific_data
-            bare = data.materialization.with_metadata({})  # type: ignore[union-attr]
-            out[i] = out[i]._replace(
-                dagster_event=dagster_event._replace(
-                    event_specific_data=data._replace(materialization=bare),  # type: ignore[union-attr]
-                    step_handle=None,
-                    node_handle=None,
-                    logging_tags={},
-                    pid=None,
-                )
-            )
-    return out
+        data = event.dagster_event.event_specific_data if event.dagster_event else None
+        if isinstance(data, StepMaterializationData) and data.materialization.partition:
+            positions.setdefault(data.materialization.asset_key, []).append(i)
+    return {i for indexes in positions.values() for i in indexes[:-2]}
+
+
+def _compacted(event: EventLogEntry) -> EventLogEntry:
+    """A range materialization without the step's metadata and the log-only fields."""
+    dagster_event = event.get_dagster_event()
+    data = dagster_event.event_specific_data
+    bare = data.materialization.with_metadata({})  # type: ignore[union-attr]
+    return event._replace(
+        dagster_event=dagster_event._replace(
+            event_specific_data=data._replace(materialization=bare),  # type: ignore[union-attr]
+            step_handle=None,
+            node_handle=None,
+            logging_tags={},
+            pid=None,
+        )
+    )
 
 
 # -- storages ----------------------------------------------------------------------------------
