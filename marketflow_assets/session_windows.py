@@ -14,8 +14,9 @@ range again. A 23-year run of three tickers spent about a fifth of its time ther
 `PrecomputedWindows` makes one table of the definition's windows, from its start to its last
 excluded date (the calendar's horizon, two years ahead), by running Dagster's own iterator once,
 and answers the two iterators every other method is built on (`_iterate_time_windows` and
-`_reverse_iterate_time_windows`) from it by binary search; before the start and after the
-horizon it hands over to Dagster's iterators. The windows are Dagster's own objects, so every
+`_reverse_iterate_time_windows`) from it by binary search, and the keys of a time window or of
+the whole definition from the same table's formatted keys; before the start and after the
+horizon it hands over to Dagster's own methods. The windows are Dagster's own objects, so every
 answer is the one Dagster gives (`test_session_windows.py` compares them against a plain
 `DailyPartitionsDefinition` over the whole calendar). Serialization, equality and hashing are
 Dagster's: the class adds no field, and a serialized subset or snapshot holds a plain
@@ -27,19 +28,24 @@ from __future__ import annotations
 import functools
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 
 import dagster as dg
+from dagster._core.definitions.partitions.context import partition_loading_context
 from dagster._core.definitions.partitions.definition.time_window import (
     TimeWindowPartitionsDefinition,
 )
 from dagster._core.definitions.timestamp import TimestampWithTimezone
+from dagster._time import dst_safe_strftime
 
 
 class WindowTable:
-    """A definition's windows in order, with their start and end timestamps for bisection."""
+    """A definition's windows in order, with their start and end timestamps for bisection and
+    their partition keys."""
 
-    def __init__(self, windows: Sequence[dg.TimeWindow]):
+    def __init__(self, windows: Sequence[dg.TimeWindow], keys: Sequence[str]):
         self.windows = list(windows)
+        self.keys = list(keys)
         self.starts = [w.start.timestamp() for w in self.windows]
         self.ends = [w.end.timestamp() for w in self.windows]
 
@@ -61,7 +67,37 @@ class PrecomputedWindows:
             if window.start.timestamp() > horizon:
                 break
             windows.append(window)
-        return WindowTable(windows) if windows else None
+        if not windows:
+            return None
+        keys = [
+            dst_safe_strftime(w.start, self.timezone, self.fmt, self.cron_schedule)  # type: ignore[attr-defined]
+            for w in windows
+        ]
+        return WindowTable(windows, keys)
+
+    def get_partition_keys_in_time_window(self, time_window: dg.TimeWindow) -> Sequence[str]:
+        table = self.window_table
+        start, end = time_window.start.timestamp(), time_window.end.timestamp()
+        if table is None or start < table.starts[0] or end > table.starts[-1]:
+            return super().get_partition_keys_in_time_window(time_window)  # type: ignore[misc]
+        # The keys of the windows starting in [start, end), as Dagster's loop over the windows.
+        return table.keys[bisect_left(table.starts, start) : bisect_left(table.starts, end)]
+
+    def get_partition_keys(
+        self, current_time: datetime | None = None, dynamic_partitions_store=None
+    ) -> Sequence[str]:
+        table = self.window_table
+        with partition_loading_context(current_time, dynamic_partitions_store):
+            last = self._get_last_partition_window(self._get_current_timestamp())  # type: ignore[attr-defined]
+            if (
+                table is None
+                or last is None
+                or self.start_timestamp != table.starts[0]  # type: ignore[attr-defined]
+                or last.start.timestamp() > table.starts[-1]
+            ):
+                return super().get_partition_keys()  # type: ignore[misc]
+            # Every key from the first window to the last partition window, both included.
+            return table.keys[: bisect_right(table.starts, last.start.timestamp())]
 
     def _iterate_time_windows(
         self, start_timestamp: float, ignore_exclusions: bool = False

@@ -118,6 +118,14 @@ def test_public_answers_match_dagsters(pair):
                 window.end
             )
     for stamp in probe_timestamps(fast)[::5]:
+        # The keys as of any time (before the start, in the history, past the table's horizon)
+        # and the keys of windows across the start and the horizon.
+        now = dt.datetime.fromtimestamp(stamp, dt.UTC)
+        for days in (1, 3, 40):
+            window = dg.TimeWindow(now, now + dt.timedelta(days=days))
+            assert fast.get_partition_keys_in_time_window(
+                window
+            ) == slow.get_partition_keys_in_time_window(window), (now, days)
         window = dg.TimeWindow(
             dt.datetime.fromtimestamp(stamp, dt.UTC),
             dt.datetime.fromtimestamp(stamp + 3 * DAY, dt.UTC),
@@ -125,6 +133,24 @@ def test_public_answers_match_dagsters(pair):
         assert fast.has_any_partitions_in_window(window) == slow.has_any_partitions_in_window(
             window
         )
+
+
+def test_keys_as_of_any_time_match_dagsters(pair):
+    """All keys as of a time before the start, in the history, and around the table's horizon
+    (where the keys come from Dagster's iterators again)."""
+    fast, slow = pair
+    table = fast.window_table
+    for stamp in (
+        table.starts[0] - 2 * DAY,
+        table.starts[0] + DAY / 2,
+        table.starts[0] + 400 * DAY,
+        table.ends[-1] - 3 * DAY,
+        table.ends[-1] - DAY / 2,
+        table.ends[-1] + DAY,
+        table.ends[-1] + 30 * DAY,
+    ):
+        with dg.partition_loading_context(effective_dt=dt.datetime.fromtimestamp(stamp, dt.UTC)):
+            assert fast.get_partition_keys() == slow.get_partition_keys(), stamp
 
 
 def test_keys_of_a_deserialized_subset(pair):
