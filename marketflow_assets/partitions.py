@@ -36,6 +36,7 @@ import pandas as pd
 
 from marketflow_assets.calendar import EXCHANGE, EXCHANGE_TZ, xnys
 from marketflow_assets.exchanges import listing_of, union_sessions
+from marketflow_assets.session_windows import SessionsPartitionsDefinition
 from marketflow_assets.settings import Settings
 from marketflow_assets.tickers import InvalidTickerError, load_universe
 
@@ -75,7 +76,9 @@ def build_sessions_partitions_def(
             )
     weekdays = pd.bdate_range(start_date, cal.last)
     holidays = weekdays.difference(sessions)
-    return dg.DailyPartitionsDefinition(
+    # Its windows are computed once (session_windows.py): Dagster's iterators over exclusions
+    # cost a range run seconds per step.
+    return SessionsPartitionsDefinition(
         start_date=start_date.isoformat(),
         timezone=str(EXCHANGE_TZ),
         end_offset=1,

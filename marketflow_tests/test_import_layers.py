@@ -35,6 +35,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "instance",
                 "dbt_guard",
                 "run_launcher",
+                "session_windows",
             }
         ),
     ),

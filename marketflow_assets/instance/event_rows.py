@@ -8,6 +8,10 @@ timestamp, so `event_rows` serializes the first of a run of such events with pla
 both and fills them in for the others: the same JSON text, byte for byte, as `serialize_value`
 would give each event.
 
+A batch's range materializations but the latest two are stored compacted (without the step's
+metadata, `batched_events.py`): the template of such a run is made from the compacted first
+event, so the compacted form of the others is never built.
+
 Two events share a template only if everything else is the same: the same metadata value
 *objects* (equal values of different types, 1 and 1.0, would serialize differently), equal tags,
 step, message, level and run. A template is used only once its rendering of its own event equals
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from typing import Any
 
 import dagster as dg
@@ -93,10 +97,11 @@ class _Template:
     """The serialized text of entries alike `entry`, placeholders for partition and time; made
     when a second alike entry comes (a lone event costs no more than its own serialization)."""
 
-    def __init__(self, entry: EventLogEntry, asset_event, signature: tuple):
+    def __init__(self, entry: EventLogEntry, asset_event, signature: tuple, source=None):
         self.signature = signature
-        # Holds the entry, so the metadata objects whose ids are in the signature stay alive.
-        self.entry, self.asset_event = entry, asset_event
+        # Holds the entry (and the one it was compacted from), so the metadata objects whose ids
+        # are in the signature stay alive.
+        self.entry, self.asset_event, self.source = entry, asset_event, source
         self.own = serialize_value(entry)  # the first entry's text: also the reference
         self._text: str | None = None
         self._made = False
@@ -123,23 +128,31 @@ def event_rows(
     entries: Sequence[EventLogEntry],
     to_row: Callable[[EventLogEntry], dict[str, Any]],
     insert_timestamp: Callable[[EventLogEntry], Any],
+    compact: Container[int] = (),
+    compacted: Callable[[EventLogEntry], EventLogEntry] | None = None,
 ) -> list[dict[str, Any]]:
     """`to_row(entry)` of each entry (the storage's `_event_to_row`, whose timestamp column is
     `insert_timestamp(entry)`), with the serialized `event` of runs of alike partitioned asset
-    events rendered from a template."""
+    events rendered from a template.
+
+    The entries at the positions in `compact` are stored as `compacted(entry)`, a function of
+    the entry that keeps its partition and timestamp: the template is made from the compacted
+    first entry of a run of alike ones, so the others are never built as objects."""
     rows: list[dict[str, Any]] = []
     template: _Template | None = None
-    for entry in entries:
+    for i, entry in enumerate(entries):
+        shrink = compacted is not None and i in compact
         asset_event = _asset_event(entry)
         if asset_event is None:
-            rows.append(to_row(entry))
+            rows.append(to_row(compacted(entry) if shrink else entry))  # type: ignore[misc]
             continue
-        signature = _signature(entry, asset_event)
+        signature = (_signature(entry, asset_event), shrink)
         if template is None or template.signature != signature:
-            template = _Template(entry, asset_event, signature)
+            stored = compacted(entry) if shrink else entry  # type: ignore[misc]
+            template = _Template(stored, _asset_event(stored), signature, source=entry)
             serialized = template.own
         elif template.text is None:
-            serialized = serialize_value(entry)
+            serialized = serialize_value(compacted(entry) if shrink else entry)  # type: ignore[misc]
         else:
             serialized = template.render(entry, asset_event)
         event = entry.get_dagster_event()
