@@ -40,6 +40,7 @@ class Progress:
     check_verdicts: Counter = field(default_factory=Counter)  # (asset:check, verdict) -> n
     _materialized: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     _checks: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    _checked: dict[str, set] = field(default_factory=lambda: defaultdict(set))
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -54,6 +55,7 @@ class Progress:
             level = "warn" if data.severity == dg.AssetCheckSeverity.WARN else "FAILED"
             verdict = "passed" if data.passed else level
             self._checks[step_key]["passed" if data.passed else f"{level} {name}"] += 1
+            self._checked[step_key].add(data.asset_key.to_user_string())
             self.check_verdicts[(name, verdict)] += 1
         elif kind == dg.DagsterEventType.STEP_SUCCESS and step_key:
             self._line(step_key, event.event_specific_data.duration_ms / 1000, "")
@@ -69,14 +71,17 @@ class Progress:
         self.steps_done += 1
         assets = self._materialized.pop(step_key, Counter())
         checks = self._checks.pop(step_key, Counter())
+        checked = self._checked.pop(step_key, set())
         what = ", ".join(
             f"{key} ({n} sessions)" if n > 1 else key for key, n in sorted(assets.items())
         )
+        if not what and checked:  # a checks-only step, whose op name Dagster may have generated
+            what = f"checks on {', '.join(sorted(checked))}"
         if checks:
             passed = checks.pop("passed", 0)
             verdicts = [f"{passed} checks passed"] if passed else []
             verdicts += sorted(checks)
-            what = "; ".join(filter(None, [what or step_key, ", ".join(verdicts)]))
+            what = "; ".join(filter(None, [what, ", ".join(verdicts)]))
         took = f"{seconds:5.1f}s" if seconds is not None else "     "
         self.out.write(
             f"  [{self.elapsed():6.1f}s] {took}  {what or step_key}  {note}".rstrip() + "\n"
