@@ -61,6 +61,27 @@ def isolated_marketflow_home(tmp_path_factory, monkeypatch):
     return home
 
 
+@pytest.fixture(params=["memory", "sqlite"])
+def batched_instance(request, isolated_dagster_home, monkeypatch):
+    """A Dagster instance on MarketFlow's batched event log: in memory, or on SQLite from the
+    repo's `dagster.yaml` (as `make dev`), handed event batches as the Makefile sets it."""
+    import dagster as dg
+
+    from marketflow_assets.instance.batched_events import (
+        BatchedSqliteEventLogStorage,
+        batched_ephemeral_instance,
+    )
+
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "5000")
+    if request.param == "memory":
+        yield batched_ephemeral_instance()
+        return
+    shutil.copy(Path(__file__).resolve().parents[1] / "dagster.yaml", isolated_dagster_home)
+    with dg.DagsterInstance.get() as instance:
+        assert isinstance(instance.event_log_storage, BatchedSqliteEventLogStorage)
+        yield instance
+
+
 def pytest_collection_modifyitems(config, items):
     """Modules longest first, each module's tests in their own order (see schedule.py: `make
     test` runs `-n 2 --dist loadfile --no-loadscope-reorder`, whole modules to each worker in

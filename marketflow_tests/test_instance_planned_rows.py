@@ -6,7 +6,6 @@ event; and verdicts find their planned rows whether looked up by key or all at o
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 import uuid
 from pathlib import Path
@@ -21,23 +20,11 @@ from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
 from dagster._serdes import deserialize_value
 
 from marketflow_assets.instance import batched_events
-from marketflow_assets.instance.batched_events import batched_ephemeral_instance
 from marketflow_tests.test_instance_storage import _assert_recorded, _run
 
 REPO = Path(__file__).resolve().parents[1]
 DAYS = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_date="2024-03-01")
 KEYS = DAYS.get_partition_keys()
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def instance(request, isolated_dagster_home, monkeypatch):
-    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "5000")
-    if request.param == "memory":
-        yield batched_ephemeral_instance()
-        return
-    shutil.copy(REPO / "dagster.yaml", Path(isolated_dagster_home) / "dagster.yaml")
-    with dg.DagsterInstance.get() as instance:
-        yield instance
 
 
 def _planned(run_id: str, check: str, keys: list[str] | None, stamp: float) -> EventLogEntry:
@@ -76,8 +63,8 @@ def _rows(storage, run_id: str) -> dict[str, list]:
     return out
 
 
-def test_planned_rows_of_every_check_of_a_batch(instance):
-    storage = instance.event_log_storage
+def test_planned_rows_of_every_check_of_a_batch(batched_instance):
+    storage = batched_instance.event_log_storage
     run_id = str(uuid.uuid4())
     now = time.time()
     entries = [
@@ -127,9 +114,9 @@ def test_planned_rows_of_every_check_of_a_batch(instance):
 
 
 @pytest.mark.parametrize("few", [0, 500], ids=["all-rows", "by-key"])
-def test_verdicts_find_their_planned_rows_either_way(instance, monkeypatch, few):
+def test_verdicts_find_their_planned_rows_either_way(batched_instance, monkeypatch, few):
     """A batch of verdicts reads the run's planned rows of its partitions by key (a few) or all
     of the check's rows (many): the same verdicts recorded."""
     monkeypatch.setattr(batched_events, "_FEW_PARTITIONS", few)
-    _run(instance)
-    _assert_recorded(instance)
+    _run(batched_instance)
+    _assert_recorded(batched_instance)

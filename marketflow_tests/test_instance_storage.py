@@ -14,10 +14,6 @@ import pytest
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from marketflow_assets.checks.per_session import latest_materializations
-from marketflow_assets.instance.batched_events import (
-    BatchedSqliteEventLogStorage,
-    batched_ephemeral_instance,
-)
 
 REPO = Path(__file__).resolve().parents[1]
 DAYS = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_date="2024-03-01")
@@ -76,18 +72,6 @@ def _assert_recorded(instance: dg.DagsterInstance) -> None:
     for name in ("per_day", "whole"):
         history = storage.get_asset_check_execution_history(dg.AssetCheckKey(A, name), limit=200)
         assert history and all(r.status != S.PLANNED for r in history), name
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def batched_instance(request, isolated_dagster_home, monkeypatch):
-    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "5000")
-    if request.param == "memory":
-        yield batched_ephemeral_instance()
-        return
-    shutil.copy(REPO / "dagster.yaml", Path(isolated_dagster_home) / "dagster.yaml")
-    with dg.DagsterInstance.get() as instance:
-        assert isinstance(instance.event_log_storage, BatchedSqliteEventLogStorage)
-        yield instance
 
 
 def test_batched_storage_records_a_range_run_per_partition(batched_instance):
