@@ -167,3 +167,27 @@ def test_keys_of_a_deserialized_subset(pair):
     assert with_precomputed_windows(restored.partitions_def).window_table is not None
     static = dg.StaticPartitionsDefinition(["a", "b"]).subset_with_all_partitions()
     assert sorted(subset_partition_keys(static)) == ["a", "b"]
+
+
+def test_window_table_is_computed_once_per_definition_fields():
+    """Equal definitions built again (each `build_definitions`, a code reload) share one window
+    table; a definition differing in any field that shapes the windows gets its own."""
+    start, exchanges = dt.date(2021, 1, 4), frozenset({"XNYS"})
+    first = build_sessions_partitions_def(start, exchanges)
+    again = build_sessions_partitions_def(start, exchanges)
+    assert first is not again and first == again
+    assert again.window_table is first.window_table
+    later = build_sessions_partitions_def(dt.date(2021, 1, 5), exchanges)
+    mixed = build_sessions_partitions_def(start, frozenset({"XNYS", "XLON"}))
+    assert later.window_table is not first.window_table
+    assert later.window_table.keys == first.window_table.keys[1:]
+    assert mixed.window_table is not first.window_table
+    assert mixed.window_table.keys != first.window_table.keys
+    other_fmt = SessionsPartitionsDefinition(
+        start_date=first.start,
+        fmt="%Y%m%d",
+        timezone=first.timezone,
+        end_offset=1,
+        exclusions=first.exclusions,
+    )
+    assert other_fmt.window_table.keys[0] == first.window_table.keys[0].replace("-", "")
