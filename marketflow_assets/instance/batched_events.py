@@ -53,6 +53,7 @@ checks that what it writes reads back through Dagster's public API like per-even
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -75,8 +76,6 @@ from dagster._core.storage.event_log.schema import (
 )
 from dagster._serdes import serialize_value
 from dagster._serdes.config_class import ConfigurableClassData
-from dagster_postgres import PostgresEventLogStorage
-from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
 
 from marketflow_assets.instance.event_rows import event_rows
 from marketflow_assets.instance.pool_slots import ExclusivePoolSlots
@@ -559,20 +558,39 @@ class BatchedInMemoryEventLogStorage(
         return cls(inst_data)
 
 
-class BatchedPostgresEventLogStorage(
-    ExclusivePoolSlots, BatchedEventWrites, PostgresEventLogStorage
-):
-    """dagster-postgres' event log, with check events batched too (it batches materializations
-    and observations itself). Same config as `PostgresEventLogStorage`."""
+@functools.cache
+def _postgres_storage_class() -> type:
+    """`BatchedPostgresEventLogStorage`, defined on first use: dagster-postgres (with psycopg2
+    and its SQLAlchemy dialect) then loads only in processes whose instance is on PostgreSQL,
+    not in every process that imports this module (the checks do, for its batching protocol)."""
+    from dagster_postgres import PostgresEventLogStorage
+    from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
 
-    @classmethod
-    def from_config_value(cls, inst_data, config_value):
-        return cls(
-            inst_data=inst_data,
-            postgres_url=pg_url_from_config(config_value),
-            should_autocreate_tables=config_value.get("should_autocreate_tables", True),
-            token_provider=get_token_provider_from_config(config_value),
-        )
+    class BatchedPostgresEventLogStorage(
+        ExclusivePoolSlots, BatchedEventWrites, PostgresEventLogStorage
+    ):
+        """dagster-postgres' event log, with check events batched too (it batches
+        materializations and observations itself). Same config as `PostgresEventLogStorage`."""
+
+        @classmethod
+        def from_config_value(cls, inst_data, config_value):
+            return cls(
+                inst_data=inst_data,
+                postgres_url=pg_url_from_config(config_value),
+                should_autocreate_tables=config_value.get("should_autocreate_tables", True),
+                token_provider=get_token_provider_from_config(config_value),
+            )
+
+    BatchedPostgresEventLogStorage.__qualname__ = BatchedPostgresEventLogStorage.__name__
+    return BatchedPostgresEventLogStorage
+
+
+def __getattr__(name: str) -> Any:
+    """PEP 562: `BatchedPostgresEventLogStorage` stays importable from this module by name (as
+    `dagster.yaml` names it, `module: marketflow_assets.instance.batched_events`)."""
+    if name == "BatchedPostgresEventLogStorage":
+        return _postgres_storage_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def batched_ephemeral_instance() -> dg.DagsterInstance:
