@@ -10,13 +10,15 @@ is the one table of regular hours per (exchange, session) that intraday SQL join
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from functools import cache
 from zoneinfo import ZoneInfo
 
 import exchange_calendars as xcals
 import numpy as np
 import pandas as pd
+
+from marketflow_assets import calendar_cache
 
 EXCHANGE = "XNYS"
 EXCHANGE_TZ = ZoneInfo("America/New_York")
@@ -30,25 +32,56 @@ class SessionCalendar:
     """Sessions of one exchange as sorted numpy arrays, for fast bulk lookups."""
 
     def __init__(self, calendar: xcals.ExchangeCalendar):
-        self._cal = calendar
-        self.name = calendar.name
-        self.tz = ZoneInfo(str(calendar.tz))
         schedule = calendar.schedule
-        self.sessions = schedule.index.values.astype("datetime64[D]")
-        self.opens = schedule["open"].values.astype("datetime64[ns]")
-        self.closes = schedule["close"].values.astype("datetime64[ns]")
-        # Lunch breaks (XTKS, XHKG, ...): NaT on sessions without one.
-        self.break_starts = schedule["break_start"].values.astype("datetime64[ns]")
-        self.break_ends = schedule["break_end"].values.astype("datetime64[ns]")
-        self._early_closes = calendar.early_closes.values.astype("datetime64[D]")
+        sessions = schedule.index.values.astype("datetime64[D]")
+        tz = ZoneInfo(str(calendar.tz))
         # Yahoo stamps daily bars at midnight exchange time; localising is slow, so do it once.
         # Where a daylight-saving change skips or repeats midnight (Tel Aviv, 1990s), the first
         # valid instant of the day.
-        self.local_midnights = pd.DatetimeIndex(schedule.index).tz_localize(
-            self.tz, nonexistent="shift_forward", ambiguous=np.zeros(len(schedule), dtype=bool)
+        local_midnights = pd.DatetimeIndex(schedule.index).tz_localize(
+            tz, nonexistent="shift_forward", ambiguous=np.zeros(len(schedule), dtype=bool)
+        )
+        self._set(
+            calendar.name,
+            tz,
+            {
+                "sessions": sessions,
+                "opens": schedule["open"].values.astype("datetime64[ns]"),
+                "closes": schedule["close"].values.astype("datetime64[ns]"),
+                # Lunch breaks (XTKS, XHKG, ...): NaT on sessions without one.
+                "break_starts": schedule["break_start"].values.astype("datetime64[ns]"),
+                "break_ends": schedule["break_end"].values.astype("datetime64[ns]"),
+                "early_closes": calendar.early_closes.values.astype("datetime64[D]"),
+                "local_midnights_utc": local_midnights.tz_convert("UTC")
+                .tz_localize(None)
+                .values.astype("datetime64[ns]"),
+            },
+        )
+
+    def _set(self, name: str, tz: ZoneInfo, arrays: Mapping[str, np.ndarray]) -> None:
+        self.name = name
+        self.tz = tz
+        self._arrays = dict(arrays)  # what `calendar_cache` stores
+        self.sessions = arrays["sessions"]
+        self.opens = arrays["opens"]
+        self.closes = arrays["closes"]
+        self.break_starts = arrays["break_starts"]
+        self.break_ends = arrays["break_ends"]
+        self._early_closes = arrays["early_closes"]
+        self.local_midnights = (
+            pd.DatetimeIndex(arrays["local_midnights_utc"]).tz_localize("UTC").tz_convert(tz)
         )
         self.first = _to_date(self.sessions[0])
         self.last = _to_date(self.sessions[-1])
+
+    @classmethod
+    def from_arrays(
+        cls, name: str, tz: ZoneInfo, arrays: Mapping[str, np.ndarray]
+    ) -> SessionCalendar:
+        """A calendar from the arrays of another (`calendar_cache.py`), without exchange_calendars."""
+        calendar = cls.__new__(cls)
+        calendar._set(name, tz, arrays)
+        return calendar
 
     # -- membership and navigation -------------------------------------------------------
     def is_session(self, day: dt.date) -> bool:
@@ -165,25 +198,49 @@ class SessionCalendar:
 @cache
 def xnys() -> SessionCalendar:
     end = dt.date.today() + dt.timedelta(days=365 * CALENDAR_YEARS_AHEAD)
-    return SessionCalendar(xcals.get_calendar(EXCHANGE, start=CALENDAR_START, end=end))
+    return _cached_calendar(
+        EXCHANGE,
+        CALENDAR_START,
+        end,
+        lambda: SessionCalendar(xcals.get_calendar(EXCHANGE, start=CALENDAR_START, end=end)),
+    )
 
 
 @cache
 def exchange_calendar(mic: str) -> SessionCalendar:
     """The calendar of exchange `mic` (an ISO 10383 MIC = exchange_calendars name), cached per
-    process: building one costs about a second. Clipped to what exchange_calendars records
-    (XTKS from 1997, XBOM's holidays only a few years ahead)."""
+    process (and on disk, `calendar_cache.py`): building one costs about a second. Clipped to
+    what exchange_calendars records (XTKS from 1997, XBOM's holidays only a few years ahead)."""
     if mic == EXCHANGE:
         return xnys()
     start = pd.Timestamp(CALENDAR_START)
     end = pd.Timestamp.today().normalize() + pd.DateOffset(years=CALENDAR_YEARS_AHEAD)
-    try:
-        return SessionCalendar(xcals.get_calendar(mic, start=start, end=end))
-    except ValueError:  # outside the years the calendar records: clip to its bounds
-        recorded = xcals.get_calendar(mic)
-        start = max(start, recorded.bound_min() or start)
-        end = min(end, recorded.bound_max() or end)
-        return SessionCalendar(xcals.get_calendar(mic, start=start, end=end))
+
+    def build() -> SessionCalendar:
+        nonlocal start, end
+        try:
+            return SessionCalendar(xcals.get_calendar(mic, start=start, end=end))
+        except ValueError:  # outside the years the calendar records: clip to its bounds
+            recorded = xcals.get_calendar(mic)
+            start = max(start, recorded.bound_min() or start)
+            end = min(end, recorded.bound_max() or end)
+            return SessionCalendar(xcals.get_calendar(mic, start=start, end=end))
+
+    return _cached_calendar(mic, start.date(), end.date(), build)
+
+
+def _cached_calendar(
+    mic: str, start: dt.date, end: dt.date, build: Callable[[], SessionCalendar]
+) -> SessionCalendar:
+    """The calendar asked for as (mic, start, end), from the on-disk cache when it holds it,
+    else built and stored there."""
+    path = calendar_cache.cache_file(mic, start, end)
+    stored = calendar_cache.load(path)
+    if stored is not None:
+        return SessionCalendar.from_arrays(*stored)
+    calendar = build()
+    calendar_cache.store(path, calendar.name, calendar.tz, calendar._arrays)
+    return calendar
 
 
 def session_hours(mics: Iterable[str], start: dt.date, end: dt.date) -> pd.DataFrame:

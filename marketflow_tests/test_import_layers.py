@@ -24,6 +24,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "settings",
                 "settings_file",
                 "calendar",
+                "calendar_cache",
                 "exchanges",
                 "tickers",
                 "contracts",
