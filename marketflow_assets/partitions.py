@@ -32,6 +32,7 @@ import datetime as dt
 from collections.abc import Iterable
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from marketflow_assets.calendar import EXCHANGE, EXCHANGE_TZ, xnys
@@ -74,7 +75,9 @@ def build_sessions_partitions_def(
                 f"MARKETFLOW_START_DATE={start_date} is not a session of any of "
                 f"{', '.join(sorted(exchanges))}; the next one is {nxt}"
             )
-    weekdays = pd.bdate_range(start_date, cal.last)
+    # Monday to Friday in numpy: pandas' bdate_range steps through the days in Python (~0.1-0.4 s).
+    days = np.arange(start_date, cal.last + dt.timedelta(days=1), dtype="datetime64[D]")
+    weekdays = pd.DatetimeIndex(days[np.is_busday(days)].astype("datetime64[ns]"))
     holidays = weekdays.difference(sessions)
     # Its windows are computed once (session_windows.py): Dagster's iterators over exclusions
     # cost a range run seconds per step.
