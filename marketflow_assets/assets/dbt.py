@@ -41,7 +41,12 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import (
+from filelock import FileLock
+from packaging import version
+from pydantic import Field
+
+from marketflow_assets import cadence
+from marketflow_assets.assets.dagster_dbt_lean import (
     DagsterDbtCliRuntimeError,
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
@@ -49,11 +54,6 @@ from dagster_dbt import (
     DbtProject,
     dbt_assets,
 )
-from filelock import FileLock
-from packaging import version
-from pydantic import Field
-
-from marketflow_assets import cadence
 from marketflow_assets.faults import fault_point
 from marketflow_assets.partitions import sessions_of, sessions_partitions_def
 from marketflow_assets.resources import WAREHOUSE_POOL, WAREHOUSE_RETRY_POLICY, ticker_scope
