@@ -21,9 +21,9 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
-from dagster_dbt import DbtCliResource
 
 from marketflow_assets import cadence
+from marketflow_assets.assets.dagster_dbt_lean import DbtCliResource
 from marketflow_assets.assets.dbt import (
     DBT_PROJECT_DIR,
     KEEP_INVOCATION_FOLDERS,
@@ -554,3 +554,19 @@ def test_dbt_cli_resource_overrides_still_exist_upstream():
     # them would silently bring those seconds back.
     assert isinstance(DbtCliResource.__dict__.get("_cli_version"), functools.cached_property)
     assert callable(DbtCliResource.__dict__.get("_initialize_dbt_core_adapter"))
+
+
+def test_dagster_dbt_runs_here_without_dbt_core_and_its_statuses_are_dbt_cores():
+    """`assets/dagster_dbt_lean.py` imports dagster-dbt without dbt-core (so these tests run dbt
+    through that path); dagster-dbt then uses its own status and node-type enums, which must
+    name dbt-core's values, or dbt's results would stop mapping to materializations and checks."""
+    import dagster_dbt.compat as compat
+    from dbt.contracts.results import NodeStatus, TestStatus
+    from dbt.node_types import REFABLE_NODE_TYPES, NodeType
+
+    assert compat.DBT_PYTHON_VERSION is None
+    assert {s.value for s in NodeStatus} <= {s.value for s in compat.NodeStatus}
+    assert {s.value for s in TestStatus} == {s.value for s in compat.TestStatus}
+    for name in ("Model", "Seed", "Snapshot", "Test", "Source"):
+        assert getattr(compat.NodeType, name).value == getattr(NodeType, name).value
+    assert sorted(map(str, compat.REFABLE_NODE_TYPES)) == sorted(map(str, REFABLE_NODE_TYPES))
