@@ -20,6 +20,7 @@ import contextlib
 import datetime as dt
 import os
 import uuid
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -47,7 +48,7 @@ def load(path: Path) -> tuple[str, ZoneInfo, dict[str, np.ndarray]] | None:
         with np.load(path, allow_pickle=False) as stored:
             arrays = {key: stored[key] for key in stored.files if key not in _META}
             return str(stored["_name"]), ZoneInfo(str(stored["_tz"])), arrays
-    except (OSError, ValueError, KeyError, EOFError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
 
 

@@ -63,9 +63,12 @@ def test_a_cached_calendar_is_the_built_one(cache_home, mic):
 def test_a_corrupt_cache_file_is_rebuilt(cache_home):
     built = fresh("XNYS")
     (cached,) = cache_home.glob("XNYS_*.npz")
-    cached.write_bytes(b"not a numpy archive")
-    assert_same(fresh("XNYS"), built)
-    assert calendar_cache.load(cached) is not None  # rewritten whole
+    whole = cached.read_bytes()
+    for broken in (b"not a numpy archive", whole[: len(whole) // 2]):  # foreign, truncated
+        cached.write_bytes(broken)
+        assert calendar_cache.load(cached) is None
+        assert_same(fresh("XNYS"), built)
+        assert calendar_cache.load(cached) is not None  # rewritten whole
 
 
 def test_older_files_of_the_exchange_are_removed_when_a_new_one_is_written(cache_home):
