@@ -6,8 +6,8 @@ object (`instance/event_rows.py`, `instance/batched_events.py`)."""
 from __future__ import annotations
 
 from dagster._core.storage.event_log.in_memory import InMemoryEventLogStorage
-from dagster._serdes import deserialize_value
 from dagster._core.storage.event_log.schema import AssetEventTagsTable
+from dagster._serdes import deserialize_value
 
 from marketflow_assets.instance import batched_events
 from marketflow_assets.instance.batched_events import (

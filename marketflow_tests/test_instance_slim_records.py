@@ -1,7 +1,7 @@
 """What a range run leaves per session in the instance is small: the per-session copies are
 stored without the fields that restate their class's defaults (`instance/slim_json.py`) and read
 back as the same events through Dagster's API; the SQLite event log's files use 16 KB pages, so
-those ~1 KB rows fill them (`instance/batched_events.py`)."""
+those ~1 KB rows fill them, and give freed pages back (`instance/batched_events.py`)."""
 
 from __future__ import annotations
 
@@ -119,6 +119,8 @@ def test_range_run_on_sqlite_keeps_slim_session_rows_that_read_back(sqlite_insta
     for path in shards:
         with sqlite3.connect(path) as conn:
             assert conn.execute("PRAGMA page_size").fetchone()[0] == SQLITE_PAGE_SIZE, path
+            assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 1, path  # FULL
+            assert conn.execute("PRAGMA freelist_count").fetchone()[0] == 0, path
     with sqlite3.connect(runs / "index.db") as conn:
         stored = dict(
             conn.execute(
