@@ -167,6 +167,30 @@ def test_range_run_reports_every_session_truthfully_in_the_ui(tmp_path, repo_ins
             assert session in entries["sample"]["mdStr"]
             assert f"{n} failing row(s) on {session}" in latest["evaluation"]["description"]
 
+        # A passing session shows the range verdict that covered it (stored as a slim copy per
+        # session, `instance/slim_json.py`), read back whole.
+        passing = next(s for s in sessions if s not in PLANTED)
+        result = execute_dagster_graphql(
+            context,
+            SESSION_EXECUTIONS,
+            {
+                "key": {"path": ["silver", "daily_bars"]},
+                "check": "ohlc_consistency",
+                "partition": passing,
+            },
+        )
+        assert not result.errors, result.errors
+        latest = result.data["assetCheckExecutions"][0]
+        assert latest["status"] == "SUCCEEDED" and latest["partition"] == passing
+        assert latest["evaluation"]["success"] is True
+        others = len(sessions) - len(PLANTED)
+        assert (
+            f"no failing rows on the {others} other session(s)"
+            in (latest["evaluation"]["description"])
+        )
+        entries = {e["label"]: e for e in latest["evaluation"]["metadataEntries"]}
+        assert entries["failing_rows"]["intValue"] == 0
+
     # Nothing is left PLANNED, for any check of any asset the runs touched.
     for key in build_definitions(settings).resolve_asset_graph().asset_check_keys:
         planned = repo_instance.event_log_storage.get_asset_check_execution_history(

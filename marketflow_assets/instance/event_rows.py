@@ -10,7 +10,8 @@ would give each event.
 
 A batch's range materializations but the latest two are stored compacted (without the step's
 metadata, `batched_events.py`): the template of such a run is made from the compacted first
-event, so the compacted form of the others is never built.
+event, so the compacted form of the others is never built; its text is also slimmed
+(`slim_json.py`: without the fields that restate their class's defaults), once per template.
 
 Two events share a template only if everything else is the same: the same metadata value
 *objects* (equal values of different types, 1 and 1.0, would serialize differently), equal tags,
@@ -30,6 +31,8 @@ import dagster as dg
 from dagster._core.events import AssetObservationData, StepMaterializationData
 from dagster._core.events.log import EventLogEntry
 from dagster._serdes import serialize_value
+
+from marketflow_assets.instance.slim_json import slim
 
 _PARTITION = f"marketflow-partition-{uuid.uuid4().hex}"
 _TIMESTAMP = float.fromhex("-0x1.5eed1234abcdfp-1000")  # never a real event time
@@ -93,16 +96,23 @@ def _with_placeholders(entry: EventLogEntry, asset_event) -> EventLogEntry:
     )
 
 
+def _slim_serialize(entry: EventLogEntry) -> str:
+    return slim(serialize_value(entry))
+
+
 class _Template:
     """The serialized text of entries alike `entry`, placeholders for partition and time; made
     when a second alike entry comes (a lone event costs no more than its own serialization)."""
 
-    def __init__(self, entry: EventLogEntry, asset_event, signature: tuple, source=None):
+    def __init__(
+        self, entry: EventLogEntry, asset_event, signature: tuple, source=None, slimmed=False
+    ):
         self.signature = signature
         # Holds the entry (and the one it was compacted from), so the metadata objects whose ids
         # are in the signature stay alive.
         self.entry, self.asset_event, self.source = entry, asset_event, source
-        self.own = serialize_value(entry)  # the first entry's text: also the reference
+        self._serialize = _slim_serialize if slimmed else serialize_value
+        self.own = self._serialize(entry)  # the first entry's text: also the reference
         self._text: str | None = None
         self._made = False
 
@@ -110,7 +120,7 @@ class _Template:
     def text(self) -> str | None:
         if not self._made:
             self._made = True
-            text = serialize_value(_with_placeholders(self.entry, self.asset_event))
+            text = self._serialize(_with_placeholders(self.entry, self.asset_event))
             if text.count(_PARTITION_JSON) == 1 and text.count(_TIMESTAMP_JSON) == 1:
                 self._text = text
                 if self.render(self.entry, self.asset_event) != self.own:
@@ -144,15 +154,25 @@ def event_rows(
         shrink = compacted is not None and i in compact
         asset_event = _asset_event(entry)
         if asset_event is None:
-            rows.append(to_row(compacted(entry) if shrink else entry))  # type: ignore[misc]
+            if shrink:
+                row = to_row(compacted(entry))  # type: ignore[misc]
+                rows.append({**row, "event": slim(row["event"])})
+            else:
+                rows.append(to_row(entry))
             continue
         signature = (_signature(entry, asset_event), shrink)
         if template is None or template.signature != signature:
             stored = compacted(entry) if shrink else entry  # type: ignore[misc]
-            template = _Template(stored, _asset_event(stored), signature, source=entry)
+            template = _Template(
+                stored, _asset_event(stored), signature, source=entry, slimmed=shrink
+            )
             serialized = template.own
         elif template.text is None:
-            serialized = serialize_value(compacted(entry) if shrink else entry)  # type: ignore[misc]
+            serialized = (
+                _slim_serialize(compacted(entry))  # type: ignore[misc]
+                if shrink
+                else serialize_value(entry)
+            )
         else:
             serialized = template.render(entry, asset_event)
         event = entry.get_dagster_event()
