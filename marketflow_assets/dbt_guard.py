@@ -20,8 +20,10 @@ with the run process (`PR_SET_PDEATHSIG`), so a killed run leaves no dbt behind 
 from __future__ import annotations
 
 import array
+import atexit
 import contextlib
 import ctypes
+import gc
 import json
 import os
 import shutil
@@ -92,7 +94,7 @@ def start_warm_dbt() -> tuple[subprocess.Popen, str]:
     return process, name
 
 
-def serve(listener_fd: int, parent: int) -> int:
+def serve(listener_fd: int, parent: int) -> None:
     """The warm dbt: import dbt, then run the one invocation a client hands over on the inherited
     socket (its fds, args, environment, directory) as dbt's own command line would, in this
     process."""
@@ -123,14 +125,15 @@ def serve(listener_fd: int, parent: int) -> int:
         code = 0
     except SystemExit as exc:  # click's standalone mode always ends this way
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    # dbt's exit hooks now (dbt-duckdb drops its DuckDB environment, logging flushes), then the
+    # collection that closes the DuckDB instance (checkpoint; the warehouse file is free after),
+    # then exit without tearing down the thousands of modules dbt imported (~0.5 s, profiled).
+    atexit._run_exitfuncs()
+    gc.collect()
+    sys.stdout.flush()
+    sys.stderr.flush()
     connection.sendall(f"{code}\n".encode())
-    # `connection` stays open until this process ends (after dbt's exit hooks close the
-    # warehouse): the client waits for that EOF before it exits.
-    _keep_open.append(connection)
-    return code
-
-
-_keep_open: list[socket.socket] = []
+    os._exit(code)  # closes `connection`: the client's EOF, after the warehouse was closed
 
 
 def _run_warm(name: str, args: list[str]) -> int | None:
@@ -166,7 +169,8 @@ def _run_warm(name: str, args: list[str]) -> int | None:
 
 def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--serve":
-        sys.exit(serve(int(sys.argv[2]), int(sys.argv[3])))
+        serve(int(sys.argv[2]), int(sys.argv[3]))  # ends the process
+        return
     _die_with_parent()
     name = os.environ.get(WARM_SOCKET_ENV)
     if name and warm_start_supported():
