@@ -17,7 +17,8 @@ the SQL is kept to dbt's own start-up:
   prepared with the manifest, then kept per warehouse (dbt keys it on the warehouse path), so a
   run's dbt parses nothing unless the project changed (the first run on a new warehouse may);
 - `MarketflowDbtCliResource` skips two things dagster-dbt does before each invocation that
-  MarketFlow has no use for (see there).
+  MarketFlow has no use for, and starts dbt warm: its start-up (Python, dbt's imports) happens
+  while the run's earlier steps compute (see there and marketflow_assets/dbt_guard.py).
 The incremental marts replace exactly the rows of the run's window and scope.
 
 dbt writes to the warehouse from a subprocess. DuckDB allows one writing process per file, so
