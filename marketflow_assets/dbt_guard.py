@@ -35,6 +35,7 @@ import uuid
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
 # The abstract socket name of the run's warm dbt, in the environment of a dbt invocation.
 WARM_SOCKET_ENV = "MARKETFLOW_DBT_WARM_SOCKET"
 _HANDED_FDS = (0, 1, 2)
@@ -99,6 +100,9 @@ def serve(listener_fd: int, parent: int) -> None:
     socket (its fds, args, environment, directory) as dbt's own command line would, in this
     process."""
     _die_with_parent(parent)
+    # Named as a cold dbt is (its script's name), so `ps`, `top` and the bench's memory by
+    # command show the warm process as dbt rather than as one more python.
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NAME, b"dbt", 0, 0, 0)
     listener = socket.socket(fileno=listener_fd)
     # The seconds this process exists to spend early: dbt's CLI, MarketFlow's adapter (imported
     # when dbt registers it) and what a build imports on its way.
