@@ -79,7 +79,7 @@ class Progress:
             what = f"checks on {', '.join(sorted(checked))}"
         if checks:
             passed = checks.pop("passed", 0)
-            verdicts = [f"{passed} checks passed"] if passed else []
+            verdicts = [f"{passed} check{'' if passed == 1 else 's'} passed"] if passed else []
             verdicts += sorted(checks)
             what = "; ".join(filter(None, [what, ", ".join(verdicts)]))
         took = f"{seconds:5.1f}s" if seconds is not None else "     "

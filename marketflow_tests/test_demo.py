@@ -62,9 +62,9 @@ def test_progress_shows_steps_and_verdicts_and_the_log_file_gets_everything(tmp_
 
     shown = terminal.getvalue()
     assert re.search(r"prices \(2 sessions\)", shown), shown
-    assert "1 checks passed" in shown and "warn prices:complete" in shown, shown
+    assert "1 check passed" in shown and "warn prices:complete" in shown, shown
     # a step that only runs checks is named by what it checks, not by its op name
-    assert re.search(r"\] +[\d.]+s  checks on prices; 1 checks passed", shown), shown
+    assert re.search(r"\] +[\d.]+s  checks on prices; 1 check passed", shown), shown
     assert "broken  FAILED:" in shown and "warehouse is locked" in shown, shown
     assert "DEBUG" not in shown and "STEP_START" not in shown
     assert progress.failures and "warehouse is locked" in progress.failures[0]
