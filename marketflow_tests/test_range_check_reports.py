@@ -150,17 +150,7 @@ def test_range_run_reports_every_session_truthfully_in_the_ui(tmp_path, repo_ins
             }, name
 
         for session, n in PLANTED.items():
-            result = execute_dagster_graphql(
-                context,
-                SESSION_EXECUTIONS,
-                {
-                    "key": {"path": ["silver", "daily_bars"]},
-                    "check": "ohlc_consistency",
-                    "partition": session,
-                },
-            )
-            assert not result.errors, result.errors
-            latest = result.data["assetCheckExecutions"][0]
+            latest = _latest_ohlc_execution(context, session)
             assert latest["status"] == "FAILED" and latest["partition"] == session
             entries = {e["label"]: e for e in latest["evaluation"]["metadataEntries"]}
             assert entries["failing_rows"]["intValue"] == n
@@ -170,17 +160,7 @@ def test_range_run_reports_every_session_truthfully_in_the_ui(tmp_path, repo_ins
         # A passing session shows the range verdict that covered it (stored as a slim copy per
         # session, `instance/slim_json.py`), read back whole.
         passing = next(s for s in sessions if s not in PLANTED)
-        result = execute_dagster_graphql(
-            context,
-            SESSION_EXECUTIONS,
-            {
-                "key": {"path": ["silver", "daily_bars"]},
-                "check": "ohlc_consistency",
-                "partition": passing,
-            },
-        )
-        assert not result.errors, result.errors
-        latest = result.data["assetCheckExecutions"][0]
+        latest = _latest_ohlc_execution(context, passing)
         assert latest["status"] == "SUCCEEDED" and latest["partition"] == passing
         assert latest["evaluation"]["success"] is True
         others = len(sessions) - len(PLANTED)
@@ -211,3 +191,19 @@ def test_range_run_reports_every_session_truthfully_in_the_ui(tmp_path, repo_ins
         assert (
             info.latest_target_materialization_storage_id == info.latest_materialization_storage_id
         ), info
+
+
+def _latest_ohlc_execution(context, session: str) -> dict:
+    """The latest execution of silver/daily_bars' ohlc_consistency check on `session`, as the
+    UI's check page for that partition queries it."""
+    result = execute_dagster_graphql(
+        context,
+        SESSION_EXECUTIONS,
+        {
+            "key": {"path": ["silver", "daily_bars"]},
+            "check": "ohlc_consistency",
+            "partition": session,
+        },
+    )
+    assert not result.errors, result.errors
+    return result.data["assetCheckExecutions"][0]
