@@ -20,7 +20,7 @@ from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
 from dagster._serdes import deserialize_value
 
 from marketflow_assets.instance import batched_events
-from marketflow_tests.test_instance_storage import _assert_recorded, _run
+from marketflow_tests.test_instance_storage import _assert_recorded, run_range
 
 REPO = Path(__file__).resolve().parents[1]
 DAYS = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_date="2024-03-01")
@@ -118,5 +118,5 @@ def test_verdicts_find_their_planned_rows_either_way(batched_instance, monkeypat
     """A batch of verdicts reads the run's planned rows of its partitions by key (a few) or all
     of the check's rows (many): the same verdicts recorded."""
     monkeypatch.setattr(batched_events, "_FEW_PARTITIONS", few)
-    _run(batched_instance)
+    run_range(batched_instance)
     _assert_recorded(batched_instance)

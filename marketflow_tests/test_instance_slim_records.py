@@ -17,7 +17,7 @@ from dagster._serdes import deserialize_value, serialize_value
 
 from marketflow_assets.instance.batched_events import COVERS_PLANNED_SESSIONS, SQLITE_PAGE_SIZE
 from marketflow_assets.instance.slim_json import slim
-from marketflow_tests.test_instance_storage import BAD, DAYS, KEYS, A, a
+from marketflow_tests.test_instance_storage import BAD, DAYS, KEYS, A, run_range
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,20 +41,6 @@ def covered_checks(context):
         description=f"no failing rows on the {others} other session(s)",
         metadata={COVERS_PLANNED_SESSIONS: others},
     )
-
-
-def _run(instance: dg.DagsterInstance) -> None:
-    defs = dg.Definitions(
-        assets=[a], asset_checks=[covered_checks], executor=dg.in_process_executor
-    )
-    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-        instance=instance,
-        tags={
-            "dagster/asset_partition_range_start": KEYS[0],
-            "dagster/asset_partition_range_end": KEYS[-1],
-        },
-    )
-    assert result.success
 
 
 def _covering_verdict() -> dg.EventLogEntry:
@@ -111,7 +97,7 @@ def sqlite_instance(isolated_dagster_home, monkeypatch):
 
 def test_range_run_on_sqlite_keeps_slim_session_rows_that_read_back(sqlite_instance):
     instance, home = sqlite_instance
-    _run(instance)
+    run_range(instance, covered_checks)
     assert instance.get_materialized_partitions(A) == set(KEYS)
     runs = home / "history" / "runs"
     shards = sorted(runs.glob("*.db"))

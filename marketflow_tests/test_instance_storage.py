@@ -46,8 +46,9 @@ def a_checks(context):
     yield dg.AssetCheckResult(asset_key=A, check_name="whole", passed=True)
 
 
-def _run(instance: dg.DagsterInstance) -> None:
-    defs = dg.Definitions(assets=[a], asset_checks=[a_checks], executor=dg.in_process_executor)
+def run_range(instance: dg.DagsterInstance, checks=a_checks) -> None:
+    """One range run of `a` over every day, with `checks`."""
+    defs = dg.Definitions(assets=[a], asset_checks=[checks], executor=dg.in_process_executor)
     result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
         instance=instance,
         tags={
@@ -75,7 +76,7 @@ def _assert_recorded(instance: dg.DagsterInstance) -> None:
 
 
 def test_batched_storage_records_a_range_run_per_partition(batched_instance):
-    _run(batched_instance)
+    run_range(batched_instance)
     _assert_recorded(batched_instance)
 
 
@@ -83,7 +84,7 @@ def test_each_partition_keeps_its_own_event(batched_instance):
     """Each stored materialization of a range run carries its own partition, timestamp and data
     version, and is found by its partition; the step's metadata (the same for every session)
     only on the last two, the asset's latest, which `column_schema_change` compares."""
-    _run(batched_instance)
+    run_range(batched_instance)
     stamps = []
     for key in KEYS:
         records = batched_instance.fetch_materializations(
@@ -108,7 +109,7 @@ def test_an_unpartitioned_check_of_a_range_keeps_one_execution(batched_instance)
     """An unpartitioned check that Dagster planned once per session of the range ends with the
     single execution of its verdict, as after a one-session run; the sessions a passing range
     covers each keep a slim copy of the covering verdict."""
-    _run(batched_instance)
+    run_range(batched_instance)
     storage = batched_instance.event_log_storage
     whole = storage.get_asset_check_execution_history(dg.AssetCheckKey(A, "whole"), limit=200)
     assert [(r.partition, r.status) for r in whole] == [
@@ -122,7 +123,7 @@ def test_without_batches_the_same_storage_records_the_same(isolated_dagster_home
     monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE", raising=False)
     shutil.copy(REPO / "dagster.yaml", Path(isolated_dagster_home) / "dagster.yaml")
     with dg.DagsterInstance.get() as instance:
-        _run(instance)
+        run_range(instance)
         _assert_recorded(instance)
 
 
@@ -134,7 +135,7 @@ def test_an_instance_opened_from_a_folder_keeps_its_events_there(tmp_path, isola
     opened.mkdir()
     shutil.copy(REPO / "dagster.yaml", opened / "dagster.yaml")
     with dg.DagsterInstance.from_config(str(opened)) as instance:
-        _run(instance)
+        run_range(instance)
         _assert_recorded(instance)
     assert (opened / "history" / "runs" / "index.db").exists()
     assert not (Path(isolated_dagster_home) / "history").exists()
@@ -145,7 +146,7 @@ def test_an_instance_opened_from_a_folder_keeps_its_events_there(tmp_path, isola
 def test_latest_materializations_read_from_columns_match_the_records(batched_instance):
     """Per-session verdicts target each session's latest materialization; on MarketFlow's
     storages its run and time come from the event rows' columns, as the records have them."""
-    _run(batched_instance)
+    run_range(batched_instance)
     targets = latest_materializations(batched_instance, A, KEYS)
     records = batched_instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=A), limit=len(KEYS) + 1
