@@ -65,17 +65,24 @@ $(VENV)/.bytecode: $(VENV)/.installed
 		|| echo "WARNING: some files above did not byte-compile; they compile on import instead"
 	touch $@
 
-install: $(VENV)/.installed $(VENV)/.bytecode
-install-dev: $(VENV)/.installed-dev $(VENV)/.bytecode
+# The dbt manifest and parse state, built once per change of the dbt project as a deployment
+# builds them (marketflow_assets/prepare.py), so no run, demo or bench parses the project first.
+DBT_MANIFEST := dbt/target/manifest.json
+DBT_SOURCES := dbt/dbt_project.yml dbt/profiles.yml $(shell find dbt/models dbt/macros dbt/tests -type f 2>/dev/null)
+$(DBT_MANIFEST): $(VENV)/.installed $(VENV)/.bytecode $(DBT_SOURCES)
+	$(BIN)/python -m marketflow_assets.prepare
+
+install: $(VENV)/.installed $(VENV)/.bytecode $(DBT_MANIFEST)
+install-dev: $(VENV)/.installed-dev $(VENV)/.bytecode $(DBT_MANIFEST)
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $@
 
-demo: $(VENV)/.installed $(VENV)/.bytecode $(DAGSTER_HOME)/dagster.yaml
+demo: $(VENV)/.installed $(VENV)/.bytecode $(DAGSTER_HOME)/dagster.yaml $(DBT_MANIFEST)
 	$(BIN)/python -m marketflow_assets.demo $(DEMO_ARGS)
 
-dev: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
+dev: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml $(DBT_MANIFEST)
 	$(BIN)/dagster dev -w workspace.yaml
 
 # The API on MARKETFLOW_API_HOST:MARKETFLOW_API_PORT (default 127.0.0.1:8000); new snapshots are
@@ -99,7 +106,7 @@ system-deps:
 		fi; \
 	fi
 
-test: system-deps $(VENV)/.installed-dev $(VENV)/.bytecode
+test: system-deps $(VENV)/.installed-dev $(VENV)/.bytecode $(DBT_MANIFEST)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
@@ -112,7 +119,7 @@ format: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
+bench: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml $(DBT_MANIFEST)
 	$(BIN)/python -m marketflow_assets.benchmark $(BENCH_ARGS)
 
 # yfinance's price-repair fixtures through the csv source into silver (../shared/real_data)
