@@ -85,7 +85,10 @@ PARTIAL_PARSE_FILE = "partial_parse.msgpack"
 # The environment of a run's dbt process (read by dbt/profiles.yml and dbt/macros/run_scope.sql).
 WAREHOUSE_ENV = "MARKETFLOW_DBT_WAREHOUSE"
 RUN_SCOPE_ENV = "MARKETFLOW_DBT_RUN_SCOPE"
-DEFAULT_WAREHOUSE_NAME = "warehouse.duckdb"  # Settings.warehouse without MARKETFLOW_WAREHOUSE
+# Settings.warehouse's file name unless MARKETFLOW_WAREHOUSE names another file: the manifest is
+# parsed with it (the same manifest whatever the environment; a warehouse of another name costs
+# its first run one parse, then keeps its own state).
+DEFAULT_WAREHOUSE_NAME = "warehouse.duckdb"
 COLUMN_SCHEMA = "dagster/column_schema"
 # What each dbt invocation leaves in the checkout's dbt/target (its folder: compiled SQL,
 # run_results.json, dbt.log, ~2 MB; a parse state per warehouse): the newest are kept to debug
