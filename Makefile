@@ -106,10 +106,14 @@ system-deps:
 		fi; \
 	fi
 
+# pytest-xdist workers of `make test` (whole modules each, longest first: see
+# marketflow_tests/schedule.py); e.g. `make test TEST_WORKERS=3` to measure another count.
+TEST_WORKERS ?= 2
+
 test: system-deps $(VENV)/.installed-dev $(VENV)/.bytecode $(DBT_MANIFEST)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -38,6 +38,9 @@ PR_SET_PDEATHSIG = 1
 PR_SET_NAME = 15
 # The abstract socket name of the run's warm dbt, in the environment of a dbt invocation.
 WARM_SOCKET_ENV = "MARKETFLOW_DBT_WARM_SOCKET"
+# The folder dbt runs in, in the environment of a dbt invocation: the warehouse's, so the profile
+# names the warehouse by its file name (see `dbt_run_environment` in assets/dbt.py).
+WORKDIR_ENV = "MARKETFLOW_DBT_WORKDIR"
 _HANDED_FDS = (0, 1, 2)
 _MAX_MESSAGE = 1 << 20
 
@@ -171,11 +174,24 @@ def _run_warm(name: str, args: list[str]) -> int | None:
     return int(received.split()[0])
 
 
+def _enter_workdir() -> None:
+    """Run in the folder `WORKDIR_ENV` names, if any. dbt finds its project and profile where it
+    was started (dagster-dbt starts it in the project folder), so they are named explicitly
+    first."""
+    workdir = os.environ.pop(WORKDIR_ENV, None)
+    if not workdir:
+        return
+    os.environ.setdefault("DBT_PROJECT_DIR", str(Path.cwd()))
+    os.environ.setdefault("DBT_PROFILES_DIR", os.environ["DBT_PROJECT_DIR"])
+    os.chdir(workdir)
+
+
 def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--serve":
         serve(int(sys.argv[2]), int(sys.argv[3]))  # ends the process
         return
     _die_with_parent()
+    _enter_workdir()
     name = os.environ.get(WARM_SOCKET_ENV)
     if name and warm_start_supported():
         code = _run_warm(name, sys.argv[1:])

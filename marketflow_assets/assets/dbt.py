@@ -56,7 +56,12 @@ from marketflow_assets.assets.dagster_dbt_lean import (
     DbtProject,
     dbt_assets,
 )
-from marketflow_assets.dbt_guard import WARM_SOCKET_ENV, start_warm_dbt, warm_start_supported
+from marketflow_assets.dbt_guard import (
+    WARM_SOCKET_ENV,
+    WORKDIR_ENV,
+    start_warm_dbt,
+    warm_start_supported,
+)
 from marketflow_assets.faults import fault_point
 from marketflow_assets.partitions import sessions_of, sessions_partitions_def
 from marketflow_assets.resources import WAREHOUSE_POOL, WAREHOUSE_RETRY_POLICY, ticker_scope
@@ -71,6 +76,8 @@ _BIN = str(Path(sys.executable).parent)
 DBT_EXECUTABLE = (
     shutil.which("marketflow-dbt", path=_BIN) or shutil.which("dbt", path=_BIN) or "dbt"
 )
+# marketflow-dbt can run dbt in the warehouse's folder (dbt_guard.WORKDIR_ENV); plain dbt cannot.
+_RUNS_IN_WORKDIR = Path(DBT_EXECUTABLE).name == "marketflow-dbt"
 # What dbt reads to build its manifest; a manifest older than any of them is stale.
 _PROJECT_SOURCES = ("dbt_project.yml", "profiles.yml", "models", "macros", "tests")
 # dbt's partial-parse state, next to the manifest; dagster-dbt seeds every invocation with it.
@@ -78,6 +85,10 @@ PARTIAL_PARSE_FILE = "partial_parse.msgpack"
 # The environment of a run's dbt process (read by dbt/profiles.yml and dbt/macros/run_scope.sql).
 WAREHOUSE_ENV = "MARKETFLOW_DBT_WAREHOUSE"
 RUN_SCOPE_ENV = "MARKETFLOW_DBT_RUN_SCOPE"
+# Settings.warehouse's file name unless MARKETFLOW_WAREHOUSE names another file: the manifest is
+# parsed with it (the same manifest whatever the environment; a warehouse of another name costs
+# its first run one parse, then keeps its own state).
+DEFAULT_WAREHOUSE_NAME = "warehouse.duckdb"
 COLUMN_SCHEMA = "dagster/column_schema"
 # What each dbt invocation leaves in the checkout's dbt/target (its folder: compiled SQL,
 # run_results.json, dbt.log, ~2 MB; a parse state per warehouse): the newest are kept to debug
@@ -171,6 +182,28 @@ def manifest_is_fresh(project: DbtProject) -> bool:
     )
 
 
+_environment_lock = threading.Lock()
+
+
+@contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """`values` in os.environ for the block, restored after. dagster-dbt hands the dbt process a
+    copy of os.environ taken when `DbtCliResource.cli` starts it (its maintainers' way to give
+    one invocation its own variables, dagster-io/dagster#29656); the lock keeps two steps of one
+    process from mixing theirs."""
+    with _environment_lock:
+        saved = {name: os.environ.get(name) for name in values}
+        os.environ.update(values)
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
 def prepare_manifest(project: DbtProject) -> Path:
     """Make `target/manifest.json` and `target/partial_parse.msgpack` exist and be newer than
     every project file.
@@ -197,10 +230,14 @@ def prepare_manifest(project: DbtProject) -> Path:
         if manifest_is_fresh(project):  # another process parsed while this one waited
             return manifest
         scratch = Path(tempfile.mkdtemp(prefix="parse-", dir=manifest.parent))
+        # Parsed with the warehouse as runs name it (its default file name, see
+        # `dbt_run_environment`), so the state serves their dbt without a parse.
+        parse_environment = {WAREHOUSE_ENV: DEFAULT_WAREHOUSE_NAME} if _RUNS_IN_WORKDIR else {}
         try:
-            MarketflowDbtCliResource(
-                project_dir=os.fspath(project.project_dir), dbt_executable=DBT_EXECUTABLE
-            ).cli(["parse", "--quiet"], target_path=scratch).wait()
+            with _environment(parse_environment):
+                MarketflowDbtCliResource(
+                    project_dir=os.fspath(project.project_dir), dbt_executable=DBT_EXECUTABLE
+                ).cli(["parse", "--quiet"], target_path=scratch).wait()
             # Atomic renames: readers never see half a file. The state first: a fresh manifest
             # promises a fresh state (manifest_is_fresh).
             (scratch / PARTIAL_PARSE_FILE).replace(manifest.with_name(PARTIAL_PARSE_FILE))
@@ -307,7 +344,12 @@ def dbt_run_environment(
     the warehouse file, the first and last session of the partition window (None without
     partitions, e.g. a run of checks only: the whole history), and the tickers of a
     ticker-scoped run (None = all). Not `--vars`: dbt re-parses the whole project whenever its
-    vars change, which for a window is every run."""
+    vars change, which for a window is every run.
+
+    The warehouse reaches dbt as its file name, dbt running in its folder (marketflow-dbt changes
+    into `WORKDIR_ENV`): dbt keys its partial-parse state on the profile's values, the path
+    included, so one state then serves every home whose warehouse has that name (another home,
+    a moved or copied one: each test's own), instead of a full parse on each new path."""
     sessions = sessions_of(context)
     scope = ticker_scope(context)
     run_scope = {
@@ -315,9 +357,13 @@ def dbt_run_environment(
         "end_date": sessions[-1].isoformat() if sessions else None,
         "tickers": list(scope) if scope is not None else None,
     }
+    # Resolved: the warehouse path may be relative to this process's directory, not dbt's.
+    warehouse_file = Path(warehouse.database).resolve()
+    if not _RUNS_IN_WORKDIR:  # plain dbt runs in the project folder: the whole path
+        return {WAREHOUSE_ENV: str(warehouse_file), RUN_SCOPE_ENV: json.dumps(run_scope)}
     return {
-        # Absolute: dbt runs in the project directory, the warehouse path may be relative.
-        WAREHOUSE_ENV: str(Path(warehouse.database).resolve()),
+        WAREHOUSE_ENV: warehouse_file.name,
+        WORKDIR_ENV: str(warehouse_file.parent),
         RUN_SCOPE_ENV: json.dumps(run_scope),
     }
 
@@ -327,8 +373,9 @@ def _parse_state_cache(project: DbtProject, warehouse_path: str) -> Path:
 
     dbt keys its parse state on the profile's connection values, the warehouse path included, so
     the state prepared with the manifest (parsed with the environment's default warehouse) serves
-    only runs on that file. Runs on another warehouse (another home, each test's) keep theirs here,
-    one file per warehouse, in this checkout's dbt target folder."""
+    only runs with that path. Runs keep theirs here, one file per warehouse path as dbt sees it
+    (its file name, see `dbt_run_environment`: one for every home), in this checkout's dbt target
+    folder."""
     key = hashlib.sha256(warehouse_path.encode()).hexdigest()[:16]
     return project.project_dir / project.target_path / "partial_parse" / f"{key}.msgpack"
 
@@ -368,28 +415,6 @@ def _copy_atomically(source: Path, destination: Path) -> None:
     partial = destination.with_name(f".{destination.name}.{uuid.uuid4().hex}")
     shutil.copyfile(source, partial)
     partial.replace(destination)
-
-
-_environment_lock = threading.Lock()
-
-
-@contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
-    """`values` in os.environ for the block, restored after. dagster-dbt hands the dbt process a
-    copy of os.environ taken when `DbtCliResource.cli` starts it (its maintainers' way to give
-    one invocation its own variables, dagster-io/dagster#29656); the lock keeps two steps of one
-    process from mixing theirs."""
-    with _environment_lock:
-        saved = {name: os.environ.get(name) for name in values}
-        os.environ.update(values)
-        try:
-            yield
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
 
 
 @dbt_assets(
