@@ -59,3 +59,17 @@ def test_dividend_amounts_round_as_numpy_rounds():
     values = np.concatenate([rng.uniform(0, 5, 20_000), [0.00005, 0.00015, 0.12345, 2.675]])
     for x in values:
         assert _round_like_numpy(float(x), 4) == round(np.float64(x), 4)
+
+
+def test_a_short_request_serves_the_long_requests_rows_of_its_range():
+    """Asked at the same clock, a one-week request gives exactly the rows a 10-year request
+    gives for that week: the history behind it is the same, whatever range is served."""
+    week = (dt.date(2024, 6, 3), dt.date(2024, 6, 7))
+    long = SimulatorSource(seed=4, clock=CLOCK).fetch_bars(
+        BarsQuery(US, dt.date(2014, 6, 9), week[1], "1d")
+    )
+    short = SimulatorSource(seed=4, clock=CLOCK).fetch_bars(BarsQuery(US, *week, "1d"))
+    dates = long.frame["Date"].dt.date
+    in_week = long.frame[(dates >= week[0]) & (dates <= week[1])].reset_index(drop=True)
+    assert len(short.frame) == 5 * len(US)
+    pd.testing.assert_frame_equal(short.frame, in_week, check_exact=True)
