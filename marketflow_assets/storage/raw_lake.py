@@ -109,7 +109,7 @@ def new_fetch_id() -> str:
 
 def parquet_bytes(table: pa.Table) -> bytes:
     # No dictionary pages: a session object holds each ticker once and one date, so they only
-    # add work (with them: ~35% more CPU to encode and ~60% more to decode, and larger files).
+    # add work (with them: ~40% more CPU to encode and ~60% more to decode, and larger files).
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd", use_dictionary=False)
     return sink.getvalue()
