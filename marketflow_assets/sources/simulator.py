@@ -179,6 +179,7 @@ class SimulatorSource(MarketDataSource):
 
     def __post_init__(self) -> None:
         self._requests = 0
+        self._factor_cache: dict[tuple[str, ...], np.ndarray] = {}
 
     # -- clock ---------------------------------------------------------------------------
     def now(self) -> dt.datetime:
@@ -259,8 +260,8 @@ class SimulatorSource(MarketDataSource):
         sector_key = (
             ("sector", listing.sector) if mic == EXCHANGE else ("sector", listing.sector, mic)
         )
-        market = _rng(self.seed, *market_key).standard_normal(first + n)[first:] * 0.010 + 0.0003
-        sector = _rng(self.seed, *sector_key).standard_normal(first + n)[first:] * 0.006
+        market = self._factor_draws(market_key, first + n)[first:] * 0.010 + 0.0003
+        sector = self._factor_draws(sector_key, first + n)[first:] * 0.006
         params = _rng(self.seed, ticker, "params")
         beta = 1.0 if is_index else params.uniform(0.6, 1.4)
         idio_sigma = 0.002 if is_index else params.uniform(0.008, 0.022)
@@ -283,9 +284,12 @@ class SimulatorSource(MarketDataSource):
             q = listing.dividend_yield / 4
             drop = np.ones(n)
             dropped = 1.0  # product of the drops before event i (np.prod(drop[:i]), in order)
-            for i in dividends_at[dividends_at > 0]:  # loop over events, not rows
-                prev_traded_close = value[i - 1] * dropped / share_factor[i - 1]
-                amount = round(q * prev_traded_close, 4)
+            events = dividends_at[dividends_at > 0]
+            # Python floats: the same IEEE operations as on numpy scalars, ~10x cheaper each.
+            before = zip(value[events - 1].tolist(), share_factor[events - 1].tolist(), strict=True)
+            for i, (prev_value, prev_factor) in zip(events.tolist(), before, strict=True):
+                prev_traded_close = prev_value * dropped / prev_factor
+                amount = _round_like_numpy(q * prev_traded_close, 4)
                 dividend[i] = amount
                 drop[i] = 1.0 - amount / prev_traded_close
                 dropped = dropped * drop[i]
@@ -314,6 +318,18 @@ class SimulatorSource(MarketDataSource):
         return TickerHistory(
             ticker, first, sessions, open_, high, low, close, volume, dividend, splits
         )
+
+    def _factor_draws(self, key: tuple[str, ...], size: int) -> np.ndarray:
+        """The first `size` draws of a market or sector factor stream, which every ticker of that
+        market or sector shares: drawn once per source, not once per ticker (read-only)."""
+        cache = self._factor_cache
+        draws = cache.get(key)
+        if draws is None or len(draws) < size:
+            # A longer draw starts with the shorter one: the stream is the same, only longer.
+            draws = _rng(self.seed, *key).standard_normal(size)
+            draws.flags.writeable = False
+            cache[key] = draws
+        return draws[:size]
 
     def _split_schedule(
         self,
@@ -381,7 +397,7 @@ class SimulatorSource(MarketDataSource):
                 continue
             if frame is None:
                 errors[ticker] = "No data found, symbol may be delisted"
-            elif frame.empty:
+            elif isinstance(frame, pd.DataFrame) and frame.empty:
                 errors[ticker] = (
                     f"No price data found for {query.start}..{query.end} (listed {self.listing(ticker).listed})"
                 )
@@ -392,14 +408,16 @@ class SimulatorSource(MarketDataSource):
             dataset="daily_bars",
             request={**query.describe(), "provider": "simulator", "seed": self.seed},
             fetched_at=now,
-            frame=_concat(frames, DAILY_PAYLOAD_COLUMNS),
+            frame=_frame(frames, DAILY_PAYLOAD_COLUMNS),
             errors=errors,
             provider_calls=1,
         )
 
     def _daily_payload(
         self, ticker: str, start: dt.date, end: dt.date, now: dt.datetime
-    ) -> pd.DataFrame | None:
+    ) -> dict[str, np.ndarray] | pd.DataFrame | None:
+        """The ticker's payload columns (a frame when faults rewrite rows), empty when it has no
+        bar in the range, None when the ticker is unknown."""
         if ticker in self.faults.unknown:
             return None
         cal = self.calendar(ticker)
@@ -439,22 +457,23 @@ class SimulatorSource(MarketDataSource):
         if idx.size == 0:
             return pd.DataFrame()
         asof_close = c[idx] / later_splits[idx]
-        frame = pd.DataFrame(
-            {
-                TICKER_COLUMN: ticker,
-                "Date": cal.local_midnights[hist.first + idx],
-                "Open": o[idx] / later_splits[idx],
-                "High": h[idx] / later_splits[idx],
-                "Low": lo[idx] / later_splits[idx],
-                "Close": asof_close,
-                "Adj Close": asof_close * later_divs[idx],
-                "Volume": np.round(v[idx] * later_splits[idx]).astype(np.int64),
-                # A dividend is quoted per share as of F: re-based by later splits only.
-                "Dividends": div[idx] / later_splits[idx],
-                "Stock Splits": np.where(split[idx] != 1.0, split[idx], 0.0),
-            }
-        )
-        return self._apply_faults(ticker, frame, hist.first + idx)
+        columns = {
+            TICKER_COLUMN: np.full(idx.size, ticker, dtype=object),
+            "Date": cal.local_midnights[hist.first + idx],
+            "Open": o[idx] / later_splits[idx],
+            "High": h[idx] / later_splits[idx],
+            "Low": lo[idx] / later_splits[idx],
+            "Close": asof_close,
+            "Adj Close": asof_close * later_divs[idx],
+            "Volume": np.round(v[idx] * later_splits[idx]).astype(np.int64),
+            # A dividend is quoted per share as of F: re-based by later splits only.
+            "Dividends": div[idx] / later_splits[idx],
+            "Stock Splits": np.where(split[idx] != 1.0, split[idx], 0.0),
+        }
+        f = self.faults
+        if not (f.missing_bars or f.duplicates or f.bad_ticks or f.price_100x):
+            return columns  # framed once for the whole request (`_frame`)
+        return self._apply_faults(ticker, pd.DataFrame(columns), hist.first + idx)
 
     def _apply_faults(
         self, ticker: str, frame: pd.DataFrame, calendar_index: np.ndarray
@@ -660,12 +679,39 @@ class SimulatorSource(MarketDataSource):
         return {"source": self.name, "seed": self.seed, "clock": self.now().isoformat()}
 
 
+def _round_like_numpy(x: float, decimals: int) -> float:
+    """`round(np.float64(x), decimals)` on a Python float: numpy scales, rounds half to even and
+    scales back (not Python's correctly rounded decimal `round`), so the values stay identical."""
+    scale = float(10**decimals)
+    return round(x * scale) / scale
+
+
 def _product_after(factors: np.ndarray) -> np.ndarray:
     """out[i] = product of factors[j] for j > i (1 for the last element)."""
     if factors.size == 0:
         return factors
     suffix = np.cumprod(factors[::-1])[::-1]
     return np.concatenate([suffix[1:], [1.0]])
+
+
+def _frame(
+    parts: list[dict[str, np.ndarray] | pd.DataFrame], columns: tuple[str, ...]
+) -> pd.DataFrame:
+    """The tickers' payload columns as one frame: concatenated column by column when every
+    part is plain columns on one time zone (no frame per ticker to build and concatenate),
+    else through `pd.concat` exactly as before (mixed zones, rows rewritten by faults)."""
+    zones = {str(p["Date"].dtype) for p in parts}
+    if not parts or len(zones) > 1 or any(isinstance(p, pd.DataFrame) for p in parts):
+        return _concat([pd.DataFrame(p) if isinstance(p, dict) else p for p in parts], columns)
+    data = {
+        name: (
+            parts[0][name].append([p[name] for p in parts[1:]])
+            if name == "Date"
+            else np.concatenate([p[name] for p in parts])
+        )
+        for name in (TICKER_COLUMN, *columns)
+    }
+    return pd.DataFrame(data)
 
 
 def _concat(frames: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.DataFrame:

@@ -3,6 +3,8 @@
 This is the only place that knows the difference; the raw landing code above it has a single
 code path. Writes are atomic: a local object is written to a temporary file, fsync'ed and
 renamed (`storage/atomic.py`); an S3 PUT is atomic by itself. Readers never see half an object.
+A batch of objects (a fetch's thousands of session objects) can be put with `durable=False` and
+made durable by one `sync()` before the manifest that commits them is written.
 
 A local store never follows a symbolic link: keys are joined to the root without resolving, a
 key whose folders include a link is refused, `get` opens with O_NOFOLLOW and reads regular files
@@ -15,14 +17,28 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import threading
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
-from marketflow_assets.storage.atomic import TMP_PREFIX, write_atomic
+from marketflow_assets.storage.atomic import (
+    TMP_PREFIX,
+    fsync_dir,
+    fsync_file,
+    sync_file_system,
+    write_atomic,
+)
 
 
 class ObjectStore(Protocol):
-    def put(self, key: str, data: bytes) -> None: ...
+    def put(self, key: str, data: bytes, *, durable: bool = True) -> None:
+        """Write an object atomically. With `durable=False` it may not survive a power loss
+        until `sync()` returns (a batch of objects then shares one barrier)."""
+        ...
+
+    def sync(self) -> None:
+        """Make every object put with `durable=False` durable."""
+        ...
 
     def get(self, key: str) -> bytes: ...
 
@@ -53,6 +69,8 @@ class UnsafeObjectError(ValueError):
 class LocalObjectStore:
     def __init__(self, root: Path, *, refuse_hard_links: bool = False):
         self.root = Path(root)
+        self._unsynced: set[Path] = set()  # put with durable=False, not yet synced
+        self._unsynced_lock = threading.Lock()
         # Dropped files must be files of their own: a hard link would let a drop read (and a
         # rejection copy) another file's bytes, e.g. the warehouse.
         self.refuse_hard_links = refuse_hard_links
@@ -69,10 +87,32 @@ class LocalObjectStore:
                 raise UnsafeObjectError(f"{key}: folder {folder} is a symbolic link; refused")
         return path
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes, *, durable: bool = True) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, data)
+        write_atomic(path, data, durable=durable)
+        if not durable:
+            with self._unsynced_lock:
+                self._unsynced.add(path)
+
+    def sync(self) -> None:
+        """One syncfs(2) of the lake's file system where there is one (Linux), else an fsync of
+        each pending object and folder."""
+        with self._unsynced_lock:
+            pending, self._unsynced = self._unsynced, set()
+        if not pending:
+            return
+        try:
+            if sync_file_system(self.root):
+                return
+            for path in pending:
+                fsync_file(path)
+            for folder in {path.parent for path in pending}:
+                fsync_dir(folder)
+        except BaseException:
+            with self._unsynced_lock:
+                self._unsynced |= pending
+            raise
 
     def get(self, key: str) -> bytes:
         path = self._path(key)
@@ -154,8 +194,12 @@ class S3ObjectStore:
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes, *, durable: bool = True) -> None:
+        # A PUT is durable once S3 acknowledges it: `durable` changes nothing here.
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def sync(self) -> None:
+        """Nothing to do: every acknowledged PUT is already durable."""
 
     def get(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()

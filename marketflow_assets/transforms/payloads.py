@@ -300,8 +300,13 @@ def corporate_action_events(frame: pd.DataFrame) -> list[dict]:
     # took seconds).
     for column in ("date", "next_date"):
         events[column] = events[column].dt.strftime("%Y-%m-%d")
-    events = events.astype(object).where(events.notna(), None)
-    return events.to_dict("records")
+    # Records built from one Python list per column: `to_dict("records")` boxes each of the
+    # ~17k events' twelve values one at a time (~1 s for a 10-year, 500-ticker response).
+    columns = [
+        events[name].astype(object).where(events[name].notna(), None).tolist()
+        for name in events.columns
+    ]
+    return [dict(zip(events.columns, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
 __all__ = [
