@@ -419,11 +419,34 @@ def _label(table: ServedTable) -> str:
 
 
 def _rebuild(con: duckdb.DuckDBPyConnection, table: ServedTable) -> TablePublish:
+    """The table from scratch, sorted by (ticker, session_date): copied in stored order when the
+    warehouse already holds it in that order (gold.daily_features, written ticker by ticker),
+    which spares sorting ten years of every column (half of the copy's time)."""
+    order = "" if _stored_in_order(con, table) else f" ORDER BY {table.order_by()}"
     written = con.execute(
         f"CREATE OR REPLACE TABLE snap.{table.qualified} AS "
-        f"SELECT * FROM ({table.source_sql()}) ORDER BY {table.order_by()}"
+        f"SELECT * FROM ({table.source_sql()}){order}"
     ).fetchone()[0]
     return TablePublish("rebuilt", rows_written=int(written))
+
+
+def _stored_in_order(con: duckdb.DuckDBPyConnection, table: ServedTable) -> bool:
+    """Whether the warehouse's rows of `table` are stored (rowid order, which a scan without
+    ORDER BY keeps) sorted by its order keys, none of them NULL: one pass over the key columns."""
+    keys = [k for k in ("ticker", "session_date", "ts") if k in table.column_names]
+    if not keys or table.intraday:  # intraday: a filtered subquery, small; sort it
+        return False
+    ordered = f'p{len(keys) - 1} <= "{keys[-1]}"'
+    for i in range(len(keys) - 2, -1, -1):
+        ordered = f'(p{i} < "{keys[i]}" OR (p{i} = "{keys[i]}" AND {ordered}))'
+    lags = ", ".join(f'lag("{k}") OVER (ORDER BY rowid) AS p{i}' for i, k in enumerate(keys))
+    nulls = " OR ".join(f'"{k}" IS NULL' for k in keys)
+    columns = ", ".join(f'"{k}"' for k in keys)
+    out_of_order = con.execute(
+        f"SELECT count(*) FILTER (WHERE {nulls} OR (p0 IS NOT NULL AND NOT {ordered})) "
+        f"FROM (SELECT {columns}, {lags} FROM {table.qualified})"
+    ).fetchone()[0]
+    return out_of_order == 0
 
 
 def _scope_predicate(
