@@ -1,7 +1,7 @@
-"""A publish from scratch (the snapshot of a backfill): a table the warehouse stores in key order
-is copied as stored, one stored out of order is sorted, both serve exactly the warehouse's rows
-in (ticker, session_date) order; comments go in one transaction, and a failure while writing
-them leaves the previous snapshot current with nothing half-written."""
+"""A publish from scratch (the snapshot of a backfill): tables the warehouse stores in key order
+or not are both served as exactly the warehouse's rows, stored in (ticker, session_date) order,
+with the same rows in the Parquet copy; the column comments go in one transaction, and a
+failure while writing them leaves the previous snapshot current with nothing half-written."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import pytest
 
 from marketflow_assets.serving import layout
 from marketflow_assets.serving.parquet_copy import ParquetCopy
-from marketflow_assets.serving.publish import _stored_in_order, publish_snapshot
-from marketflow_assets.serving.tables import served_tables
+from marketflow_assets.serving.publish import publish_snapshot
 
 TICKERS = ["AAA", "BBB", "CCC"]
 DAYS = list(pd.bdate_range("2024-01-02", periods=70).date)
@@ -60,11 +59,6 @@ def stored(path, name: str) -> pd.DataFrame:
 
 
 def test_tables_are_served_sorted_whether_or_not_the_warehouse_stores_them_so(warehouse, tmp_path):
-    con = duckdb.connect(str(warehouse), read_only=True)
-    order = {t.name: _stored_in_order(con, t) for t in served_tables(con)}
-    con.close()
-    assert order == {"daily_features": True, "daily_bars": False}
-
     result = publish(warehouse, tmp_path / "serving")
     for name in ("gold.daily_features", "silver.daily_bars"):
         served = stored(result.path, name)
@@ -79,24 +73,6 @@ def test_tables_are_served_sorted_whether_or_not_the_warehouse_stores_them_so(wa
             served.assign(session_date=pd.to_datetime(served["session_date"])),
             check_dtype=False,
         )
-
-
-def test_the_stored_order_check_rejects_null_keys_and_a_single_swap(warehouse):
-    con = duckdb.connect(str(warehouse))
-    table = {t.name: t for t in served_tables(con)}["daily_features"]
-    assert _stored_in_order(con, table)
-    con.execute("CREATE TABLE gold.swapped AS SELECT * FROM gold.daily_features")
-    con.execute(  # two neighbours of one ticker swapped: a scan now meets a later date first
-        "UPDATE gold.swapped SET session_date = CASE session_date WHEN ? THEN ?::DATE ELSE ? END "
-        "WHERE ticker = 'BBB' AND session_date IN (?, ?)",
-        [DAYS[10], DAYS[11], DAYS[10], DAYS[10], DAYS[11]],
-    )
-    con.execute("CREATE TABLE gold.with_null AS SELECT * FROM gold.daily_features")
-    con.execute("UPDATE gold.with_null SET ticker = NULL WHERE session_date = ?", [DAYS[-1]])
-    tables = {t.name: t for t in served_tables(con)}
-    assert not _stored_in_order(con, tables["swapped"])
-    assert not _stored_in_order(con, tables["with_null"])
-    con.close()
 
 
 def test_a_failure_while_commenting_keeps_the_previous_snapshot(warehouse, tmp_path, monkeypatch):

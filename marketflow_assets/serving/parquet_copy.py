@@ -79,14 +79,13 @@ class ParquetCopy:
         parts: list | None,
         scope: tuple[str, list] | None,
         dropped: bool,
-        in_order: bool = False,
     ) -> int:
         started = time.perf_counter()
         folder = self.root / table.schema / table.name
         if dropped:
             self._remove_tree(folder)
             return 0
-        written = self._write_table(con, catalog, table, parts, folder, scope, in_order)
+        written = self._write_table(con, catalog, table, parts, folder, scope)
         self.seconds[f"{table.schema}.{table.name}"] = round(time.perf_counter() - started, 3)
         return written
 
@@ -98,9 +97,7 @@ class ParquetCopy:
         parts: list | None,
         folder: Path,
         scope: tuple[str, list] | None = None,
-        in_order: bool = False,
     ) -> int:
-        """`in_order`: the source table is stored sorted by its order keys (no sort needed)."""
         source = f"({table.source_sql(catalog)}) s"
         partition = table.parquet_partition()
         if partition is None:
@@ -108,7 +105,7 @@ class ParquetCopy:
             return 1
         key, expr = partition
         if parts is None and key == "session_month":
-            return self._rebuild_months(con, source, table, expr, folder, in_order)
+            return self._rebuild_months(con, source, table, expr, folder)
         if parts is None:  # rebuilt: every partition, and none of the old ones
             present = {
                 str(v) for (v,) in con.execute(f"SELECT DISTINCT {expr} FROM {source}").fetchall()
@@ -179,15 +176,12 @@ class ParquetCopy:
         table: ServedTable,
         expr: str,
         folder: Path,
-        in_order: bool = False,
     ) -> int:
         """Every month of a rebuilt table, a year of months per partitioned COPY into a staging
         folder (one pass over each year, not one filtered scan per month: 120 for ten years;
         not the whole table at once either, whose sort and 120 open month buffers took ~2 GB
         for 10 years of 500 tickers), then each month's file moved into place atomically and
-        months without rows removed. A source stored in key order is read as stored (the
-        partitioned write keeps the order of its input no better than that of a sort)."""
-        order = "" if in_order else f" ORDER BY {table.order_by()}"
+        months without rows removed."""
         staging = folder.parent / f".tmp-{folder.name}-{uuid.uuid4().hex}"
         staging.mkdir(parents=True)
         try:
@@ -198,8 +192,8 @@ class ParquetCopy:
                 escaped = str(staging / str(year)).replace("'", "''")
                 con.execute(
                     f"COPY (SELECT *, {expr} AS session_month FROM {source} "
-                    f"WHERE session_date BETWEEN DATE '{year}-01-01' AND DATE '{year}-12-31'"
-                    f"{order}) TO '{escaped}' ({PARQUET_OPTIONS}, "
+                    f"WHERE session_date BETWEEN DATE '{year}-01-01' AND DATE '{year}-12-31' "
+                    f"ORDER BY {table.order_by()}) TO '{escaped}' ({PARQUET_OPTIONS}, "
                     "PARTITION_BY (session_month), FILENAME_PATTERN 'part_{i}')"
                 )
             months: dict[str, list[Path]] = {}
@@ -321,19 +315,11 @@ class ParquetJobs:
         scope: tuple[str, list] | None,
         *,
         dropped: bool = False,
-        in_order: bool = False,
     ) -> None:
         self.changed.add(f"{table.schema}.{table.name}")
         self.futures.append(
             self.pool.submit(
-                self.copy._write_one,
-                self.cursor,
-                self.catalog,
-                table,
-                parts,
-                scope,
-                dropped,
-                in_order,
+                self.copy._write_one, self.cursor, self.catalog, table, parts, scope, dropped
             )
         )
 

@@ -51,7 +51,6 @@ format older versions cannot open). Copies of a snapshot keep its format."""
 SNAP = "snap"
 PREV = "prev"
 MAX_SCOPES = 32
-ORDER_PROBE_ROWS = 16_384
 """Journaled changes per table above which one bounding scope replaces them (a superset)."""
 
 FINGERPRINTS_DDL = """
@@ -88,7 +87,6 @@ class TablePublish:
     parts_changed: int = 0
     latest_session: dt.date | None = None
     seconds: float = 0.0  # this publish's time on the table (0 when unchanged)
-    stored_in_order: bool = False  # rebuilt from a warehouse table already sorted by its keys
 
 
 @dataclass
@@ -389,7 +387,7 @@ def _publish_tables(
                 scope = _scope_predicate(table, item.changes)
             changes[qualified] = (table, parts, scope)
             if jobs is not None:
-                jobs.submit(table, parts, scope, in_order=publish.stored_in_order)
+                jobs.submit(table, parts, scope)
     return changes
 
 
@@ -421,40 +419,11 @@ def _label(table: ServedTable) -> str:
 
 
 def _rebuild(con: duckdb.DuckDBPyConnection, table: ServedTable) -> TablePublish:
-    """The table from scratch, sorted by (ticker, session_date): copied in stored order when the
-    warehouse already holds it in that order (gold.daily_features, written ticker by ticker),
-    which spares sorting ten years of every column (half of the copy's time)."""
-    in_order = _stored_in_order(con, table)
-    order = "" if in_order else f" ORDER BY {table.order_by()}"
     written = con.execute(
         f"CREATE OR REPLACE TABLE snap.{table.qualified} AS "
-        f"SELECT * FROM ({table.source_sql()}){order}"
+        f"SELECT * FROM ({table.source_sql()}) ORDER BY {table.order_by()}"
     ).fetchone()[0]
-    return TablePublish("rebuilt", rows_written=int(written), stored_in_order=in_order)
-
-
-def _stored_in_order(con: duckdb.DuckDBPyConnection, table: ServedTable) -> bool:
-    """Whether the warehouse's rows of `table` are stored (rowid order, which a scan without
-    ORDER BY keeps) sorted by its order keys, none of them NULL: one pass over the key columns,
-    after a look at the first `ORDER_PROBE_ROWS` rows, which settles a table stored session by
-    session (silver.daily_bars) without reading the rest."""
-    keys = [k for k in ("ticker", "session_date", "ts") if k in table.column_names]
-    if not keys or table.intraday:  # intraday: a filtered subquery, small; sort it
-        return False
-    ordered = f'p{len(keys) - 1} <= "{keys[-1]}"'
-    for i in range(len(keys) - 2, -1, -1):
-        ordered = f'(p{i} < "{keys[i]}" OR (p{i} = "{keys[i]}" AND {ordered}))'
-    lags = ", ".join(f'lag("{k}") OVER (ORDER BY rowid) AS p{i}' for i, k in enumerate(keys))
-    nulls = " OR ".join(f'"{k}" IS NULL' for k in keys)
-    columns = ", ".join(f'"{k}"' for k in keys)
-    for where in (f"WHERE rowid < {ORDER_PROBE_ROWS}", ""):
-        out_of_order = con.execute(
-            f"SELECT count(*) FILTER (WHERE {nulls} OR (p0 IS NOT NULL AND NOT {ordered})) "
-            f"FROM (SELECT {columns}, {lags} FROM {table.qualified} {where})"
-        ).fetchone()[0]
-        if out_of_order:
-            return False
-    return True
+    return TablePublish("rebuilt", rows_written=int(written))
 
 
 def _scope_predicate(
