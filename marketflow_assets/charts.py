@@ -2,8 +2,11 @@
 
 Why not matplotlib: rasterizing a four-panel figure costs ~0.1 s per ticker (Agg text and tick
 layout, then PNG encoding), i.e. over a minute for 500 tickers in every daily run. Here each
-series is one SVG `<path>` whose coordinates numpy formats in one pass, ~1 ms per ticker; the
-result is a third of the PNG's size, sharp at any zoom, and inline in any browser.
+series is one SVG `<path>` whose coordinates numpy formats in one pass; the result is a third
+of the PNG's size, sharp at any zoom, and inline in any browser. `Charts` draws the same series
+of many charts at once (every ticker's SMA 50, say): one numpy pass over all their rows and one
+string join, cut into each chart's piece by offsets, instead of ~30 small numpy calls per
+chart, whose fixed cost dominated at 252 sessions (500 charts: ~2 s -> a fraction of it).
 
 The x axis is the session index (no gaps for weekends and holidays, as trading charts do);
 `x_ticks` labels the first session of each month.
@@ -112,25 +115,36 @@ class Panel:
 
     def frame(self, x_ticks: np.ndarray) -> str:
         """Title, border, horizontal grid with value labels, vertical grid at `x_ticks`."""
-        right, bottom = WIDTH - RIGHT, self.top + self.height
-        parts = [
+        return self.frame_head() + self.hgrid() + self.vgrid(x_ticks)
+
+    def frame_head(self) -> str:
+        right = WIDTH - RIGHT
+        return (
             f'<text class="title" x="{LEFT}" y="{self.top - 6:.1f}" {FONT(13)}>'
-            f"{html.escape(self.title)}</text>",
+            f"{html.escape(self.title)}</text>"
             f'<rect x="{LEFT}" y="{self.top:.1f}" width="{right - LEFT}" '
-            f'height="{self.height:.1f}" fill="none" stroke="#999"/>',
-        ]
+            f'height="{self.height:.1f}" fill="none" stroke="#999"/>'
+        )
+
+    def hgrid(self) -> str:
+        """Horizontal grid lines with value labels at round values."""
+        parts, right = [], WIDTH - RIGHT
         for value in nice_ticks(self.lo, self.hi):
             y = float(self.y(value))
             parts.append(
                 f'<line x1="{LEFT}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}" stroke="{GRID}"/>'
                 f'<text x="{LEFT - 4}" y="{y + 4:.1f}" text-anchor="end" {FONT(11)}>{value:g}</text>'
             )
-        for x in self.x(x_ticks):
-            parts.append(
-                f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{self.top:.1f}" y2="{bottom:.1f}" '
-                f'stroke="{GRID}"/>'
-            )
         return "".join(parts)
+
+    def vgrid(self, x_ticks: np.ndarray) -> str:
+        """Vertical grid lines at the sessions `x_ticks`."""
+        bottom = self.top + self.height
+        return "".join(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{self.top:.1f}" y2="{bottom:.1f}" '
+            f'stroke="{GRID}"/>'
+            for x in self.x(x_ticks)
+        )
 
     def legend(self, items: list[tuple[str, str]]) -> str:
         """Colored swatches with labels in the panel's top-left corner."""
@@ -191,3 +205,141 @@ def document(height: int, title: str, body: list[str]) -> str:
         f'<text class="suptitle" x="{WIDTH / 2}" y="20" text-anchor="middle" {FONT(15)}>'
         f"{html.escape(title)}</text>{''.join(body)}</svg>"
     )
+
+
+def _cat_charts(chart: np.ndarray, charts: int, *parts) -> list[str]:
+    """`_cat` per chart: the rows of each chart (`chart`: sorted chart ids of the rows)
+    concatenated element-wise and joined; one cell table for all rows, one join per chart."""
+    out = [""] * charts
+    if not len(chart):
+        return out
+    width = len(parts)
+    table = np.empty((len(chart), width), dtype=object)
+    for column, part in enumerate(parts):
+        table[:, column] = part
+    cells = table.ravel().tolist()
+    counts = np.bincount(chart, minlength=charts)
+    bounds = (np.concatenate(([0], np.cumsum(counts))) * width).tolist()
+    for i in np.flatnonzero(counts).tolist():
+        out[i] = "".join(cells[bounds[i] : bounds[i + 1]])
+    return out
+
+
+@dataclass(frozen=True)
+class Charts:
+    """The same panel of many charts at once, over rows sorted by chart: chart `i` owns rows
+    `bounds[i]:bounds[i + 1]` and shows values `lo[i]..hi[i]`. Each method returns one string
+    per chart, exactly what `Panel` (`panel(i)`) draws for that chart's rows alone."""
+
+    title: str
+    top: float
+    height: float
+    bounds: np.ndarray  # row offsets of the charts, len(charts) + 1
+    lo: np.ndarray
+    hi: np.ndarray
+
+    @property
+    def count(self) -> int:
+        return len(self.bounds) - 1
+
+    @property
+    def chart(self) -> np.ndarray:
+        """The chart of every row."""
+        return np.repeat(np.arange(self.count), np.diff(self.bounds))
+
+    @property
+    def position(self) -> np.ndarray:
+        """Every row's session index within its chart."""
+        return np.arange(self.bounds[-1]) - np.repeat(self.bounds[:-1], np.diff(self.bounds))
+
+    def panel(self, i: int) -> Panel:
+        n = int(self.bounds[i + 1] - self.bounds[i])
+        return Panel(self.title, self.top, self.height, n, float(self.lo[i]), float(self.hi[i]))
+
+    def x(self, position: np.ndarray, chart: np.ndarray) -> np.ndarray:
+        n = np.diff(self.bounds)[chart]
+        return LEFT + (np.asarray(position, dtype=np.float64) + 0.5) * (WIDTH - LEFT - RIGHT) / n
+
+    def y(self, values, chart: np.ndarray) -> np.ndarray:
+        scale = self.height / (self.hi - self.lo)
+        return self.top + (self.hi[chart] - np.asarray(values, dtype=np.float64)) * scale[chart]
+
+    def lines(
+        self, values, color: str, *, width: float = 1.0, dash: str = "", css: str = ""
+    ) -> list[str]:
+        """`Panel.line` of every chart."""
+        values = np.asarray(values, dtype=np.float64)
+        ok = np.isfinite(values)
+        previous = np.concatenate(([False], ok[:-1]))
+        previous[self.bounds[:-1][np.diff(self.bounds) > 0]] = False  # a chart's first row
+        commands = np.where(ok & ~previous, "M", "L")[ok]
+        chart, position = self.chart[ok], self.position[ok]
+        d = _cat_charts(
+            chart,
+            self.count,
+            commands,
+            _num(self.x(position, chart)),
+            ",",
+            _num(self.y(values[ok], chart)),
+        )
+        extra = f' stroke-dasharray="{dash}"' if dash else ""
+        head = f'<path class="{css or "line"}" d="'
+        tail = f'" fill="none" stroke="{color}" stroke-width="{width}"{extra}/>'
+        return [f"{head}{text}{tail}" if text else "" for text in d]
+
+    def bars(self, mask: np.ndarray, y0, y1, color: str, *, width: float) -> list[str]:
+        """`Panel.bars` of every chart at its rows in `mask`, from `y0` to `y1` (row arrays or
+        a scalar)."""
+        at = np.flatnonzero(mask)
+        chart, position = self.chart[at], self.position[at]
+        pick = lambda v: v if np.ndim(v) == 0 else np.asarray(v)[at]  # noqa: E731
+        d = _cat_charts(
+            chart,
+            self.count,
+            "M",
+            _num(self.x(position, chart)),
+            ",",
+            _num(self.y(pick(y0), chart)),
+            "V",
+            _num(self.y(pick(y1), chart)),
+        )
+        tail = f'" stroke="{color}" stroke-width="{width}"/>'
+        return [f'<path d="{text}{tail}' if text else "" for text in d]
+
+    def markers(
+        self, chart: np.ndarray, position: np.ndarray, values, color: str, *, up: bool, css: str
+    ) -> list[str]:
+        """`Panel.markers` of every chart: points at (`chart`, `position`), sorted by chart."""
+        shape = "l-6,10h12z" if up else "l-6,-10h12z"
+        return _cat_charts(
+            chart,
+            self.count,
+            f'<path class="{css}" d="M',
+            _num(self.x(position, chart)),
+            ",",
+            _num(self.y(values, chart)),
+            f'{shape}" fill="{color}"/>',
+        )
+
+
+def chart_limits(bounds: np.ndarray, *series, pad: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """`limits` of every chart (rows `bounds[i]:bounds[i + 1]`); a scalar series is a value of
+    every chart."""
+    charts = len(bounds) - 1
+    lo, hi = np.full(charts, np.nan), np.full(charts, np.nan)
+    filled = np.diff(bounds) > 0
+    starts = bounds[:-1][filled]
+    for s in series:
+        values = np.asarray(s, dtype=np.float64)
+        values = np.where(np.isfinite(values), values, np.nan)
+        if values.ndim == 0:
+            lo, hi = np.fmin(lo, values), np.fmax(hi, values)
+        elif len(starts):
+            lo[filled] = np.fmin(lo[filled], np.fmin.reduceat(values, starts))
+            hi[filled] = np.fmax(hi[filled], np.fmax.reduceat(values, starts))
+    missing = np.isnan(lo)
+    span = hi - lo
+    span = np.where(span == 0, np.abs(hi), span)
+    span = np.where(span == 0, 1.0, span)
+    low, high = lo - pad * span, hi + pad * span
+    return np.where(missing, 0.0, low), np.where(missing, 1.0, high)

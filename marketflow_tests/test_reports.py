@@ -173,3 +173,46 @@ def test_page_tables_show_dates_numbers_missing_values_and_escape_text():
     )
     assert "<th>session_date</th><th>rsi_14</th><th>cross</th><th>sma_50</th>" in table
     assert "<td>2024-06-07</td><td>NaN</td><td>&lt;golden&gt;</td><td>1.23</td>" in table
+
+
+def test_all_tickers_drawn_at_once_equal_each_ticker_drawn_alone():
+    """The report step draws every ticker's series in one pass (`ticker_charts`, `render_pages`);
+    nothing may leak between neighbouring tickers: each page equals that ticker's own."""
+    from marketflow_assets.assets.reports import (
+        CROSS_COLUMNS,
+        FEATURE_COLUMNS,
+        render_pages,
+        ticker_page,
+    )
+
+    rng = np.random.default_rng(7)
+    frames = []
+    days = pd.bdate_range("2025-01-02", periods=260)
+    for i, n in enumerate((260, 1, 37, 260, 120)):
+        close = 50 * np.exp(np.cumsum(rng.normal(0, 0.03, n)))
+        frame = pd.DataFrame({"ticker": f"T{i}", "session_date": days[-n:]})
+        frame["adj_open"] = close * (1 + rng.normal(0, 0.01, n))
+        frame["adj_close"] = close
+        frame["adj_high"] = np.maximum(frame["adj_open"], close) * 1.01
+        frame["adj_low"] = np.minimum(frame["adj_open"], close) * 0.99
+        frame["return_1d"] = np.r_[np.nan, np.diff(close) / close[:-1]]
+        for window in (20, 50, 200):
+            frame[f"sma_{window}"] = pd.Series(close).rolling(window // 4).mean().to_numpy()
+        frame["rsi_14"] = rng.uniform(0, 100, n)
+        frames.append(frame)
+    frames[3].loc[10:30, ["sma_20", "sma_50", "adj_close"]] = np.nan  # gaps inside a line
+    frames[4][["adj_open", "adj_high", "adj_low", "adj_close"]] = 7.0  # a flat price
+    recent = pd.concat(frames, ignore_index=True)
+    crosses = ma_crossovers(recent)
+    assert crosses["ticker"].nunique() >= 2  # markers on several charts
+
+    columns = {c: recent[c].to_numpy() for c in ("ticker", *FEATURE_COLUMNS)}
+    pages = list(render_pages(columns, crosses))
+    assert [ticker for ticker, _, _ in pages] == [f"T{i}" for i in range(5)]
+    for ticker, svg, page in pages:
+        rows = recent[recent["ticker"] == ticker].reset_index(drop=True)
+        own = crosses[crosses["ticker"] == ticker][list(CROSS_COLUMNS)]
+        alone = ticker_chart(ticker, rows, own)
+        assert svg == alone
+        assert page == ticker_page(ticker, rows, own, alone)
+        parse_svg(svg)

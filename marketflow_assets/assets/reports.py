@@ -98,66 +98,125 @@ def ticker_chart(ticker: str, rows, crosses) -> str:
 
     `rows` (the ticker's sessions in date order) and `crosses` (its `ma_crossovers`): DataFrames
     or mappings of numpy columns."""
-    rows, crosses = _arrays(rows), _arrays(crosses, CROSS_COLUMNS)
+    rows = {"ticker": np.full(len(np.asarray(rows["session_date"])), ticker, dtype=object)} | (
+        _arrays(rows)
+    )
+    crosses = _arrays(crosses, CROSS_COLUMNS)
+    crosses["ticker"] = np.full(len(crosses["session_date"]), ticker, dtype=object)
+    bounds = np.array([0, len(rows["ticker"])])
+    return next(iter(ticker_charts(rows, crosses, bounds=bounds, names=[ticker])))[1]
+
+
+def ticker_charts(columns: dict[str, np.ndarray], crosses, bounds=None, names=None):
+    """(ticker, `ticker_chart` of it) for every ticker of `columns` (`FEATURE_COLUMNS` and
+    `ticker`, sorted by ticker and session, as REPORT_SQL reads them), drawn series by series
+    for all tickers at once (`charts.Charts`); `crosses`: `ma_crossovers` of those rows."""
+    tickers = columns["ticker"]
+    if bounds is None:
+        if not len(tickers):
+            return
+        bounds = np.array([0, *(np.flatnonzero(tickers[1:] != tickers[:-1]) + 1), len(tickers)])
+    count = len(bounds) - 1
+    rows = _arrays(columns)
     dates = rows["session_date"].astype("datetime64[ns]")
-    n = len(dates)
-    cross_at = np.searchsorted(dates, crosses["session_date"].astype(dates.dtype))
     pct = rows["return_1d"] * 100
     ranges = (
-        charts.limits(rows["adj_low"], rows["adj_high"], *(rows[c] for c in SMA_COLORS)),
-        charts.limits(pct, 0.0),
-        charts.limits(rows["adj_close"], rows["sma_50"], rows["sma_200"], pad=0.1),
-        (0.0, 100.0),
+        charts.chart_limits(
+            bounds, rows["adj_low"], rows["adj_high"], *(rows[c] for c in SMA_COLORS)
+        ),
+        charts.chart_limits(bounds, pct, 0.0),
+        charts.chart_limits(bounds, rows["adj_close"], rows["sma_50"], rows["sma_200"], pad=0.1),
+        (np.zeros(count), np.full(count, 100.0)),
     )
     panels, top = [], PANEL_TOP
     for title, height, (lo, hi) in zip(CHARTS, PANEL_HEIGHTS, ranges, strict=True):
-        panels.append(charts.Panel(title, top, height, n, lo, hi))
+        panels.append(charts.Charts(title, top, height, bounds, lo, hi))
         top += height + PANEL_GAP
     ohlc, returns, crossing, rsi = panels
-    ticks, labels = charts.x_ticks(dates)
-    body = [panel.frame(ticks) for panel in panels]
 
     up = rows["adj_close"] >= rows["adj_open"]
-    for mask, color in ((up, UP), (~up, DOWN)):
-        at = np.flatnonzero(mask)
-        body.append(ohlc.bars(at, rows["adj_low"][at], rows["adj_high"][at], color, width=0.8))
-        body.append(ohlc.bars(at, rows["adj_open"][at], rows["adj_close"][at], color, width=2))
-    body += [ohlc.line(rows[name], color) for name, color in SMA_COLORS.items()]
-    body.append(ohlc.legend([(_label(name), color) for name, color in SMA_COLORS.items()]))
-
-    body.append(returns.hline(0.0, "#999"))
-    for mask, color in ((pct >= 0, UP), (pct < 0, DOWN)):
-        body.append(returns.bars(np.flatnonzero(mask), 0.0, pct[mask], color, width=1.5))
-
-    body.append(crossing.line(rows["adj_close"], "#bdbdbd", width=0.8))
-    body += [crossing.line(rows[name], SMA_COLORS[name], width=1.2) for name in MA_PAIR]
+    candles = [
+        part
+        for mask, color in ((up, UP), (~up, DOWN))
+        for part in (
+            ohlc.bars(mask, rows["adj_low"], rows["adj_high"], color, width=0.8),
+            ohlc.bars(mask, rows["adj_open"], rows["adj_close"], color, width=2),
+        )
+    ]
+    smas = [ohlc.lines(rows[name], color) for name, color in SMA_COLORS.items()]
+    ohlc_legend = ohlc.panel(0).legend([(_label(n), c) for n, c in SMA_COLORS.items()])
+    histogram = [
+        returns.bars(mask, 0.0, pct, color, width=1.5)
+        for mask, color in ((pct >= 0, UP), (pct < 0, DOWN))
+    ]
+    pair = [crossing.lines(rows["adj_close"], "#bdbdbd", width=0.8)] + [
+        crossing.lines(rows[name], SMA_COLORS[name], width=1.2) for name in MA_PAIR
+    ]
+    cross = _arrays(crosses, ("ticker", *CROSS_COLUMNS))
+    chart_of = {str(tickers[b]): i for i, b in enumerate(bounds[:-1].tolist()) if b < bounds[i + 1]}
+    at = np.array([chart_of.get(str(t), -1) for t in cross["ticker"]], dtype=np.int64)
+    cross_dates = cross["session_date"].astype(dates.dtype)
+    position = np.array(
+        [
+            np.searchsorted(dates[bounds[c] : bounds[c + 1]], d)
+            for c, d in zip(at.tolist(), cross_dates, strict=True)
+        ],
+        dtype=np.int64,
+    )
+    markers = []
     for kind, color in (("golden", UP), ("death", DOWN)):
-        hit = crosses["cross"] == kind
-        body.append(
+        hit = (cross["cross"] == kind) & (at >= 0)
+        order = np.argsort(at[hit], kind="stable")  # by chart, each chart's in date order
+        markers.append(
             crossing.markers(
-                cross_at[hit],
-                crosses["sma_50"][hit],
+                at[hit][order],
+                position[hit][order],
+                cross["sma_50"][hit][order],
                 color,
                 up=kind == "golden",
                 css=f"{kind}-cross",
             )
         )
-    body.append(
-        crossing.legend(
-            [
-                ("adj close", "#bdbdbd"),
-                *((_label(n), SMA_COLORS[n]) for n in MA_PAIR),
-                ("golden cross", UP),
-                ("death cross", DOWN),
-            ]
-        )
+    crossing_legend = crossing.panel(0).legend(
+        [
+            ("adj close", "#bdbdbd"),
+            *((_label(n), SMA_COLORS[n]) for n in MA_PAIR),
+            ("golden cross", UP),
+            ("death cross", DOWN),
+        ]
     )
-
-    body += [rsi.hline(level, "#757575", dash="4 3") for level in RSI_LEVELS]
-    body.append(rsi.line(rows["rsi_14"], "#5e35b1"))
-    body.append(charts.x_labels(rsi, ticks, labels))
-    last = str(dates[-1].astype("datetime64[D]")) if n else "-"
-    return charts.document(HEIGHT, f"{ticker}: last {n} sessions to {last}", body)
+    rsi_line = rsi.lines(rows["rsi_14"], "#5e35b1")
+    rsi_levels = "".join(rsi.panel(0).hline(level, "#757575", dash="4 3") for level in RSI_LEVELS)
+    axes: dict[tuple, tuple[list[str], str]] = {}  # by session axis; most tickers share one
+    heads = [p.panel(0).frame_head() for p in panels]
+    for i in range(count):
+        first, last = int(bounds[i]), int(bounds[i + 1])
+        n = last - first
+        ticks, labels = charts.x_ticks(dates[first:last])
+        key = (n, ticks.tobytes(), *labels)
+        if key not in axes:
+            axes[key] = (
+                [p.panel(i).vgrid(ticks) for p in panels],
+                charts.x_labels(rsi.panel(i), ticks, labels),
+            )
+        vgrids, x_labels = axes[key]
+        body = [
+            *(h + p.panel(i).hgrid() + v for h, p, v in zip(heads, panels, vgrids, strict=True)),
+            *(c[i] for c in candles),
+            *(s[i] for s in smas),
+            ohlc_legend,
+            returns.panel(i).hline(0.0, "#999"),
+            *(h[i] for h in histogram),
+            *(p[i] for p in pair),
+            *(m[i] for m in markers),
+            crossing_legend,
+            rsi_levels,
+            rsi_line[i],
+            x_labels,
+        ]
+        last_date = str(dates[last - 1].astype("datetime64[D]")) if n else "-"
+        name = names[i] if names is not None else str(tickers[first])
+        yield name, charts.document(HEIGHT, f"{name}: last {n} sessions to {last_date}", body)
 
 
 def _label(column: str) -> str:
@@ -212,6 +271,17 @@ def _by_ticker(columns: dict[str, np.ndarray]):
             yield str(tickers[start]), {c: v[start:end] for c, v in columns.items()}
 
 
+def render_pages(columns: dict[str, np.ndarray], crosses: pd.DataFrame):
+    """(ticker, chart SVG, HTML page) of every ticker of `columns` (sorted by ticker and session,
+    as REPORT_SQL reads them); `crosses`: their `ma_crossovers`."""
+    crosses_of = dict(_by_ticker(_arrays(crosses, ("ticker", *CROSS_COLUMNS))))
+    no_crosses = _arrays(crosses.iloc[0:0], CROSS_COLUMNS)
+    svgs = ticker_charts(columns, crosses)
+    for (ticker, rows), (_, svg) in zip(_by_ticker(columns), svgs, strict=True):
+        ticker_crosses = crosses_of.get(ticker, no_crosses)
+        yield ticker, svg, ticker_page(ticker, rows, ticker_crosses, svg)
+
+
 def write_atomically(path: Path, text: str) -> None:
     """Readers (a browser refreshing the index) never see a half-written page."""
     write_atomic(path, text.encode("utf-8"))
@@ -256,17 +326,12 @@ def gold_ticker_reports(
     folder = reports_dir(lake)
     folder.mkdir(parents=True, exist_ok=True)
     crosses = ma_crossovers(recent)
-    crosses_of = dict(_by_ticker(_arrays(crosses, ("ticker", *CROSS_COLUMNS))))
-    no_crosses = _arrays(crosses.iloc[0:0], CROSS_COLUMNS)
     columns = _arrays(recent, ("ticker", *FEATURE_COLUMNS))
     previews = []
     with ThreadPoolExecutor(WRITE_THREADS) as writer:  # fsync waits overlap; pages stay durable
         written = []
-        for ticker, rows in _by_ticker(columns):
-            ticker_crosses = crosses_of.get(ticker, no_crosses)
-            svg = ticker_chart(ticker, rows, ticker_crosses)
+        for ticker, svg, page in render_pages(columns, crosses):
             path = folder / f"{ticker}.html"
-            page = ticker_page(ticker, rows, ticker_crosses, svg)
             written.append(writer.submit(write_atomically, path, page))
             if len(previews) < PREVIEW_TICKERS:
                 previews.append(

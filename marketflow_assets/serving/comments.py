@@ -23,7 +23,20 @@ def comment_served_tables(
     """Comment every served table of `catalog` (or those of them named in `only`, as
     `schema.table`) that has a contract, and each of its columns the contract describes; returns
     the number of columns commented. Tables without a contract are left as they are (their
-    columns have no description to give)."""
+    columns have no description to give). One transaction: each `COMMENT ON` committed on its
+    own would sync the snapshot's write-ahead log once per column (~230 syncs per full publish)."""
+    commented = 0
+    con.execute("BEGIN TRANSACTION")
+    try:
+        commented = _comment(con, catalog, only)
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+    return commented
+
+
+def _comment(con: duckdb.DuckDBPyConnection, catalog: str, only: Collection[str] | None) -> int:
     commented = 0
     for table in served_tables(con, catalog):
         if only is not None and f"{table.schema}.{table.name}" not in only:

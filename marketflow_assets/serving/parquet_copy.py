@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 
 DATA_FILE = "data.parquet"
 S3_PREFIX = "serving/parquet"
+PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1"
+"""zstd at level 1, not DuckDB's default 3: the files are ~1% larger and encoding them (most
+of a full publish's Parquet time: 10 years of features, bars and fundamentals) ~1.5x faster.
+Any zstd reader reads either."""
 
 
 class ParquetCopy:
@@ -189,8 +193,8 @@ class ParquetCopy:
                 con.execute(
                     f"COPY (SELECT *, {expr} AS session_month FROM {source} "
                     f"WHERE session_date BETWEEN DATE '{year}-01-01' AND DATE '{year}-12-31' "
-                    f"ORDER BY {table.order_by()}) TO '{escaped}' (FORMAT parquet, "
-                    "COMPRESSION zstd, PARTITION_BY (session_month), FILENAME_PATTERN 'part_{i}')"
+                    f"ORDER BY {table.order_by()}) TO '{escaped}' ({PARQUET_OPTIONS}, "
+                    "PARTITION_BY (session_month), FILENAME_PATTERN 'part_{i}')"
                 )
             months: dict[str, list[Path]] = {}
             for file in sorted(staging.glob("*/session_month=*/*.parquet")):
@@ -221,7 +225,7 @@ class ParquetCopy:
         escaped = str(tmp).replace("'", "''")
         try:
             rows = con.execute(
-                f"COPY ({query}) TO '{escaped}' (FORMAT parquet, COMPRESSION zstd)", params or []
+                f"COPY ({query}) TO '{escaped}' ({PARQUET_OPTIONS})", params or []
             ).fetchone()[0]
             if not rows and "WHERE" in query:
                 tmp.unlink(missing_ok=True)
