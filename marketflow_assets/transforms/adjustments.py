@@ -151,6 +151,13 @@ def silver_daily_bars_sql(accepted: str = "accepted_bars") -> str:
 WITH accepted AS (
     SELECT * FROM {accepted}
 ),
+-- The fetch's date on the ticker's own exchange clock, once per (ticker, fetch) rather than per
+-- bar: a run's bars come from a few fetches, and the time zone is looked up per value.
+fetch_dates AS (
+    SELECT ticker, fetched_at,
+        (fetched_at AT TIME ZONE {ticker_timezone_sql("ticker")})::DATE AS fetch_date
+    FROM (SELECT DISTINCT ticker, fetched_at FROM accepted)
+),
 actions AS (
     SELECT * FROM silver.corporate_actions
     WHERE $tickers IS NULL OR list_contains($tickers, ticker)
@@ -164,11 +171,12 @@ based AS (
         -- no action columns in the payload: fall back to the provider's own adjustment
         a.dividends IS NULL AND a.stock_splits IS NULL AS provider_adjusted
     FROM accepted a
+    LEFT JOIN fetch_dates f
+        ON f.ticker = a.ticker AND f.fetched_at IS NOT DISTINCT FROM a.fetched_at
     ASOF LEFT JOIN split_suffix after_bar
         ON a.ticker = after_bar.ticker AND after_bar.ex_date > a.session_date
     ASOF LEFT JOIN split_suffix after_fetch
-        ON a.ticker = after_fetch.ticker
-        AND after_fetch.ex_date > (a.fetched_at AT TIME ZONE {ticker_timezone_sql("a.ticker")})::DATE
+        ON a.ticker = after_fetch.ticker AND after_fetch.ex_date > f.fetch_date
     ASOF LEFT JOIN dividend_suffix div_after_bar
         ON a.ticker = div_after_bar.ticker AND div_after_bar.ex_date > a.session_date
 ),

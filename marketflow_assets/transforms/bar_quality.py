@@ -132,11 +132,22 @@ explained AS (
 copies AS (
     SELECT * EXCLUDE (reason, detail),
         count(*) OVER bar AS n_copies,
-        count(DISTINCT hash({", ".join(values)})) OVER bar AS n_variants,
         row_number() OVER (bar ORDER BY fetch_id, raw_object) AS copy_no
     FROM explained
     WHERE reason IS NULL
     WINDOW bar AS (PARTITION BY ticker, ts, interval)
+),
+-- Distinct values per bar, counted only for bars with copies (a windowed DISTINCT count over
+-- every bar costs more than the rest of the classification).
+variants AS (
+    SELECT ticker, ts, interval, count(DISTINCT hash({", ".join(values)})) AS n_variants
+    FROM copies WHERE n_copies > 1
+    GROUP BY ticker, ts, interval
+),
+counted AS (
+    SELECT c.*, coalesce(v.n_variants, 1) AS n_variants
+    FROM copies c LEFT JOIN variants v
+        ON v.ticker = c.ticker AND v.ts = c.ts AND v.interval = c.interval
 )
 SELECT * EXCLUDE (n_copies, n_variants, copy_no),
     CASE WHEN n_variants > 1 THEN 'conflicting_duplicate' WHEN copy_no > 1 THEN 'duplicate' END AS reason,
@@ -144,7 +155,7 @@ SELECT * EXCLUDE (n_copies, n_variants, copy_no),
         WHEN n_variants > 1 THEN format('{{}} rows for this bar with {{}} different values', n_copies, n_variants)
         WHEN copy_no > 1 THEN format('copy {{}} of {{}} identical rows', copy_no, n_copies)
     END AS detail
-FROM copies
+FROM counted
 UNION ALL BY NAME
 SELECT * FROM explained WHERE reason IS NOT NULL
 """
