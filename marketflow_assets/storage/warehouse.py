@@ -27,6 +27,7 @@ from typing import Any
 import dagster as dg
 import duckdb
 import pandas as pd
+import pyarrow as pa
 from dagster_duckdb import DuckDBResource
 from pydantic import Field, PrivateAttr
 
@@ -475,6 +476,32 @@ def _stage_query(
         for name in write.frames:
             con.unregister(name)
     return staged
+
+
+def _text_as_arrow(dtype: pa.DataType) -> pd.ArrowDtype | None:
+    return (
+        pd.ArrowDtype(dtype)
+        if pa.types.is_string(dtype) or pa.types.is_large_string(dtype)
+        else None
+    )
+
+
+def query_frame(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    params: dict[str, Any] | None = None,
+    *,
+    arrow_text: bool = False,
+) -> pd.DataFrame:
+    """The query's rows as a DataFrame, through Arrow: about twice as fast as `.df()` on wide
+    results. Dates come as datetime64 (as from `.df()`); with `arrow_text`, text columns stay
+    Arrow strings (`string[pyarrow]`) instead of Python objects, for frames whose text only
+    passes through pandas on its way back into DuckDB."""
+    return (
+        con.sql(sql, params=params)
+        .to_arrow_table()
+        .to_pandas(types_mapper=_text_as_arrow if arrow_text else None, date_as_object=False)
+    )
 
 
 def table_metadata(

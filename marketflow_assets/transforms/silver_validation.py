@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import duckdb
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from marketflow_assets.contracts import silver as contracts
+from marketflow_assets.storage.warehouse import query_frame
 from marketflow_assets.transforms.adjustments import silver_daily_bars_sql
 from marketflow_assets.transforms.bar_quality import (
     SCOPE_FILTER,
@@ -126,22 +126,6 @@ def _ticker_batches(
     return [list(group) for _, group in counts["ticker"].groupby(number, sort=True)]
 
 
-def _text_as_arrow(dtype: pa.DataType) -> pd.ArrowDtype | None:
-    return pd.ArrowDtype(dtype) if pa.types.is_string(dtype) or pa.types.is_large_string(dtype) else None
-
-
-def _frame(con: duckdb.DuckDBPyConnection, sql: str, params: dict) -> pd.DataFrame:
-    """The query's rows as a DataFrame whose text columns stay Arrow strings (numbers and times
-    as `.df()` gives them). The text columns (ticker, source, fetch id, raw object, ...) only
-    pass through pandas on their way back into DuckDB: as Python strings, converting them out
-    and back took about a third of a batch."""
-    return (
-        con.sql(sql, params=params)
-        .to_arrow_table()
-        .to_pandas(types_mapper=_text_as_arrow, date_as_object=False)
-    )
-
-
 def _validate(
     con: duckdb.DuckDBPyConnection,
     start: dt.date,
@@ -151,10 +135,13 @@ def _validate(
 ) -> ValidatedBars:
     """Accepted (repaired), rejected and repair rows of the daily bars of [start, end]."""
     tolerance = RANGE_TOLERANCE if switches.range_widened else 0.0
-    classified = _frame(
+    classified = query_frame(
         con,
         classified_bars_sql("1d", tolerance, own_adjustment=switches.adj_close_recomputed),
         _context(start, end, tickers),
+        # Text columns (ticker, source, fetch id, raw object, ...) only pass through pandas on
+        # their way back into DuckDB: as Python strings, out and back cost a third of a batch.
+        arrow_text=True,
     )
     in_scope = classified["session_date"].between(pd.Timestamp(start), pd.Timestamp(end))
     rejected = classified[in_scope & classified["reason"].notna()]
@@ -175,16 +162,17 @@ def _validate(
     con.register("accepted_bars", scoped(repaired))
     del repaired
     try:
-        silver = _frame(
+        silver = query_frame(
             con,
             silver_daily_bars_sql("accepted_bars"),
             {"tickers": tickers, "provider_adjustment": not switches.adj_close_recomputed},
+            arrow_text=True,
         )
     finally:
         con.unregister("accepted_bars")
     # Python strings or None, as the repairs write them (the adjustment repair appends to it).
-    silver["repair_reason"] = silver["repair_reason"].astype(object).where(
-        silver["repair_reason"].notna(), None
+    silver["repair_reason"] = (
+        silver["repair_reason"].astype(object).where(silver["repair_reason"].notna(), None)
     )
     log = scoped(log)
     if switches.adj_close_recomputed:
