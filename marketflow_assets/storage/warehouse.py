@@ -496,11 +496,18 @@ def query_frame(
     """The query's rows as a DataFrame, through Arrow: about twice as fast as `.df()` on wide
     results. Dates come as datetime64 (as from `.df()`); with `arrow_text`, text columns stay
     Arrow strings (`string[pyarrow]`) instead of Python objects, for frames whose text only
-    passes through pandas on its way back into DuckDB."""
-    return (
-        con.sql(sql, params=params)
-        .to_arrow_table()
-        .to_pandas(types_mapper=_text_as_arrow if arrow_text else None, date_as_object=False)
+    passes through pandas on its way back into DuckDB. DECIMALs become float64, as `.df()` has
+    them (Arrow would give Python Decimal objects)."""
+    table = con.sql(sql, params=params).to_arrow_table()
+    if any(pa.types.is_decimal(f.type) for f in table.schema):
+        table = table.cast(
+            pa.schema(
+                f.with_type(pa.float64()) if pa.types.is_decimal(f.type) else f
+                for f in table.schema
+            )
+        )
+    return table.to_pandas(
+        types_mapper=_text_as_arrow if arrow_text else None, date_as_object=False
     )
 
 
