@@ -129,25 +129,21 @@ explained AS (
         END AS detail
     FROM judged
 ),
+kept AS (
+    SELECT * EXCLUDE (reason, detail) FROM explained WHERE reason IS NULL
+),
+-- Bars with more than one copy (few): a hash aggregate finds them, and only their rows are
+-- ordered and numbered (a window over every bar sorted them all).
+copied AS (
+    SELECT ticker, ts, interval, count(*) AS n_copies
+    FROM kept GROUP BY ticker, ts, interval HAVING count(*) > 1
+),
 copies AS (
-    SELECT * EXCLUDE (reason, detail),
-        count(*) OVER bar AS n_copies,
-        row_number() OVER (bar ORDER BY fetch_id, raw_object) AS copy_no
-    FROM explained
-    WHERE reason IS NULL
-    WINDOW bar AS (PARTITION BY ticker, ts, interval)
-),
--- Distinct values per bar, counted only for bars with copies (a windowed DISTINCT count over
--- every bar costs more than the rest of the classification).
-variants AS (
-    SELECT ticker, ts, interval, count(DISTINCT hash({", ".join(values)})) AS n_variants
-    FROM copies WHERE n_copies > 1
-    GROUP BY ticker, ts, interval
-),
-counted AS (
-    SELECT c.*, coalesce(v.n_variants, 1) AS n_variants
-    FROM copies c LEFT JOIN variants v
-        ON v.ticker = c.ticker AND v.ts = c.ts AND v.interval = c.interval
+    SELECT k.*, c.n_copies,
+        count(DISTINCT hash({", ".join(values)})) OVER bar AS n_variants,
+        row_number() OVER (bar ORDER BY k.fetch_id, k.raw_object) AS copy_no
+    FROM kept k JOIN copied c ON c.ticker = k.ticker AND c.ts = k.ts AND c.interval = k.interval
+    WINDOW bar AS (PARTITION BY k.ticker, k.ts, k.interval)
 )
 SELECT * EXCLUDE (n_copies, n_variants, copy_no),
     CASE WHEN n_variants > 1 THEN 'conflicting_duplicate' WHEN copy_no > 1 THEN 'duplicate' END AS reason,
@@ -155,7 +151,10 @@ SELECT * EXCLUDE (n_copies, n_variants, copy_no),
         WHEN n_variants > 1 THEN format('{{}} rows for this bar with {{}} different values', n_copies, n_variants)
         WHEN copy_no > 1 THEN format('copy {{}} of {{}} identical rows', copy_no, n_copies)
     END AS detail
-FROM counted
+FROM copies
+UNION ALL BY NAME
+SELECT k.*, NULL::VARCHAR AS reason, NULL::VARCHAR AS detail
+FROM kept k ANTI JOIN copied c ON c.ticker = k.ticker AND c.ts = k.ts AND c.interval = k.interval
 UNION ALL BY NAME
 SELECT * FROM explained WHERE reason IS NOT NULL
 """
