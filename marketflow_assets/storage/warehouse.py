@@ -353,7 +353,9 @@ def replace_staged(
     Memory stays that of one batch however long the range, but for the final copy (~40 MB per
     million rows). Appending every batch inside the replacing transaction would hold them all:
     DuckDB keeps what an open transaction appended from a frame until it commits (~45 MB per
-    200k bars). A committed batch costs nothing once its blocks are evicted (`release_cache`).
+    200k bars). A committed batch costs nothing once its blocks are evicted: `release_cache`
+    evicts whenever DuckDB holds more than `EVICT_ABOVE_BYTES`, so memory stays that threshold
+    plus one batch without an eviction after every batch.
     All batches are computed before anything is deleted, so a query may still read the table it
     replaces; a failure anywhere leaves the table as it was. The staging table is created and
     filled in earlier transactions than the copy (the DuckDB 2.0.0 loss in `write_table` needs
