@@ -50,7 +50,7 @@ from marketflow_assets.transforms.statement_documents import (
 )
 
 # Gold is computed this many sessions at a time (same rows, bounded memory on long backfills).
-GOLD_CHUNK_SESSIONS = 250
+GOLD_CHUNK_SESSIONS = 1000
 
 
 def fundamentals_resource(settings: Settings, market_data: MarketDataResource):

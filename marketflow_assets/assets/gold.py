@@ -15,7 +15,7 @@ from marketflow_assets.contracts import gold as contracts
 from marketflow_assets.contracts import silver
 from marketflow_assets.partitions import sessions_of
 from marketflow_assets.resources import ticker_scope
-from marketflow_assets.storage.warehouse import TableWrite, WarehouseResource
+from marketflow_assets.storage.warehouse import TableWrite, WarehouseResource, query_frame
 from marketflow_assets.transforms.indicators import (
     LOOKBACK_SESSIONS,
     PANEL_COLUMNS,
@@ -45,7 +45,7 @@ def read_panel(
     params = {"start": start, "end": end, "tickers": list(tickers) if tickers else None}
     with warehouse.get_connection() as con:
         try:
-            return con.execute(PANEL_SQL, params).df()
+            return query_frame(con, PANEL_SQL, params)
         except duckdb.CatalogException as exc:
             raise dg.Failure(
                 f"silver.daily_bars is not readable ({exc}); materialize silver/daily_bars first",

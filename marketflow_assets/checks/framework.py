@@ -57,7 +57,12 @@ from marketflow_assets.partitions import sessions_of
 from marketflow_assets.resources import WAREHOUSE_POOL, MarketDataResource, UniverseResource
 from marketflow_assets.resources.quality import QualityResource
 from marketflow_assets.storage.lake import LakeResource
-from marketflow_assets.storage.warehouse import WarehouseResource, ensure_table, release_cache
+from marketflow_assets.storage.warehouse import (
+    EVICT_ABOVE_BYTES,
+    WarehouseResource,
+    ensure_table,
+    release_cache,
+)
 
 SAMPLE_ROWS = 5
 MAX_LISTED = 100  # tickers / sessions listed in metadata (counts are always complete)
@@ -434,7 +439,8 @@ def evaluate_suite(
                 "evaluation_seconds", round(time.perf_counter() - started, 3)
             )
             items.append(Evaluated(check, outcome, plain_metadata(outcome, scope)))
-            release_cache(con)  # what one check read is not kept for the next (long ranges)
+            # what the checks read is not kept past EVICT_ABOVE_BYTES (long ranges)
+            release_cache(con, above=EVICT_ABOVE_BYTES)
         try:
             record(con, suite, scope, items, context.run.run_id, evaluated_at)
         except Exception:  # the verdicts matter more than their history: report them anyway

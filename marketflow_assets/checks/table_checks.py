@@ -22,7 +22,7 @@ import pandera.pandas as pa
 
 from marketflow_assets.checks.framework import ERROR, CheckDef, CheckRun, Outcome, Suite
 from marketflow_assets.contracts import TableContract
-from marketflow_assets.storage.warehouse import release_cache
+from marketflow_assets.storage.warehouse import EVICT_ABOVE_BYTES, release_cache
 
 DDL_ENFORCED_TYPES = {"VARCHAR", "DATE", "TIMESTAMPTZ"}  # no NaN: type + NOT NULL say it all
 CHUNK_ROWS = 200_000  # rows `contract` (pandas) and `keys` (hash table) take at a time
@@ -194,7 +194,7 @@ def contract_check(contract: TableContract, *, blocking: bool) -> CheckDef:
         found = []
         for where in scoped_chunks(run, part):
             found.append(pandera_failures(load_frame(run, contract, columns, where), schema))
-            release_cache(run.con)
+            release_cache(run.con, above=EVICT_ABOVE_BYTES)
         failed = [cases for cases in found if len(cases)]
         cases = pd.concat(failed, ignore_index=True) if failed else found[0]
         by_column = cases[cases["index"].isna()]
@@ -273,7 +273,7 @@ def keys_check(contract: TableContract, *, blocking: bool) -> CheckDef:
                     f"WHERE ({where}) AND NOT ({any_null}) GROUP BY ALL HAVING count(*) > 1",
                     params,
                 )
-                release_cache(run.con)
+                release_cache(run.con, above=EVICT_ABOVE_BYTES)
             sql = f"""
             SELECT s.* EXCLUDE (_row), format('{{}} rows share this key', dup.copies) AS violation
             FROM _scoped s JOIN _dup_keys dup USING ({key})

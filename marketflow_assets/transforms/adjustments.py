@@ -151,26 +151,48 @@ def silver_daily_bars_sql(accepted: str = "accepted_bars") -> str:
 WITH accepted AS (
     SELECT * FROM {accepted}
 ),
+-- The fetch's date on the ticker's own exchange clock, once per (ticker, fetch) rather than per
+-- bar: a run's bars come from a few fetches, and the time zone is looked up per value.
+fetch_dates AS (
+    SELECT ticker, fetched_at,
+        (fetched_at AT TIME ZONE {ticker_timezone_sql("ticker")})::DATE AS fetch_date
+    FROM (SELECT DISTINCT ticker, fetched_at FROM accepted)
+),
 actions AS (
     SELECT * FROM silver.corporate_actions
     WHERE $tickers IS NULL OR list_contains($tickers, ticker)
 ),
 {ACTION_SUFFIX_CTES}
-based AS (
-    SELECT a.*,
+dated AS (
+    SELECT a.*, f.fetch_date
+    FROM accepted a
+    LEFT JOIN fetch_dates f
+        ON f.ticker = a.ticker AND f.fetched_at IS NOT DISTINCT FROM a.fetched_at
+),
+-- The action factors per (ticker, session, fetch date): the ASOF joins sort their left side,
+-- so they run on these three columns and the bars take the factors by a hash join.
+factors AS (
+    SELECT k.ticker, k.session_date, k.fetch_date,
         coalesce(after_bar.splits_from, 1.0) AS splits_after_bar,
         coalesce(after_bar.splits_from, 1.0) / coalesce(after_fetch.splits_from, 1.0) AS splits_in_fetch_basis,
-        coalesce(div_after_bar.factor_from, 1.0) AS dividend_factor_after_bar,
+        coalesce(div_after_bar.factor_from, 1.0) AS dividend_factor_after_bar
+    FROM (SELECT DISTINCT ticker, session_date, fetch_date FROM dated) k
+    ASOF LEFT JOIN split_suffix after_bar
+        ON k.ticker = after_bar.ticker AND after_bar.ex_date > k.session_date
+    ASOF LEFT JOIN split_suffix after_fetch
+        ON k.ticker = after_fetch.ticker AND after_fetch.ex_date > k.fetch_date
+    ASOF LEFT JOIN dividend_suffix div_after_bar
+        ON k.ticker = div_after_bar.ticker AND div_after_bar.ex_date > k.session_date
+),
+based AS (
+    SELECT a.* EXCLUDE (fetch_date),
+        x.splits_after_bar, x.splits_in_fetch_basis, x.dividend_factor_after_bar,
         -- no action columns in the payload: fall back to the provider's own adjustment
         a.dividends IS NULL AND a.stock_splits IS NULL AS provider_adjusted
-    FROM accepted a
-    ASOF LEFT JOIN split_suffix after_bar
-        ON a.ticker = after_bar.ticker AND after_bar.ex_date > a.session_date
-    ASOF LEFT JOIN split_suffix after_fetch
-        ON a.ticker = after_fetch.ticker
-        AND after_fetch.ex_date > (a.fetched_at AT TIME ZONE {ticker_timezone_sql("a.ticker")})::DATE
-    ASOF LEFT JOIN dividend_suffix div_after_bar
-        ON a.ticker = div_after_bar.ticker AND div_after_bar.ex_date > a.session_date
+    FROM dated a
+    LEFT JOIN factors x
+        ON x.ticker = a.ticker AND x.session_date = a.session_date
+        AND x.fetch_date IS NOT DISTINCT FROM a.fetch_date
 ),
 traded AS (
     SELECT *,

@@ -129,14 +129,21 @@ explained AS (
         END AS detail
     FROM judged
 ),
+kept AS (
+    SELECT * EXCLUDE (reason, detail) FROM explained WHERE reason IS NULL
+),
+-- Bars with more than one copy (few): a hash aggregate finds them, and only their rows are
+-- ordered and numbered (a window over every bar sorted them all).
+copied AS (
+    SELECT ticker, ts, interval, count(*) AS n_copies
+    FROM kept GROUP BY ticker, ts, interval HAVING count(*) > 1
+),
 copies AS (
-    SELECT * EXCLUDE (reason, detail),
-        count(*) OVER bar AS n_copies,
+    SELECT k.*, c.n_copies,
         count(DISTINCT hash({", ".join(values)})) OVER bar AS n_variants,
-        row_number() OVER (bar ORDER BY fetch_id, raw_object) AS copy_no
-    FROM explained
-    WHERE reason IS NULL
-    WINDOW bar AS (PARTITION BY ticker, ts, interval)
+        row_number() OVER (bar ORDER BY k.fetch_id, k.raw_object) AS copy_no
+    FROM kept k JOIN copied c ON c.ticker = k.ticker AND c.ts = k.ts AND c.interval = k.interval
+    WINDOW bar AS (PARTITION BY k.ticker, k.ts, k.interval)
 )
 SELECT * EXCLUDE (n_copies, n_variants, copy_no),
     CASE WHEN n_variants > 1 THEN 'conflicting_duplicate' WHEN copy_no > 1 THEN 'duplicate' END AS reason,
@@ -145,6 +152,9 @@ SELECT * EXCLUDE (n_copies, n_variants, copy_no),
         WHEN copy_no > 1 THEN format('copy {{}} of {{}} identical rows', copy_no, n_copies)
     END AS detail
 FROM copies
+UNION ALL BY NAME
+SELECT k.*, NULL::VARCHAR AS reason, NULL::VARCHAR AS detail
+FROM kept k ANTI JOIN copied c ON c.ticker = k.ticker AND c.ts = k.ts AND c.interval = k.interval
 UNION ALL BY NAME
 SELECT * FROM explained WHERE reason IS NOT NULL
 """
