@@ -12,6 +12,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
+from marketflow_assets.sources.base import TICKER_COLUMN, BarsQuery
 from marketflow_assets.sources.simulator import SimulatorFaults, SimulatorSource
 from marketflow_tests.checks_support import (
     BLOCKING_SILVER_CHECKS,
@@ -39,9 +40,12 @@ def ground_truth() -> pd.DataFrame:
     clean = SimulatorSource(seed=0, clock=FRIDAY_EVENING)
     faulty = SimulatorSource(seed=0, clock=FRIDAY_EVENING, faults=SimulatorFaults.parse(FAULTS))
     rows = []
-    for ticker in SMALL_UNIVERSE.split(","):
-        good = clean._daily_payload(ticker, start, end, FRIDAY_EVENING).set_index("Date")
-        bad = faulty._daily_payload(ticker, start, end, FRIDAY_EVENING)
+    query_ = BarsQuery(tickers=tuple(SMALL_UNIVERSE.split(",")), start=start, end=end)
+    clean_bars = clean.fetch_bars(query_).frame
+    faulty_bars = faulty.fetch_bars(query_).frame
+    for ticker in query_.tickers:
+        good = clean_bars[clean_bars[TICKER_COLUMN] == ticker].set_index("Date")
+        bad = faulty_bars[faulty_bars[TICKER_COLUMN] == ticker]
         copies = bad["Date"].value_counts()
         served = bad.drop_duplicates("Date").set_index("Date")
         for day, row in good.iterrows():
