@@ -58,8 +58,8 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ),
     ("definitions: the domains merged into one Definitions", frozenset({"definitions"})),
     (
-        "apps: demo, benchmark, repair report (they run the definitions)",
-        frozenset({"demo", "demo_progress", "benchmark", "repair_report"}),
+        "apps: demo, benchmark, repair report, prepare (they run the definitions or their parts)",
+        frozenset({"demo", "demo_progress", "benchmark", "repair_report", "prepare"}),
     ),
 )
 
