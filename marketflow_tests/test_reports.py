@@ -10,7 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from marketflow_assets.assets.reports import CHARTS, REPORT_SESSIONS, ticker_chart
+from marketflow_assets.assets.reports import (
+    CHARTS,
+    REPORT_SESSIONS,
+    _positions_in_charts,
+    ticker_chart,
+)
 from marketflow_assets.transforms.indicators import ma_crossovers
 from marketflow_tests.helpers import make_settings, materialize, output_metadata, table
 
@@ -216,3 +221,20 @@ def test_all_tickers_drawn_at_once_equal_each_ticker_drawn_alone():
         assert svg == alone
         assert page == ticker_page(ticker, rows, own, alone)
         parse_svg(svg)
+
+
+def test_crossover_positions_are_each_charts_own_session_index():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        lens = rng.integers(0, 30, rng.integers(1, 6))
+        bounds = np.concatenate([[0], np.cumsum(lens)])
+        days = [np.sort(rng.choice(np.arange(18000, 18400), n, replace=False)) for n in lens]
+        dates = np.concatenate(days).astype("datetime64[D]").astype("datetime64[ns]")
+        chart = rng.integers(0, len(lens), rng.integers(0, 20))
+        when = rng.integers(17990, 18410, len(chart)).astype("datetime64[D]")
+        when = when.astype("datetime64[ns]")
+        expected = [
+            np.searchsorted(dates[bounds[c] : bounds[c + 1]], d)
+            for c, d in zip(chart.tolist(), when, strict=True)
+        ]
+        assert _positions_in_charts(dates, bounds, chart, when).tolist() == expected

@@ -107,6 +107,22 @@ def ticker_chart(ticker: str, rows, crosses) -> str:
     return next(iter(ticker_charts(rows, crosses, bounds=bounds, names=[ticker])))[1]
 
 
+def _positions_in_charts(
+    dates: np.ndarray, bounds: np.ndarray, chart: np.ndarray, when: np.ndarray
+) -> np.ndarray:
+    """For each (chart, date) of `chart` and `when`, where `date` falls among that chart's own
+    sessions (`dates[bounds[c]:bounds[c + 1]]`, in order), as `np.searchsorted` on them would
+    say: one search over (chart, day) keys instead of one per crossover. Charts of -1 give
+    a meaningless position (the caller drops them)."""
+    days = dates.astype("datetime64[D]").astype(np.int64)
+    asked = when.astype("datetime64[D]").astype(np.int64)
+    base = min(days.min(initial=0), asked.min(initial=0))
+    span = max(days.max(initial=0), asked.max(initial=0)) - base + 1
+    row_chart = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
+    found = np.searchsorted(row_chart * span + (days - base), chart * span + (asked - base))
+    return (found - bounds[chart]).astype(np.int64)
+
+
 def ticker_charts(columns: dict[str, np.ndarray], crosses, bounds=None, names=None):
     """(ticker, `ticker_chart` of it) for every ticker of `columns` (`FEATURE_COLUMNS` and
     `ticker`, sorted by ticker and session, as REPORT_SQL reads them), drawn series by series
@@ -156,13 +172,7 @@ def ticker_charts(columns: dict[str, np.ndarray], crosses, bounds=None, names=No
     chart_of = {str(tickers[b]): i for i, b in enumerate(bounds[:-1].tolist()) if b < bounds[i + 1]}
     at = np.array([chart_of.get(str(t), -1) for t in cross["ticker"]], dtype=np.int64)
     cross_dates = cross["session_date"].astype(dates.dtype)
-    position = np.array(
-        [
-            np.searchsorted(dates[bounds[c] : bounds[c + 1]], d)
-            for c, d in zip(at.tolist(), cross_dates, strict=True)
-        ],
-        dtype=np.int64,
-    )
+    position = _positions_in_charts(dates, bounds, at, cross_dates)
     markers = []
     for kind, color in (("golden", UP), ("death", DOWN)):
         hit = (cross["cross"] == kind) & (at >= 0)
