@@ -69,6 +69,9 @@ LAZY_IMPORTS: dict[tuple[str, str], str] = {
         "PEP 562 `marketflow_assets.defs`: importing the package must not build the definitions "
         "from the environment"
     ),
+    ("marketflow_assets.resources", "marketflow_assets.storage.s3_lake"): (
+        "only an S3 lake imports dagster-aws (boto3 and every dagster-aws component, ~0.5 s)"
+    ),
     **{
         ("marketflow_assets.resources", f"marketflow_assets.sources.{name}"): (
             "only the configured provider is imported (yfinance and its HTTP stack cost seconds)"

@@ -66,7 +66,7 @@ def build_snapshot_asset(upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
         when nothing changed. The API, Superset and ad-hoc SQL read it; none of them opens the
         warehouse, so readers never block a run."""
         root = _serving_root(lake)
-        store = lake.store() if lake.s3_bucket else None
+        store = lake.remote_store()
         with warehouse.get_connection() as con:
             con.execute(f"SET memory_limit = '{PUBLISH_MEMORY_LIMIT}'")
             result = publish_snapshot(

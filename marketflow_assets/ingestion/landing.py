@@ -99,8 +99,9 @@ class DroppedFile:
 def landing_store(lake: LakeResource) -> ObjectStore:
     """The store holding `landing/`: the lake's bucket and prefix in S3, else $MARKETFLOW_HOME
     (the parent of the lake's local root, which is always $MARKETFLOW_HOME/lake)."""
-    if lake.s3_bucket:
-        return lake.store()
+    remote = lake.remote_store()
+    if remote is not None:
+        return remote
     return LocalObjectStore(Path(lake.local_root).parent, refuse_hard_links=True)
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_aws.s3 import S3Resource
 from pydantic import PrivateAttr
 
 from marketflow_assets.exchanges import listing_of
@@ -137,12 +136,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         database=str(settings.warehouse),
         lock_timeout_seconds=settings.warehouse_lock_timeout_seconds,
     )
-    lake = LakeResource(
-        local_root=str(settings.lake_root),
-        s3_bucket=settings.s3_bucket,
-        s3_prefix=settings.s3_prefix,
-        s3=S3Resource(),
-    )
+    lake = build_lake(settings)
     market_data = MarketDataResource(
         source=settings.source,
         csv_dir=str(settings.csv_dir) if settings.csv_dir else None,
@@ -163,6 +157,22 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "warehouse_io_manager": WarehouseIOManager(warehouse=warehouse),
         "io_manager": WarehouseIOManager(warehouse=warehouse),
     }
+
+
+def build_lake(settings: Settings) -> LakeResource:
+    """The local lake, or the S3 one when a bucket is set (dagster-aws imported only then)."""
+    if settings.s3_bucket is None:
+        return LakeResource(local_root=str(settings.lake_root))
+    from dagster_aws.s3 import S3Resource
+
+    from marketflow_assets.storage.s3_lake import S3LakeResource
+
+    return S3LakeResource(
+        local_root=str(settings.lake_root),
+        s3_bucket=settings.s3_bucket,
+        s3_prefix=settings.s3_prefix,
+        s3=S3Resource(),
+    )
 
 
 def build_alerting(settings: Settings) -> AlertingResource:

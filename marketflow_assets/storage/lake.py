@@ -1,30 +1,33 @@
-"""The raw lake as a Dagster resource: a local folder, or S3 through dagster-aws."""
+"""The raw lake as a Dagster resource: a local folder here, or S3 (`s3_lake.py`).
+
+The S3 variant lives in its own module so that dagster-aws (boto3 and every dagster-aws
+component, ~0.5 s of imports) loads only in deployments that configure a bucket, not in every
+run, code server and test process on a local lake."""
 
 from pathlib import Path
 
 import dagster as dg
-from dagster_aws.s3 import S3Resource
 from pydantic import PrivateAttr
 
-from marketflow_assets.storage.object_store import LocalObjectStore, ObjectStore, S3ObjectStore
+from marketflow_assets.storage.object_store import LocalObjectStore, ObjectStore
 from marketflow_assets.storage.raw_lake import RawLake
 
 
 class LakeResource(dg.ConfigurableResource):
-    """Where raw payloads land: `local_root`, or `s3://s3_bucket/s3_prefix` when a bucket is set.
-    S3 endpoint and credentials come from the standard AWS variables via `S3Resource`."""
+    """Where raw payloads land: the folder `local_root`. `S3LakeResource` (same resource key,
+    `lake`) lands them under `s3://s3_bucket/s3_prefix` instead."""
 
     local_root: str = ".marketflow/lake"
-    s3_bucket: str | None = None
-    s3_prefix: str = "marketflow"
-    s3: dg.ResourceDependency[S3Resource]
 
     _raw: RawLake | None = PrivateAttr(default=None)
 
     def store(self) -> ObjectStore:
-        if self.s3_bucket:
-            return S3ObjectStore(self.s3.get_client(), self.s3_bucket, self.s3_prefix)
         return LocalObjectStore(Path(self.local_root))
+
+    def remote_store(self) -> ObjectStore | None:
+        """The object store when the lake is remote (published files are copied there too),
+        None for a local folder."""
+        return None
 
     def raw(self) -> RawLake:
         if self._raw is None:
@@ -32,8 +35,4 @@ class LakeResource(dg.ConfigurableResource):
         return self._raw
 
     def location(self) -> str:
-        return (
-            f"s3://{self.s3_bucket}/{self.s3_prefix}"
-            if self.s3_bucket
-            else str(Path(self.local_root).resolve())
-        )
+        return str(Path(self.local_root).resolve())
