@@ -13,6 +13,7 @@ import pytest
 from marketflow_assets.assets.reports import (
     CHARTS,
     REPORT_SESSIONS,
+    _charts_of,
     _positions_in_charts,
     ticker_chart,
 )
@@ -238,3 +239,17 @@ def test_crossover_positions_are_each_charts_own_session_index():
             for c, d in zip(chart.tolist(), when, strict=True)
         ]
         assert _positions_in_charts(dates, bounds, chart, when).tolist() == expected
+
+
+def test_each_crossover_finds_its_tickers_chart():
+    rng = np.random.default_rng(1)
+    names = np.array([f"T{i:02d}" for i in range(12)], dtype=object)
+    for _ in range(200):
+        charts = rng.choice(names, rng.integers(0, 8))  # unsorted, repeats, some empty charts
+        lens = rng.integers(0, 4, len(charts))
+        bounds = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+        tickers = np.repeat(charts, lens).astype(object)
+        wanted = rng.choice(names, rng.integers(0, 15)).astype(object)
+        last = {str(tickers[b]): i for i, b in enumerate(bounds[:-1].tolist()) if b < bounds[i + 1]}
+        expected = [last.get(str(t), -1) for t in wanted]
+        assert _charts_of(tickers, bounds, wanted).tolist() == expected

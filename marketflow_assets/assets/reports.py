@@ -123,6 +123,24 @@ def _positions_in_charts(
     return (found - bounds[chart]).astype(np.int64)
 
 
+def _charts_of(tickers: np.ndarray, bounds: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """The chart of each ticker of `wanted`: the index of the non-empty chart whose rows
+    (`tickers[bounds[c]:bounds[c + 1]]`) are that ticker's, -1 for a ticker without a chart.
+    One sorted search, not a lookup per crossover."""
+    starts = bounds[:-1]
+    charted = np.flatnonzero(starts < bounds[1:])
+    if not len(charted) or not len(wanted):
+        return np.full(len(wanted), -1, dtype=np.int64)
+    names = np.asarray(tickers[starts[charted]], dtype=str)
+    order = np.argsort(names, kind="stable")
+    ordered = names[order]
+    asked = np.asarray(wanted, dtype=str)
+    # The last chart of a name, as a mapping built in chart order would keep.
+    found = np.searchsorted(ordered, asked, side="right") - 1
+    hit = (found >= 0) & (ordered[np.maximum(found, 0)] == asked)
+    return np.where(hit, charted[order[np.maximum(found, 0)]], -1).astype(np.int64)
+
+
 def ticker_charts(columns: dict[str, np.ndarray], crosses, bounds=None, names=None):
     """(ticker, `ticker_chart` of it) for every ticker of `columns` (`FEATURE_COLUMNS` and
     `ticker`, sorted by ticker and session, as REPORT_SQL reads them), drawn series by series
@@ -169,8 +187,7 @@ def ticker_charts(columns: dict[str, np.ndarray], crosses, bounds=None, names=No
         crossing.lines(rows[name], SMA_COLORS[name], width=1.2) for name in MA_PAIR
     ]
     cross = _arrays(crosses, ("ticker", *CROSS_COLUMNS))
-    chart_of = {str(tickers[b]): i for i, b in enumerate(bounds[:-1].tolist()) if b < bounds[i + 1]}
-    at = np.array([chart_of.get(str(t), -1) for t in cross["ticker"]], dtype=np.int64)
+    at = _charts_of(tickers, bounds, cross["ticker"])
     cross_dates = cross["session_date"].astype(dates.dtype)
     position = _positions_in_charts(dates, bounds, at, cross_dates)
     markers = []
