@@ -248,9 +248,9 @@ def _alert(spec: dict) -> int:
     resources = build_resources(Settings.from_env())
     # As a sensor gets them: configured, secrets (dg.EnvVar) resolved.
     alerting = resources["alerting"].process_config_and_initialize()
-    warehouse = resources["warehouse"].process_config_and_initialize()
-    alert = Alert(**spec["alert"])
-    raise_alerts([alert], alerting, warehouse, logging.getLogger())
+    with resources["warehouse"].process_config_and_initialize_cm() as warehouse:
+        alert = Alert(**spec["alert"])
+        raise_alerts([alert], alerting, warehouse, logging.getLogger())
     return 0
 
 

@@ -238,9 +238,11 @@ def test_an_alert_killed_after_delivery_is_recorded_once_by_the_next_tick(tmp_pa
         monkeypatch.setenv("MARKETFLOW_SLACK_WEBHOOK_URL", hook.url)
         resources = build_resources(settings)
         alerting = resources["alerting"].process_config_and_initialize()
-        warehouse = resources["warehouse"].process_config_and_initialize()
-        for _ in range(2):
-            raise_alerts([Alert(**alert)], alerting, warehouse, _Log())
+        # The warehouse resource tears down (lets go of the warehouse it keeps open): as a
+        # sensor gets it, through its context manager.
+        with resources["warehouse"].process_config_and_initialize_cm() as warehouse:
+            for _ in range(2):
+                raise_alerts([Alert(**alert)], alerting, warehouse, _Log())
         assert len(hook.received) == 3
     rows = query(settings, "SELECT alert_id, delivered_to FROM ops.alert_history")
     assert len(rows) == 1 and rows["delivered_to"].iloc[0] == "slack"

@@ -35,7 +35,13 @@ from marketflow_assets.calendar import xnys
 from marketflow_assets.contracts import CONTRACTS, TableContract, contract_for
 from marketflow_assets.faults import fault_point
 from marketflow_assets.storage.change_journal import ensure_journal, record_change
-from marketflow_assets.storage.warehouse_lock import WarehouseLockTimeout, warehouse_lock
+from marketflow_assets.storage.warehouse_lock import (
+    WarehouseLockTimeout,
+    is_kept,
+    keep_between_blocks,
+    let_go,
+    warehouse_lock,
+)
 
 PREVIEW_ROWS = 5
 STAGE_DATABASE = (
@@ -62,14 +68,35 @@ class WarehouseResource(DuckDBResource):
         "(buffer cache and operators; larger work spills to disk). DuckDB's own default, 80% of "
         "RAM, lets cached blocks pile up over a long run.",
     )
+    keep_open: bool = Field(
+        default=True,
+        description="Keep the warehouse open in the run's process from one connection to the "
+        "next (DuckDB's instance and the warehouse lock) instead of opening it for every step, "
+        "check and write (20-100 ms each, and a checkpoint at each close). Another process "
+        "asking for the warehouse gets it within ~0.1 s of this run's current block; the run's "
+        "end releases it.",
+    )
     _run_id: str | None = PrivateAttr(default=None)
+    _keep: bool = PrivateAttr(default=False)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._run_id = context.run.run_id if context.run else None
+        self._keep = self.keep_open and self.database != ":memory:"
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        self._keep = False
+        let_go(self.database)
 
     @contextmanager
     def lock(self, what: str) -> Iterator[None]:
-        """Hold the warehouse for a block (e.g. a dbt subprocess writing it)."""
+        """Hold the warehouse for a block in which another process (a dbt subprocess) opens
+        it: the instance this process keeps open between its connections is closed first."""
+        with self._locked(what):
+            let_go(self.database)
+            yield
+
+    @contextmanager
+    def _locked(self, what: str) -> Iterator[None]:
         logger = dg.get_dagster_logger()
         try:
             with warehouse_lock(
@@ -87,13 +114,32 @@ class WarehouseResource(DuckDBResource):
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
         if self.database != ":memory:":
             Path(self.database).parent.mkdir(parents=True, exist_ok=True)
-        with self.lock("warehouse connection"), super().get_connection() as con:
+        with self._locked("warehouse connection"), super().get_connection() as con:
             try:
                 con.execute("SET TimeZone = 'UTC'")
                 con.execute(f"SET memory_limit = '{self.memory_limit}'")
                 yield con
             finally:
+                if self._keep and not is_kept(self.database):
+                    self._keep_instance(con)
                 con.close()
+
+    def _keep_instance(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Keep DuckDB's instance of the warehouse open after `con` closes: one more connection
+        to it (DuckDB's instance cache: the same file and configuration as DuckDBResource
+        opens it), closed when the lock is let go. What DuckDB caches beyond
+        `EVICT_ABOVE_BYTES` is evicted first, so the kept instance holds little memory."""
+        try:
+            release_cache(con, above=EVICT_ABOVE_BYTES)
+        except duckdb.Error:
+            return  # e.g. a failed transaction still open: close as usual
+        kept = duckdb.connect(
+            self.database,
+            read_only=False,
+            config={"custom_user_agent": "dagster", **self.connection_config},
+        )
+        if not keep_between_blocks(self.database, kept.close):
+            kept.close()
 
 
 @dataclass(frozen=True)
