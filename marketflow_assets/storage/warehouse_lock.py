@@ -148,7 +148,8 @@ def warehouse_lock(
 def keep_between_blocks(database: str, release: Callable[[], None]) -> bool:
     """Keep the lock after this process's last open block ends, with `release` closing what is
     kept open along with it; called inside a block. Another process asking for the lock, or
-    `let_go`, ends the keeping. False (and nothing kept) when another process waits already."""
+    `let_go`, ends the keeping. False (and nothing kept) when another process waits already, or
+    when something is kept already (another thread of this process got there first)."""
     global _watching
     key = str(lock_path(database))
     if _wanted(Path(key)):
@@ -158,7 +159,7 @@ def keep_between_blocks(database: str, release: Callable[[], None]) -> bool:
         if entry is None or entry.depth == 0:
             raise RuntimeError(f"keep_between_blocks({database!r}) outside a lock block")
         if entry.release is not None:
-            raise RuntimeError(f"the lock of {database!r} is kept already")
+            return False
         entry.release = release
         if not _watching:
             _watching = True
