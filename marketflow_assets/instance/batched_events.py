@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -443,11 +444,33 @@ def _rewrite_planned_sessions(conn, check: tuple[str, str, str], values: dict[st
     """Give the check's sessions still PLANNED in the run the covering verdict `values`, each
     with its session's latest materialization, keeping their partition and creation time.
 
-    The rows are deleted and inserted anew rather than updated in place: a planned row (~150
-    bytes) growing to a verdict's ~1 KB splits pages that stay partly empty (8% of the table
-    after a 10-year backfill on SQLite); rows appended in one go fill them."""
+    The rows are replaced by new ones rather than updated in place: a planned row (~150 bytes)
+    growing to a verdict's ~1 KB splits pages that stay partly empty (8% of the table after a
+    10-year backfill on SQLite); rows appended in one go fill them. All in SQL, three statements
+    whatever the number of sessions (a 23-year range has 5,800 per check, ~80 checks): the
+    planned rows are set aside under a marker run id (the table's unique index on asset key,
+    check, run and partition forbids their new rows while they exist), copied with the verdict
+    by one `INSERT ... SELECT`, then deleted. Fetching them and inserting 5,800 parameter rows
+    per check through SQLAlchemy cost ~0.2 s a check in Python (bind processing per row)."""
     table = AssetCheckExecutionsTable
     ev = SqlEventLogStorageTable
+    asset_key, check_name, run_id = check
+    # Same length as a run id (a UUID): the marked rows keep their size while set aside.
+    marker = ("~" + uuid.uuid4().hex * 2)[: max(len(run_id), 33)]
+    conn.execute(
+        table.update()
+        .where(
+            *_check_rows(check),
+            table.c.execution_status == AssetCheckExecutionRecordStatus.PLANNED.value,
+            table.c.partition.is_not(None),
+        )
+        .values(run_id=marker)
+    )
+    marked = [
+        table.c.asset_key == asset_key,
+        table.c.check_name == check_name,
+        table.c.run_id == marker,
+    ]
     latest_materialization = (
         db.select(db.func.max(ev.c.id))
         .where(
@@ -457,35 +480,31 @@ def _rewrite_planned_sessions(conn, check: tuple[str, str, str], values: dict[st
         )
         .scalar_subquery()
     )
-    still_planned = [
-        *_check_rows(check),
-        table.c.execution_status == AssetCheckExecutionRecordStatus.PLANNED.value,
-        table.c.partition.is_not(None),
-    ]
-    sessions = conn.execute(
-        db.select(table.c.partition, table.c.create_timestamp, latest_materialization)
-        .where(*still_planned)
+    verdict = [c for c in _VALUE_COLUMNS if c != "materialization_event_storage_id"]
+    copy = (
+        db.select(
+            table.c.asset_key,
+            table.c.check_name,
+            db.literal(run_id, table.c.run_id.type),
+            table.c.partition,
+            table.c.create_timestamp,
+            *(db.literal(values[c], table.c[c].type) for c in verdict),
+            latest_materialization,
+        )
+        .where(*marked)
         .order_by(table.c.id)
-    ).fetchall()
-    if not sessions:
-        return
-    conn.execute(table.delete().where(*still_planned))
-    asset_key, check_name, run_id = check
-    conn.execute(
-        table.insert(),
-        [
-            {
-                "asset_key": asset_key,
-                "check_name": check_name,
-                "run_id": run_id,
-                "partition": partition,
-                "create_timestamp": created,
-                **values,
-                "materialization_event_storage_id": materialization,
-            }
-            for partition, created, materialization in sessions
-        ],
     )
+    columns = [
+        "asset_key",
+        "check_name",
+        "run_id",
+        "partition",
+        "create_timestamp",
+        *verdict,
+        "materialization_event_storage_id",
+    ]
+    conn.execute(table.insert().from_select(columns, copy))
+    conn.execute(table.delete().where(*marked))
 
 
 _PLANNED_COPY_VALUES = (
