@@ -82,6 +82,7 @@ from dagster._core.storage.event_log.schema import (
 from dagster._serdes import serialize_value
 from dagster._serdes.config_class import ConfigurableClassData
 
+from marketflow_assets.instance import sqlite_rows
 from marketflow_assets.instance.event_rows import event_rows
 from marketflow_assets.instance.pool_slots import ExclusivePoolSlots
 from marketflow_assets.instance.slim_json import slim
@@ -131,7 +132,7 @@ class BatchedEventWrites:
         )
         if self.mirrors_to_index_shard:  # SQLite: the run's own shard holds every event
             with self.run_connection(events[0].run_id) as conn:  # type: ignore[attr-defined]
-                conn.execute(SqlEventLogStorageTable.insert(), rows)
+                _insert(conn, SqlEventLogStorageTable, rows)
         # One transaction for the event rows and everything indexed from them: if any part
         # fails, none of it is kept and Dagster falls back to storing the events one by one.
         with self.index_transaction() as conn:  # type: ignore[attr-defined]
@@ -139,7 +140,8 @@ class BatchedEventWrites:
             pairs = list(zip(events, ids, strict=True))
             asset_events = [(e, i) for e, i in pairs if e.dagster_event_type in ASSET_TYPES]
             if asset_events:
-                self._store_asset_events(conn, asset_events)
+                stamps = {i: row["timestamp"] for i, row in zip(ids, rows, strict=True)}
+                self._store_asset_events(conn, asset_events, stamps)
             planned = [
                 (e, i) for e, i in pairs if e.dagster_event_type == T.ASSET_CHECK_EVALUATION_PLANNED
             ]
@@ -155,6 +157,9 @@ class BatchedEventWrites:
 
     # -- event rows ---------------------------------------------------------------------------
     def _insert_event_rows(self, conn, rows: list[dict[str, Any]]) -> list[int]:
+        if sqlite_rows.applies(conn, SqlEventLogStorageTable):
+            sqlite_rows.insert(conn, SqlEventLogStorageTable, rows)
+            return sqlite_rows.inserted_ids(conn, SqlEventLogStorageTable, len(rows))
         # executemany + RETURNING: SQLAlchemy's "insertmanyvalues" sends multi-row INSERTs and
         # returns the ids in the order of the rows.
         result = conn.execute(
@@ -185,10 +190,12 @@ class BatchedEventWrites:
         return found
 
     # -- assets -------------------------------------------------------------------------------
-    def _store_asset_events(self, conn, pairs: list[tuple[EventLogEntry, int]]) -> None:
-        tag_rows = self._asset_event_tag_rows(pairs)
+    def _store_asset_events(
+        self, conn, pairs: list[tuple[EventLogEntry, int]], stamps: dict[int, Any]
+    ) -> None:
+        tag_rows = self._asset_event_tag_rows(pairs, stamps)
         if tag_rows and self.has_table(AssetEventTagsTable.name):  # type: ignore[attr-defined]
-            conn.execute(AssetEventTagsTable.insert(), tag_rows)
+            _insert(conn, AssetEventTagsTable, tag_rows)
         latest: dict[tuple[dg.AssetKey, str], tuple[EventLogEntry, int]] = {}
         for event, event_id in pairs:
             data = event.dagster_event.event_specific_data  # type: ignore[union-attr]
@@ -196,11 +203,14 @@ class BatchedEventWrites:
         for event, event_id in latest.values():
             self._store_asset_event(conn, event, event_id)  # type: ignore[attr-defined]
 
-    def _asset_event_tag_rows(self, pairs: list[tuple[EventLogEntry, int]]) -> list[dict]:
+    def _asset_event_tag_rows(
+        self, pairs: list[tuple[EventLogEntry, int]], stamps: dict[int, Any] | None = None
+    ) -> list[dict]:
         """The rows Dagster's `_store_asset_event_tags` inserts for these events (the indexed
         tags of materializations and observations: their data version), built with the asset
         key's text and the indexed tag names looked up once per asset and tag set instead of
-        per event (a range's events share both)."""
+        per event (a range's events share both), and each event's insert timestamp from its
+        event row (`stamps`, by storage id) when given."""
         keys: dict[dg.AssetKey, str] = {}
         indexed: dict[frozenset[str], set[str]] = {}
         rows = []
@@ -223,7 +233,9 @@ class BatchedEventWrites:
             asset_key = asset_event.asset_key
             if asset_key not in keys:
                 keys[asset_key] = asset_key.to_string()
-            stamp = self._event_insert_timestamp(event)  # type: ignore[attr-defined]
+            stamp = (
+                stamps[event_id] if stamps is not None else self._event_insert_timestamp(event)  # type: ignore[attr-defined]
+            )
             rows += [
                 {
                     "event_id": event_id,
@@ -383,6 +395,15 @@ class BatchedEventWrites:
                     _drop_planned(conn, check_rows)
                 else:
                     _resolve_planned(conn, check_rows, unplanned_verdict)
+
+
+def _insert(conn, table: db.Table, rows: list[dict[str, Any]]) -> None:
+    """INSERT many rows: through sqlite3's `executemany` on SQLite (`sqlite_rows.py`: the same
+    rows without SQLAlchemy's per-row Python), SQLAlchemy's executemany elsewhere."""
+    if sqlite_rows.applies(conn, table):
+        sqlite_rows.insert(conn, table, rows)
+    else:
+        conn.execute(table.insert(), rows)
 
 
 def _asset_key(data: Any) -> dg.AssetKey:
@@ -673,8 +694,19 @@ def _larger_pages(dbapi_connection, _record) -> None:
     dbapi_connection.execute("PRAGMA auto_vacuum = FULL")
 
 
+RUN_LOGS = {"python_log_level": "INFO"}
+"""The instances' `python_logs` setting (as in `dagster.yaml` and `dagster.postgres.yaml`): a
+run's console log (its captured stderr) at INFO. Dagster logs each of a range run's per-session
+materializations at DEBUG, and its default console logger formatted and wrote every one of them
+(~70,000 lines for 23 years of history, most of a run's captured log). The run's event log still
+records every event whatever the level (Dagster logs its events regardless of level); only the
+console lines of DEBUG events, and `context.log.debug` messages, which MarketFlow does not use,
+go. Set `python_logs: python_log_level: DEBUG` in an instance's yaml to see them again."""
+
+
 def batched_ephemeral_instance() -> dg.DagsterInstance:
-    """`DagsterInstance.ephemeral()` with `BatchedInMemoryEventLogStorage` (benchmarks, tests)."""
+    """`DagsterInstance.ephemeral()` with `BatchedInMemoryEventLogStorage` and the deployments'
+    `python_logs` setting (`RUN_LOGS`) (benchmarks, tests)."""
     from dagster._core.instance import InstanceType
     from dagster._core.launcher.sync_in_memory_run_launcher import SyncInMemoryRunLauncher
     from dagster._core.run_coordinator import DefaultRunCoordinator
@@ -683,6 +715,7 @@ def batched_ephemeral_instance() -> dg.DagsterInstance:
     from dagster._core.storage.runs import InMemoryRunStorage
 
     return dg.DagsterInstance(
+        settings={"python_logs": RUN_LOGS},
         instance_type=InstanceType.EPHEMERAL,
         local_artifact_storage=TemporaryLocalArtifactStorage(),
         run_storage=InMemoryRunStorage(),
