@@ -13,16 +13,17 @@ whole serialized event, partition subset included (~19 KB each with the session 
 observations, planned materializations, planned checks and check evaluations:
 
 - the event rows go in with one multi-row INSERT (on SQLite: into the run's shard, and the
-  asset and check events mirrored into the index shard, as `store_event` does), the
-  per-partition asset events of one output serialized once (`event_rows.py`);
+  asset and check events mirrored into the index shard, as `store_event` does; through sqlite3's
+  `executemany`, `sqlite_rows.py`), the per-partition asset events of one output serialized
+  once (`event_rows.py`);
 - asset events: their tags in one INSERT, the asset's row updated once per asset and event
   type with the latest event (as dagster-postgres does);
 - planned checks: one row per partition without an event (the row's own partition says
   which; the planned event, with the partition subset, is in the log once);
 - check evaluations: the run's planned rows for those partitions updated to the verdict in one
   executemany; a passing evaluation marked `COVERS_PLANNED_SESSIONS` (the sessions of a range
-  that passed) then resolves the check's remaining planned rows in one UPDATE, each row getting
-  its session's latest materialization; evaluations without a planned row are inserted; a
+  that passed) then resolves the check's remaining planned rows in SQL (three statements), each
+  row getting its session's latest materialization; evaluations without a planned row are inserted; a
   verdict without partition also
   resolves the run's planned rows of that check still open (an unpartitioned check of a range
   run, which Dagster 1.13 plans once per partition of the run but evaluates once).
