@@ -150,6 +150,7 @@ def event_rows(
     first entry of a run of alike ones, so the others are never built as objects."""
     rows: list[dict[str, Any]] = []
     template: _Template | None = None
+    key_text: dict[dg.AssetKey, str] = {}  # a range's events share their asset key
     for i, entry in enumerate(entries):
         shrink = compacted is not None and i in compact
         asset_event = _asset_event(entry)
@@ -184,7 +185,8 @@ def event_rows(
                 "dagster_event_type": event.event_type_value,
                 "timestamp": insert_timestamp(entry),
                 "step_key": event.step_key,
-                "asset_key": asset_event.asset_key.to_string(),
+                "asset_key": key_text.get(asset_event.asset_key)
+                or key_text.setdefault(asset_event.asset_key, asset_event.asset_key.to_string()),
                 "partition": asset_event.partition,
             }
         )
