@@ -109,11 +109,19 @@ system-deps:
 # pytest-xdist workers of `make test` (whole modules each, longest first: see
 # marketflow_tests/schedule.py); e.g. `make test TEST_WORKERS=3` to measure another count.
 TEST_WORKERS ?= 2
+# The tests' temporary folders (each test's warehouse, lake, Dagster instance, Superset home) on
+# a RAM file system when there is one with room (4 GiB free; a container's default /dev/shm has
+# 64 MiB): their DuckDB and SQLite commits fsync thousands of times, a few ms each on a virtual
+# disk, more on a busy one, during which the tests wait. Nothing a test proves depends on the
+# disk (a killed process's writes are in the page cache either way). pytest keeps the folders of
+# its last three runs. `make test TEST_TMPDIR=/tmp` puts them back on disk.
+TEST_TMPDIR ?= $(or $(shell df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 && $$4 >= 4194304 {print "/dev/shm"}'),$(TMPDIR),/tmp)
 
 test: system-deps $(VENV)/.installed-dev $(VENV)/.bytecode $(DBT_MANIFEST)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	TMPDIR=$(TEST_TMPDIR) $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile \
+		--no-loadscope-reorder
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

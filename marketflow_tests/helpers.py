@@ -3,15 +3,17 @@ execution (`materialize`), and small readers for the warehouse and the lake."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import duckdb
 import pandas as pd
+import yaml
 
 from marketflow_assets.contracts.fundamentals import BRONZE_FINANCIAL_STATEMENTS
 from marketflow_assets.definitions import build_definitions
@@ -20,6 +22,7 @@ from marketflow_assets.resources import TICKERS_TAG
 from marketflow_assets.settings import Settings
 from marketflow_assets.transforms.fundamentals import SILVER_FACTS_SQL
 
+REPO = Path(__file__).resolve().parents[1]
 # A Friday evening after the close: every session up to 2024-06-07 is final.
 FRIDAY_EVENING = dt.datetime(2024, 6, 7, 22, 0, tzinfo=dt.UTC)
 SMALL_UNIVERSE = "AAPL,MSFT,KO,TSLA,^GSPC"
@@ -77,6 +80,17 @@ def materialize(
         instance=instance or batched_ephemeral_instance(),
         raise_on_error=raise_on_error,
     )
+
+
+@contextlib.contextmanager
+def deployment_event_log_instance() -> Iterator[dg.DagsterInstance]:
+    """`dg.instance_for_test()` (SQLite in a temporary DAGSTER_HOME) with the event log storage
+    of the repo's dagster.yaml, as `make dev` and `dagster-daemon` record runs: MarketFlow's
+    batched SQLite event log. Dagster's stock SQLite storage writes a range run's per-session
+    check rows one connection and commit each (tens of seconds for a month of sessions)."""
+    storage = yaml.safe_load((REPO / "dagster.yaml").read_text())["event_log_storage"]
+    with dg.instance_for_test(overrides={"event_log_storage": storage}) as instance:
+        yield instance
 
 
 def query(settings: Settings, sql: str, params: Any = None) -> pd.DataFrame:

@@ -19,7 +19,7 @@ from marketflow_assets.definitions import build_definitions
 from marketflow_assets.resources import alerting as notify
 from marketflow_tests.automation_support import tick_sensor
 from marketflow_tests.checks_support import DAILY, SILVER, execute, run_checks
-from marketflow_tests.helpers import materialize, query
+from marketflow_tests.helpers import deployment_event_log_instance, materialize, query
 
 SECRET = "T0000/B0000/s3cr3t-t0k3n"
 HOLD_WAREHOUSE = (
@@ -87,7 +87,7 @@ class FakeSMTP:
 
 @pytest.fixture
 def instance():
-    with dg.instance_for_test() as instance:
+    with deployment_event_log_instance() as instance:
         yield instance
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 
-import dagster as dg
 import pytest
 
 from marketflow_assets.automation.common import (
@@ -26,14 +25,14 @@ from marketflow_tests.automation_support import (
     without_dbt,
 )
 from marketflow_tests.checks_support import DAILY_AND_GOLD as DAILY
-from marketflow_tests.helpers import materialize, query
+from marketflow_tests.helpers import deployment_event_log_instance, materialize, query
 
 SENSOR = "corporate_action_rebuilds"
 
 
 @pytest.fixture(scope="module")
 def instance():
-    with dg.instance_for_test() as instance:
+    with deployment_event_log_instance() as instance:
         yield instance
 
 

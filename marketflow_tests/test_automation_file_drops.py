@@ -26,7 +26,7 @@ from marketflow_tests.automation_support import (
     without_dbt,
 )
 from marketflow_tests.checks_support import DAILY
-from marketflow_tests.helpers import materialize, query
+from marketflow_tests.helpers import deployment_event_log_instance, materialize, query
 
 SENSOR = "file_drops"
 TODAY = dt.date(2024, 6, 7)
@@ -121,7 +121,7 @@ def test_parse_rejects_with_a_reason(key, content, reason):
 # -- the sensor ----------------------------------------------------------------------------------
 @pytest.fixture
 def instance():
-    with dg.instance_for_test() as instance:
+    with deployment_event_log_instance() as instance:
         yield instance
 
 

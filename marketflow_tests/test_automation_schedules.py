@@ -26,13 +26,14 @@ from marketflow_tests.automation_support import (
     tick_schedule,
     tick_sensor,
 )
+from marketflow_tests.helpers import deployment_event_log_instance
 
 RAW = dg.AssetKey(["raw", "daily_bars"])
 
 
 @pytest.fixture
 def instance():
-    with dg.instance_for_test() as instance:
+    with deployment_event_log_instance() as instance:
         yield instance
 
 

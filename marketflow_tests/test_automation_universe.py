@@ -25,7 +25,7 @@ from marketflow_tests.automation_support import (
     target_keys,
     tick_sensor,
 )
-from marketflow_tests.helpers import materialize, query
+from marketflow_tests.helpers import deployment_event_log_instance, materialize, query
 
 SENSOR = "universe_changes"
 REFERENCE = ["raw/company_profiles", "bronze/company_profiles", "silver/symbols"]
@@ -34,7 +34,7 @@ DAILY = [*checks_support.DAILY, "silver/bar_repairs"]  # one validation: selecte
 
 @pytest.fixture
 def instance():
-    with dg.instance_for_test() as instance:
+    with deployment_event_log_instance() as instance:
         yield instance
 
 

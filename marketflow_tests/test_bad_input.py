@@ -7,14 +7,13 @@ import dataclasses
 import os
 import re
 
-import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
 
 from marketflow_tests.automation_support import tick_sensor
 from marketflow_tests.checks_support import DAILY
-from marketflow_tests.helpers import materialize, query, table
+from marketflow_tests.helpers import deployment_event_log_instance, materialize, query, table
 
 # One good week of BAD.csv, then one row per rejection reason.
 CSV = """Date,Open,High,Low,Close,Adj Close,Volume,Dividends,Stock Splits
@@ -221,7 +220,7 @@ def test_a_drop_with_a_trailing_text_date_is_rejected_naming_line_and_field(sett
         "2024-06-03,10,11,9,10,100\n"
         "2024-06-04 (holiday?),10,11,9,10,100\n"
     )
-    with dg.instance_for_test() as instance:
+    with deployment_event_log_instance() as instance:
         result = tick_sensor(settings, "file_drops", instance)
     assert result.run_requests == []
     (reason,) = (landing / "rejected").rglob("MSFT.csv.reason.txt")

@@ -17,6 +17,7 @@ from marketflow_assets.ingestion.landing import (
 from marketflow_assets.resources import TICKERS_TAG
 from marketflow_assets.storage.object_store import LocalObjectStore
 from marketflow_tests.automation_support import add_run, at, et, tick_sensor
+from marketflow_tests.helpers import deployment_event_log_instance
 from marketflow_tests.test_automation_file_drops import yahoo_csv
 
 SENSOR = "file_drops"
@@ -24,7 +25,7 @@ SENSOR = "file_drops"
 
 @pytest.fixture
 def instance():
-    with dg.instance_for_test() as instance:
+    with deployment_event_log_instance() as instance:
         yield instance
 
 

@@ -19,7 +19,12 @@ from marketflow_assets.automation.common import (
 )
 from marketflow_assets.resources import TICKERS_TAG
 from marketflow_tests.automation_support import execute_request, tick_sensor
-from marketflow_tests.helpers import make_settings, materialize, query
+from marketflow_tests.helpers import (
+    deployment_event_log_instance,
+    make_settings,
+    materialize,
+    query,
+)
 
 pytestmark = pytest.mark.slow  # four Dagster runs over two weeks of one ticker
 SENSOR = "late_fact_rebuilds"
@@ -40,7 +45,7 @@ def gold_rows(settings) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def instance():
-    with dg.instance_for_test() as instance:
+    with deployment_event_log_instance() as instance:
         yield instance
 
 

@@ -9,7 +9,6 @@ import logging
 import os
 from pathlib import Path
 
-import dagster as dg
 import pytest
 
 from marketflow_assets.automation.alerts import flush_outbox
@@ -19,13 +18,13 @@ from marketflow_assets.storage import atomic
 from marketflow_assets.storage.object_store import LocalObjectStore, UnsafeObjectError
 from marketflow_assets.storage.raw_lake import RawLake
 from marketflow_tests.automation_support import tick_sensor
-from marketflow_tests.helpers import materialize, query
+from marketflow_tests.helpers import deployment_event_log_instance, materialize, query
 from marketflow_tests.test_automation_file_drops import yahoo_csv
 
 
 @pytest.fixture
 def instance():
-    with dg.instance_for_test() as instance:
+    with deployment_event_log_instance() as instance:
         yield instance
 
 
