@@ -256,7 +256,10 @@ class LocalObjectStore:
 
     def delete(self, key: str) -> None:
         """Remove the object's own name (a link itself, never what it points to)."""
-        self._path(key).unlink(missing_ok=True)
+        path = self._path(key)
+        path.unlink(missing_ok=True)
+        with self._unsynced_lock:  # a removed object has nothing left to make durable
+            self._unsynced.discard(path)
 
     def uri(self, key: str) -> str:
         return str(self._path(key))
