@@ -99,7 +99,8 @@ def test_a_folder_swapped_for_a_link_midway_is_not_followed(tmp_path):
         store.put_many([("a/b/3", b"3")])  # a new batch opens the folder anew: refused
 
 
-def test_reading_many_objects_at_once_equals_reading_each(tmp_path):
+def test_reading_many_objects_at_once_equals_reading_each(tmp_path, monkeypatch):
+    monkeypatch.setattr(raw_lake, "_READ_BATCH", 3)  # several store batches per thread
     raw = RawLake(LocalObjectStore(tmp_path))
     manifest = land(raw)
     partitions = [o.partition for o in manifest.objects]

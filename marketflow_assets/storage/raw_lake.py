@@ -36,6 +36,7 @@ from marketflow_assets.storage.object_store import ObjectStore
 MANIFEST_VERSION = 1
 LINEAGE_COLUMNS = ("_source", "_fetch_id", "_fetched_at", "_object_key")
 _IO_THREADS = 8
+_READ_BATCH = 64  # objects read from the store at a time by one thread
 log = logging.getLogger(__name__)
 
 
@@ -319,15 +320,16 @@ class RawLake:
         ]
 
         def read(run: range) -> list[pa.Table]:
-            # A run of objects per thread, fetched as one batch of the store; Arrow's own
-            # decoding threads on top only contend.
-            datas = self.store.get_many([wanted[i][1].key for i in run])
-            return [
-                pq.ParquetFile(pa.BufferReader(data)).read(
-                    use_threads=False, use_pandas_metadata=False
-                )
-                for data in datas
-            ]
+            # A run of objects per thread, fetched in batches of the store (a batch's bytes
+            # are decoded before the next is read); Arrow's own decoding threads on top only
+            # contend.
+            tables = []
+            for lo in range(run.start, run.stop, _READ_BATCH):
+                batch = range(lo, min(lo + _READ_BATCH, run.stop))
+                for data in self.store.get_many([wanted[i][1].key for i in batch]):
+                    reader = pq.ParquetFile(pa.BufferReader(data))
+                    tables.append(reader.read(use_threads=False, use_pandas_metadata=False))
+            return tables
 
         with ThreadPoolExecutor(_IO_THREADS) as pool:
             tables = [t for run in pool.map(read, _runs(len(wanted), _IO_THREADS)) for t in run]
