@@ -135,3 +135,16 @@ def test_an_encoding_failure_on_one_thread_leaves_nothing_behind(tmp_path, monke
     assert store.list(PREFIX) == []
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # no temporaries either
     assert store._unsynced == set()  # nothing removed is left for the next barrier
+
+
+def test_any_name_the_file_system_allows_is_written_atomically(tmp_path):
+    """The temporary's name does not grow with the object's (a dropped file's rejection reason
+    is named after the file)."""
+    store = LocalObjectStore(tmp_path)
+    leftover = tmp_path / "landing" / ".tmp-left-by-a-killed-writer"
+    leftover.parent.mkdir()
+    leftover.write_bytes(b"")
+    name = "x" * 240 + ".reason.txt"  # 251 characters of the 255 allowed
+    store.put(f"landing/{name}", b"why")
+    assert store.get(f"landing/{name}") == b"why"
+    assert sorted(p.name for p in leftover.parent.iterdir()) == sorted([leftover.name, name])

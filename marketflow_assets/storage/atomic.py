@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import itertools
 import os
 import sys
 import tempfile
 from pathlib import Path
 
 TMP_PREFIX = ".tmp-"
-# Temporary names of `write_atomic_at`: unique per process and write (O_EXCL refuses a clash).
-_TMP_SEQUENCE = itertools.count()
 
 
 def fsync_dir(folder: Path) -> None:
@@ -61,9 +58,7 @@ def write_atomic_at(folder_fd: int, name: str, data: bytes, *, durable: bool = T
     following a link, mode 0600 as `mkstemp` makes it) and renamed to `name` within it. Writing
     many objects through folder descriptors costs a few system calls each, with no path
     resolution per object and no window in which a folder swapped for a link is followed."""
-    tmp = f"{TMP_PREFIX}{os.getpid()}-{next(_TMP_SEQUENCE)}-{name}"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(tmp, flags, 0o600, dir_fd=folder_fd)
+    fd, tmp = _create_temporary(folder_fd)
     try:
         try:
             view = memoryview(data)
@@ -81,6 +76,19 @@ def write_atomic_at(folder_fd: int, name: str, data: bytes, *, durable: bool = T
     if durable:
         with contextlib.suppress(OSError):  # some file systems refuse it (as in `fsync_dir`)
             os.fsync(folder_fd)
+
+
+def _create_temporary(folder_fd: int) -> tuple[int, str]:
+    """A new empty file with a random short name (as `mkstemp`: any final name fits, and a
+    temporary left by a killed writer never blocks a later one)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = f"{TMP_PREFIX}{os.urandom(8).hex()}"
+        try:
+            return os.open(tmp, flags, 0o600, dir_fd=folder_fd), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError("no free temporary file name")
 
 
 def fsync_file(path: Path) -> None:
