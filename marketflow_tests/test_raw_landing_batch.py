@@ -4,6 +4,7 @@ barrier before the manifest commits them, and nothing left behind when any of it
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -60,16 +61,21 @@ class RecordingStore(LocalObjectStore):
         super().__init__(root)
         self.calls: list[tuple[str, str, bool]] = []
         self.fail_put_at, self.fail_sync = fail_put_at, fail_sync
+        self.lock = threading.Lock()  # landing puts from several threads
 
-    def put(self, key: str, data: bytes, *, durable: bool = True) -> None:
-        if self.fail_put_at is not None and key.endswith(".parquet"):
-            puts = sum(1 for c in self.calls if c[0] == "put" and c[1].endswith(".parquet"))
-            self.calls.append(("put", key, durable))
-            if puts + 1 == self.fail_put_at:
-                raise OSError(28, "No space left on device", key)
-        else:
-            self.calls.append(("put", key, durable))
-        super().put(key, data, durable=durable)
+    def put_many(self, items, *, durable: bool = True) -> None:  # `put` comes here too
+        def recorded():
+            for key, data in items:
+                with self.lock:
+                    self.calls.append(("put", key, durable))
+                    objects = sum(
+                        1 for c in self.calls if c[0] == "put" and c[1].endswith(".parquet")
+                    )
+                if key.endswith(".parquet") and objects == self.fail_put_at:
+                    raise OSError(28, "No space left on device", key)
+                yield key, data
+
+        super().put_many(recorded(), durable=durable)
 
     def sync(self) -> None:
         self.calls.append(("sync", "", True))

@@ -10,14 +10,20 @@ A local store never follows a symbolic link: keys are joined to the root without
 key whose folders include a link is refused, `get` opens with O_NOFOLLOW and reads regular files
 only, and `delete` unlinks the name itself. A link dropped in a watched folder can therefore be
 rejected and removed without its target ever being read, moved or deleted.
+
+`put_many` and `get_many` move a batch of objects (a fetch's session objects) with the same
+guarantees at a few system calls per object: folders are walked as open descriptors, each
+opened with O_NOFOLLOW relative to its parent, and shared by consecutive keys.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
 import threading
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
@@ -26,7 +32,7 @@ from marketflow_assets.storage.atomic import (
     fsync_dir,
     fsync_file,
     sync_file_system,
-    write_atomic,
+    write_atomic_at,
 )
 
 
@@ -36,11 +42,20 @@ class ObjectStore(Protocol):
         until `sync()` returns (a batch of objects then shares one barrier)."""
         ...
 
+    def put_many(self, items: Iterable[tuple[str, bytes]], *, durable: bool = True) -> None:
+        """`put` each (key, data) in order, as one batch (cheaper per object). `items` may be
+        a generator: each object is produced only once the previous one is written."""
+        ...
+
     def sync(self) -> None:
         """Make every object put with `durable=False` durable."""
         ...
 
     def get(self, key: str) -> bytes: ...
+
+    def get_many(self, keys: Iterable[str]) -> list[bytes]:
+        """`get` of each key, in order, as one batch (cheaper per object)."""
+        ...
 
     def list(self, prefix: str) -> list[str]:
         """Keys under `prefix`, sorted."""
@@ -66,6 +81,76 @@ class UnsafeObjectError(ValueError):
     hard link where the store refuses them; the message names the key."""
 
 
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
+
+
+def _key_parts(key: str) -> tuple[str, ...]:
+    """The key's path parts, or ValueError if it would leave the store root."""
+    parts = PurePosixPath(key).parts
+    if key.startswith("/") or ".." in parts:
+        raise ValueError(f"object key {key!r} escapes the store root")
+    return parts
+
+
+class _Folders:
+    """The folders of a batch of keys as open descriptors, walked down from the store root one
+    name at a time with O_NOFOLLOW: a folder that is (or is swapped for) a symbolic link is
+    refused, never followed. The descriptors of one key's folders stay open for the next key,
+    so keys in folder order open each folder once."""
+
+    def __init__(self, root: Path, *, create: bool):
+        self.root, self.create = root, create
+        self.root_fd: int | None = None
+        self.chain: list[tuple[str, int]] = []  # (name, descriptor), from the root down
+
+    def __enter__(self) -> _Folders:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._close_from(0)
+        if self.root_fd is not None:
+            os.close(self.root_fd)
+
+    def _close_from(self, depth: int) -> None:
+        for _, fd in self.chain[depth:]:
+            os.close(fd)
+        del self.chain[depth:]
+
+    def open(self, key: str, folders: tuple[str, ...]) -> int:
+        """The descriptor of `key`'s folder (`folders` below the root), created if asked."""
+        if self.root_fd is None:
+            if self.create:
+                self.root.mkdir(parents=True, exist_ok=True)
+            self.root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC)
+        depth = 0
+        shared = min(len(self.chain), len(folders))
+        while depth < shared and self.chain[depth][0] == folders[depth]:
+            depth += 1
+        self._close_from(depth)
+        for name in folders[depth:]:
+            parent = self.chain[-1][1] if self.chain else self.root_fd
+            if self.create:
+                # A folder, or something else if it exists: the open below judges it.
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, dir_fd=parent)
+            try:
+                fd = os.open(name, _FOLDER_FLAGS, dir_fd=parent)
+            except OSError as exc:
+                # Linux fails O_DIRECTORY | O_NOFOLLOW on a link with ENOTDIR (others: ELOOP).
+                if exc.errno in (errno.ENOTDIR, errno.ELOOP) and stat.S_ISLNK(
+                    os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode
+                ):
+                    where = self.root.joinpath(*(n for n, _ in self.chain), name)
+                    raise UnsafeObjectError(
+                        f"{key}: folder {where} is a symbolic link; refused"
+                    ) from None
+                raise
+            self.chain.append((name, fd))
+        return self.chain[-1][1] if self.chain else self.root_fd
+
+
 class LocalObjectStore:
     def __init__(self, root: Path, *, refuse_hard_links: bool = False):
         self.root = Path(root)
@@ -76,9 +161,7 @@ class LocalObjectStore:
         self.refuse_hard_links = refuse_hard_links
 
     def _path(self, key: str) -> Path:
-        parts = PurePosixPath(key).parts
-        if key.startswith("/") or ".." in parts:
-            raise ValueError(f"object key {key!r} escapes the store root")
+        parts = _key_parts(key)
         path = self.root.joinpath(*parts)
         folder = self.root
         for part in parts[:-1]:
@@ -88,12 +171,16 @@ class LocalObjectStore:
         return path
 
     def put(self, key: str, data: bytes, *, durable: bool = True) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, data, durable=durable)
-        if not durable:
-            with self._unsynced_lock:
-                self._unsynced.add(path)
+        self.put_many([(key, data)], durable=durable)
+
+    def put_many(self, items: Iterable[tuple[str, bytes]], *, durable: bool = True) -> None:
+        with _Folders(self.root, create=True) as folders:
+            for key, data in items:
+                parts = _key_parts(key)
+                write_atomic_at(folders.open(key, parts[:-1]), parts[-1], data, durable=durable)
+                if not durable:
+                    with self._unsynced_lock:
+                        self._unsynced.add(self.root.joinpath(*parts))
 
     def sync(self) -> None:
         """One syncfs(2) of the lake's file system where there is one (Linux), else an fsync of
@@ -115,19 +202,27 @@ class LocalObjectStore:
             raise
 
     def get(self, key: str) -> bytes:
-        path = self._path(key)
+        return self.get_many([key])[0]
+
+    def get_many(self, keys: Iterable[str]) -> list[bytes]:
+        with _Folders(self.root, create=False) as folders:
+            return [self._read(key, folders) for key in keys]
+
+    def _read(self, key: str, folders: _Folders) -> bytes:
+        parts = _key_parts(key)
+        folder = folders.open(key, parts[:-1])
         try:
             # O_NONBLOCK: opening a FIFO must not hang the reader; no effect on regular files.
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            fd = os.open(parts[-1], _READ_FLAGS, dir_fd=folder)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
+                target = os.readlink(parts[-1], dir_fd=folder)
                 raise UnsafeObjectError(
-                    f"{key} is a symbolic link (to {str(path.readlink())!r}); links are never "
-                    "followed"
+                    f"{key} is a symbolic link (to {target!r}); links are never followed"
                 ) from None
             raise
-        with os.fdopen(fd, "rb") as handle:
-            info = os.fstat(handle.fileno())
+        try:
+            info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 raise UnsafeObjectError(f"{key} is not a regular file")
             if self.refuse_hard_links and info.st_nlink > 1:
@@ -135,7 +230,12 @@ class LocalObjectStore:
                     f"{key} is a hard link ({info.st_nlink} names for one file); copy the file "
                     "instead of linking it"
                 )
-            return handle.read()
+            chunks = []
+            while chunk := os.read(fd, max(info.st_size, 1 << 16)):
+                chunks.append(chunk)
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        finally:
+            os.close(fd)
 
     def list(self, prefix: str) -> list[str]:
         """Keys under `prefix`, sorted: files and links (never followed), not temporary files."""
@@ -156,7 +256,10 @@ class LocalObjectStore:
 
     def delete(self, key: str) -> None:
         """Remove the object's own name (a link itself, never what it points to)."""
-        self._path(key).unlink(missing_ok=True)
+        path = self._path(key)
+        path.unlink(missing_ok=True)
+        with self._unsynced_lock:  # a removed object has nothing left to make durable
+            self._unsynced.discard(path)
 
     def uri(self, key: str) -> str:
         return str(self._path(key))
@@ -198,11 +301,19 @@ class S3ObjectStore:
         # A PUT is durable once S3 acknowledges it: `durable` changes nothing here.
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
 
+    def put_many(self, items: Iterable[tuple[str, bytes]], *, durable: bool = True) -> None:
+        # One request per object either way; callers run batches on threads for concurrency.
+        for key, data in items:
+            self.put(key, data, durable=durable)
+
     def sync(self) -> None:
         """Nothing to do: every acknowledged PUT is already durable."""
 
     def get(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+
+    def get_many(self, keys: Iterable[str]) -> list[bytes]:
+        return [self.get(key) for key in keys]
 
     def list(self, prefix: str) -> list[str]:
         strip = len(self._key(""))
