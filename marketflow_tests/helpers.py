@@ -20,7 +20,9 @@ from marketflow_assets.definitions import build_definitions
 from marketflow_assets.instance.batched_events import batched_ephemeral_instance
 from marketflow_assets.resources import TICKERS_TAG
 from marketflow_assets.settings import Settings
+from marketflow_assets.storage.raw_lake import RawLake
 from marketflow_assets.transforms.fundamentals import SILVER_FACTS_SQL
+from marketflow_assets.transforms.payloads import bar_dates, iso_dates, session_dates
 
 REPO = Path(__file__).resolve().parents[1]
 # A Friday evening after the close: every session up to 2024-06-07 is final.
@@ -134,3 +136,21 @@ def silver_facts(bronze_rows: pd.DataFrame) -> pd.DataFrame:
         return con.execute(f"SELECT * FROM ({SILVER_FACTS_SQL}) ORDER BY ALL").df()
     finally:
         con.close()
+
+
+def land_daily_bars(raw: RawLake, frame: pd.DataFrame, fetched_at: dt.datetime):
+    """Land a daily-bars payload (Yahoo columns and `Ticker`) as raw does: one object per
+    session of each bar's own exchange, then the fetch's manifest."""
+    partitions = iso_dates(
+        session_dates(bar_dates(frame["Date"], frame["Ticker"]), frame["Ticker"])
+    )
+    return raw.land_frame(
+        source="simulator",
+        dataset="daily_bars",
+        frame=frame,
+        partitions=partitions,
+        request={"tickers": sorted(set(frame["Ticker"]))},
+        tickers={t: {"status": "ok", "rows": 1} for t in set(frame["Ticker"])},
+        fetched_at=fetched_at,
+        run_id="run-1",
+    )

@@ -15,7 +15,7 @@ from marketflow_assets.sources.simulator import SimulatorSource
 from marketflow_assets.storage import atomic, object_store, raw_lake
 from marketflow_assets.storage.object_store import LocalObjectStore
 from marketflow_assets.storage.raw_lake import RawLake
-from marketflow_assets.transforms.payloads import bar_dates, iso_dates, session_dates
+from marketflow_tests.helpers import land_daily_bars
 
 CLOCK = dt.datetime(2024, 6, 7, 22, tzinfo=dt.UTC)
 PREFIX = "raw/simulator/daily_bars/"
@@ -27,19 +27,7 @@ def simulator_payload(tickers=("AAA", "BBB", "CCC"), first=dt.date(2024, 5, 20))
 
 
 def land(raw: RawLake, frame: pd.DataFrame):
-    partitions = iso_dates(
-        session_dates(bar_dates(frame["Date"], frame["Ticker"]), frame["Ticker"])
-    )
-    return raw.land_frame(
-        source="simulator",
-        dataset="daily_bars",
-        frame=frame,
-        partitions=partitions,
-        request={"tickers": sorted(set(frame["Ticker"]))},
-        tickers={t: {"status": "ok", "rows": 1} for t in set(frame["Ticker"])},
-        fetched_at=CLOCK,
-        run_id="run-1",
-    )
+    return land_daily_bars(raw, frame, CLOCK)
 
 
 def assert_same_rows(read: pd.DataFrame, payload: pd.DataFrame) -> None:
