@@ -131,13 +131,13 @@ class WarehouseResource(DuckDBResource):
         `EVICT_ABOVE_BYTES` is evicted first, so the kept instance holds little memory."""
         try:
             release_cache(con, above=EVICT_ABOVE_BYTES)
+            kept = duckdb.connect(
+                self.database,
+                read_only=False,
+                config={"custom_user_agent": "dagster", **self.connection_config},
+            )
         except duckdb.Error:
-            return  # e.g. a failed transaction still open: close as usual
-        kept = duckdb.connect(
-            self.database,
-            read_only=False,
-            config={"custom_user_agent": "dagster", **self.connection_config},
-        )
+            return  # e.g. a failed transaction still open: the warehouse closes as usual
         if not keep_between_blocks(self.database, kept.close):
             kept.close()
 
