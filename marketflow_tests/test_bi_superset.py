@@ -362,6 +362,33 @@ def test_a_newly_published_snapshot_shows_without_restarting(api, superset):
 SETTLE_MS = 360_000
 
 
+LOGIN_ATTEMPTS = 3
+
+
+def _log_in(context, base: str, password: str) -> None:
+    """Log in through Superset's login page, as a user does. The page is only submitted once
+    it is idle: its form gets its CSRF token from a request of its own, and a form submitted
+    before that (once, on a loaded machine) came back to the login page. Should a submission
+    still come back there, it is tried again, and the third failure fails the test."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    page = context.new_page()
+    for attempt in range(1, LOGIN_ATTEMPTS + 1):
+        page.goto(f"{base}/login/", wait_until="networkidle", timeout=120_000)
+        page.fill("input[name=username], #username", "admin")
+        page.fill("input[name=password], #password", password)
+        page.keyboard.press("Enter")
+        try:
+            page.wait_for_url(lambda url: "/login" not in url, timeout=60_000)
+            break
+        except PlaywrightTimeout:
+            if attempt == LOGIN_ATTEMPTS:
+                raise AssertionError(
+                    f"Superset's login still at {page.url} after {attempt} attempts"
+                ) from None
+    page.close()
+
+
 def check_dashboards_in_chromium(base: str, password: str, artifacts: Path) -> list[str]:
     """Log in, open every dashboard in its own tab at once (Superset answers their chart queries
     in parallel), wait until each settles, keep a screenshot, and return what is wrong (error
@@ -376,13 +403,7 @@ def check_dashboards_in_chromium(base: str, password: str, artifacts: Path) -> l
         # Tall enough for a whole dashboard: a full-page screenshot would resize the viewport,
         # and Superset redraws its grid on resize (the capture came out blank).
         context = browser.new_context(viewport={"width": 1600, "height": 2200})
-        login = context.new_page()
-        login.goto(f"{base}/login/")
-        login.fill("input[name=username], #username", "admin")
-        login.fill("input[name=password], #password", password)
-        login.keyboard.press("Enter")
-        login.wait_for_url(lambda url: "/login" not in url, timeout=60_000)
-        login.close()
+        _log_in(context, base, password)
         tabs = []
         for dashboard in dashboards:
             page = context.new_page()
