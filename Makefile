@@ -114,7 +114,7 @@ TEST_WORKERS ?= 2
 # 64 MiB): their DuckDB and SQLite commits fsync thousands of times, a few ms each on a virtual
 # disk, more on a busy one, during which the tests wait. Nothing a test proves depends on the
 # disk (a killed process's writes are in the page cache either way). pytest keeps the folders of
-# its last three runs. `make test TEST_TMPDIR=/tmp` puts them back on disk.
+# failed tests only (pyproject.toml). `make test TEST_TMPDIR=/tmp` puts them back on disk.
 TEST_TMPDIR ?= $(or $(shell df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 && $$4 >= 4194304 {print "/dev/shm"}'),$(TMPDIR),/tmp)
 
 test: system-deps $(VENV)/.installed-dev $(VENV)/.bytecode $(DBT_MANIFEST)
