@@ -12,7 +12,6 @@ import contextlib
 import ctypes
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 TMP_PREFIX = ".tmp-"
@@ -38,19 +37,11 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
     surviving a power loss is left to a later barrier (`sync_file_system`, or `fsync_file` and
     `fsync_dir`): many objects then cost one barrier instead of two fsyncs each."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX, suffix=path.suffix)
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            if durable:
-                os.fsync(handle.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if durable:
-        fsync_dir(path.parent)
+        write_atomic_at(folder, path.name, data, durable=durable)
+    finally:
+        os.close(folder)
 
 
 def write_atomic_at(folder_fd: int, name: str, data: bytes, *, durable: bool = True) -> None:

@@ -177,9 +177,11 @@ def is_kept(database: str) -> bool:
 def let_go(database: str) -> None:
     """Stop keeping the lock: close what is kept now, and release the lock unless a block of
     this process is still open (it is then released when that block ends)."""
-    if database == ":memory:":
-        return
-    key = str(lock_path(database))
+    if database != ":memory:":
+        _let_go(str(lock_path(database)))
+
+
+def _let_go(key: str) -> None:
     with _mutex:
         entry = _held.get(key)
         if entry is None or entry.release is None:
@@ -214,7 +216,7 @@ def _watch() -> None:
             if _wanted(Path(key)):
                 # let_go releases the lock even when closing the kept instance fails.
                 with contextlib.suppress(Exception):
-                    let_go(key.removesuffix(".lock"))
+                    _let_go(key)
 
 
 def _wanted_path(path: Path) -> Path:
