@@ -159,9 +159,12 @@ def load_frame(
 
 
 def pandera_failures(frame: pd.DataFrame, schema: pa.DataFrameSchema) -> pd.DataFrame:
-    """pandera's failure cases (lazy validation), or an empty frame."""
+    """pandera's failure cases (lazy validation), or an empty frame. Validates `frame` in place
+    (the caller's throw-away chunk): pandera otherwise starts by copying it, which consolidates
+    its column blocks into one array and cost 3x the validation itself (0.15 s against 0.05 s
+    per 190k rows of gold.daily_features)."""
     try:
-        schema.validate(frame, lazy=True)
+        schema.validate(frame, lazy=True, inplace=True)
     except pa.errors.SchemaErrors as exc:
         return exc.failure_cases
     return pd.DataFrame(columns=["schema_context", "column", "check", "failure_case", "index"])
