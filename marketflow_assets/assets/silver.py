@@ -217,7 +217,7 @@ def silver_daily_validation(
         with warehouse.get_connection() as con:
             ensure_all_tables(con)
             for batch in validate_daily_bars_in_batches(
-                con, params["start"], params["end"], params["tickers"], switches
+                con, params["start"], params["end"], params["tickers"], switches, arrow_bars=True
             ):
                 rejected.append(batch.rejected)
                 repairs.append(batch.repairs)
