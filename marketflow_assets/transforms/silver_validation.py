@@ -290,7 +290,7 @@ def _silver_bars(
             f" UNION ALL SELECT {_BRONZE_COLUMNS_AS_DATES}, repair_reason::VARCHAR "
             "FROM _silver_repaired"
         )
-    con.register("_silver_repaired", repaired)
+        con.register("_silver_repaired", repaired)
     try:
         return con.sql(
             "SELECT * REPLACE (CASE WHEN $recomputed AND provider_adjustment_differs "
@@ -306,7 +306,8 @@ def _silver_bars(
             },
         ).to_arrow_table()
     finally:
-        con.unregister("_silver_repaired")
+        if len(repaired):
+            con.unregister("_silver_repaired")
 
 
 def _record_adjustment_repairs(silver: pa.Table, log: pd.DataFrame) -> pd.DataFrame:
