@@ -202,6 +202,7 @@ def silver_daily_validation(
     Validated in batches of whole tickers (`validate_daily_bars_in_batches`): the accepted bars
     stream into silver.daily_bars batch by batch (the IO manager stages them and swaps the run's
     scope in at the end), so a 10-year range holds one batch in memory, not the whole range.
+    The batches are Arrow-backed frames: DuckDB reads them back without a conversion.
     The rejected and repair rows (few) are collected on the way and written after."""
     params = scope_params(context)
     tickers = ticker_scope(context)
@@ -217,7 +218,7 @@ def silver_daily_validation(
         with warehouse.get_connection() as con:
             ensure_all_tables(con)
             for batch in validate_daily_bars_in_batches(
-                con, params["start"], params["end"], params["tickers"], switches
+                con, params["start"], params["end"], params["tickers"], switches, arrow_bars=True
             ):
                 rejected.append(batch.rejected)
                 repairs.append(batch.repairs)

@@ -151,48 +151,54 @@ def silver_daily_bars_sql(accepted: str = "accepted_bars") -> str:
 WITH accepted AS (
     SELECT * FROM {accepted}
 ),
--- The fetch's date on the ticker's own exchange clock, once per (ticker, fetch) rather than per
--- bar: a run's bars come from a few fetches, and the time zone is looked up per value.
-fetch_dates AS (
-    SELECT ticker, fetched_at,
-        (fetched_at AT TIME ZONE {ticker_timezone_sql("ticker")})::DATE AS fetch_date
-    FROM (SELECT DISTINCT ticker, fetched_at FROM accepted)
-),
 actions AS (
     SELECT * FROM silver.corporate_actions
     WHERE $tickers IS NULL OR list_contains($tickers, ticker)
 ),
 {ACTION_SUFFIX_CTES}
-dated AS (
-    SELECT a.*, f.fetch_date
+-- The fetch's date on the ticker's own exchange clock, once per (ticker, fetch) rather than per
+-- bar: a run's bars come from a few fetches, and the time zone is looked up per value. So is the
+-- product of the splits after it.
+fetch_dates AS (
+    SELECT f.ticker, f.fetched_at, f.fetch_date,
+        coalesce(after_fetch.splits_from, 1.0) AS splits_after_fetch
+    FROM (
+        SELECT ticker, fetched_at,
+            (fetched_at AT TIME ZONE {ticker_timezone_sql("ticker")})::DATE AS fetch_date
+        FROM (SELECT DISTINCT ticker, fetched_at FROM accepted)
+    ) f
+    ASOF LEFT JOIN split_suffix after_fetch
+        ON f.ticker = after_fetch.ticker AND after_fetch.ex_date > f.fetch_date
+),
+-- Both suffixes at every action date (the first split / dividend on or after it, few rows), so
+-- that one ASOF join per bar finds both: the first action after a bar starts both suffixes.
+action_suffix AS (
+    SELECT d.ticker, d.ex_date, s.splits_from, v.factor_from
+    FROM (SELECT ticker, ex_date FROM split_suffix UNION SELECT ticker, ex_date FROM dividend_suffix) d
+    ASOF LEFT JOIN split_suffix s ON s.ticker = d.ticker AND s.ex_date >= d.ex_date
+    ASOF LEFT JOIN dividend_suffix v ON v.ticker = d.ticker AND v.ex_date >= d.ex_date
+),
+-- The action factors per (ticker, session): the ASOF join sorts its left side, so it runs on
+-- these two columns and the bars take the factors by a hash join.
+factors AS (
+    SELECT k.ticker, k.session_date,
+        coalesce(after_bar.splits_from, 1.0) AS splits_after_bar,
+        coalesce(after_bar.factor_from, 1.0) AS dividend_factor_after_bar
+    FROM (SELECT DISTINCT ticker, session_date FROM accepted) k
+    ASOF LEFT JOIN action_suffix after_bar
+        ON k.ticker = after_bar.ticker AND after_bar.ex_date > k.session_date
+),
+based AS (
+    SELECT a.*,
+        x.splits_after_bar,
+        x.splits_after_bar / coalesce(f.splits_after_fetch, 1.0) AS splits_in_fetch_basis,
+        x.dividend_factor_after_bar,
+        -- no action columns in the payload: fall back to the provider's own adjustment
+        a.dividends IS NULL AND a.stock_splits IS NULL AS provider_adjusted
     FROM accepted a
     LEFT JOIN fetch_dates f
         ON f.ticker = a.ticker AND f.fetched_at IS NOT DISTINCT FROM a.fetched_at
-),
--- The action factors per (ticker, session, fetch date): the ASOF joins sort their left side,
--- so they run on these three columns and the bars take the factors by a hash join.
-factors AS (
-    SELECT k.ticker, k.session_date, k.fetch_date,
-        coalesce(after_bar.splits_from, 1.0) AS splits_after_bar,
-        coalesce(after_bar.splits_from, 1.0) / coalesce(after_fetch.splits_from, 1.0) AS splits_in_fetch_basis,
-        coalesce(div_after_bar.factor_from, 1.0) AS dividend_factor_after_bar
-    FROM (SELECT DISTINCT ticker, session_date, fetch_date FROM dated) k
-    ASOF LEFT JOIN split_suffix after_bar
-        ON k.ticker = after_bar.ticker AND after_bar.ex_date > k.session_date
-    ASOF LEFT JOIN split_suffix after_fetch
-        ON k.ticker = after_fetch.ticker AND after_fetch.ex_date > k.fetch_date
-    ASOF LEFT JOIN dividend_suffix div_after_bar
-        ON k.ticker = div_after_bar.ticker AND div_after_bar.ex_date > k.session_date
-),
-based AS (
-    SELECT a.* EXCLUDE (fetch_date),
-        x.splits_after_bar, x.splits_in_fetch_basis, x.dividend_factor_after_bar,
-        -- no action columns in the payload: fall back to the provider's own adjustment
-        a.dividends IS NULL AND a.stock_splits IS NULL AS provider_adjusted
-    FROM dated a
-    LEFT JOIN factors x
-        ON x.ticker = a.ticker AND x.session_date = a.session_date
-        AND x.fetch_date IS NOT DISTINCT FROM a.fetch_date
+    LEFT JOIN factors x ON x.ticker = a.ticker AND x.session_date = a.session_date
 ),
 traded AS (
     SELECT *,

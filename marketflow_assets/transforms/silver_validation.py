@@ -5,6 +5,9 @@ are written together (assets/silver.py, one multi-asset).
 
 Repairs look at `CONTEXT_DAYS` around the run's sessions (a unit block or an unapplied split is
 judged against its neighbours), and only the run's sessions are written.
+
+The bars stay in DuckDB from bronze to silver; only those a repair can touch go through the
+pandas repairs (`_validate`): on clean data almost none, so a range run costs about the SQL.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import duckdb
-import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from marketflow_assets.contracts import silver as contracts
 from marketflow_assets.storage.warehouse import query_frame
@@ -26,10 +30,17 @@ from marketflow_assets.transforms.bar_quality import (
     rejected_bars_sql,
 )
 from marketflow_assets.transforms.repairs import RepairSwitches
-from marketflow_assets.transforms.repairs.bars import RANGE_TOLERANCE, repair_bars
+from marketflow_assets.transforms.repairs.bars import (
+    RANGE_TOLERANCE,
+    level_suspects_sql,
+    repair_bars,
+    widen_ranges,
+)
 
 CONTEXT_DAYS = 90
-# Bronze rows (context included) validated at a time by a range run: ~0.3 GB of frames.
+# Bronze rows (context included) validated at a time by a range run: ~0.2 GB of DuckDB temp
+# table and Arrow (more when every ticker needs a repair and goes through pandas). Larger batches
+# measured no cheaper (10 years x 500 tickers), and hold more memory.
 BATCH_ROWS = 200_000
 BRONZE_DAILY = "bronze.daily_bars"
 
@@ -69,13 +80,15 @@ def validate_daily_bars_in_batches(
     switches: RepairSwitches,
     *,
     batch_rows: int = BATCH_ROWS,
+    arrow_bars: bool = False,
 ) -> Iterator[ValidatedBars]:
     """`validate_daily_bars` (daily rows only) one batch of whole tickers at a time, about
     `batch_rows` bronze rows each: every rule and repair looks at one ticker's history, so the
     batches give the same rows as one pass, with the memory of one batch whatever the range.
-    Each batch's frames are free once the caller drops them."""
+    Each batch's frames are free once the caller drops them. `arrow_bars`: the bars as
+    Arrow-backed columns (see `_validate`)."""
     for batch in _ticker_batches(con, start, end, tickers, batch_rows):
-        yield _validate(con, start, end, batch, switches)
+        yield _validate(con, start, end, batch, switches, arrow_bars=arrow_bars)
 
 
 def intraday_rejected(
@@ -126,90 +139,188 @@ def _ticker_batches(
     return [list(group) for _, group in counts["ticker"].groupby(number, sort=True)]
 
 
+# `_validate`'s temp table (one connection's).
+_CLASSIFIED = "_silver_classified"
+_BRONZE_COLUMNS = (
+    "ticker, ts, interval, bar_date, session_date, open, high, low, close, adj_close, volume, "
+    "dividends, stock_splits, source, fetch_id, fetched_at, raw_object"
+)
+_BRONZE_COLUMNS_AS_DATES = _BRONZE_COLUMNS.replace(
+    "bar_date, session_date", "bar_date::DATE AS bar_date, session_date::DATE AS session_date"
+)
+
+
 def _validate(
     con: duckdb.DuckDBPyConnection,
     start: dt.date,
     end: dt.date,
     tickers: list[str] | None,
     switches: RepairSwitches,
+    *,
+    arrow_bars: bool = False,
 ) -> ValidatedBars:
-    """Accepted (repaired), rejected and repair rows of the daily bars of [start, end]."""
+    """Accepted (repaired), rejected and repair rows of the daily bars of [start, end].
+
+    The bars stay in DuckDB from bronze to silver (a temp table of `con`, then Arrow): only the bars a repair
+    can touch pass through pandas, i.e. the whole history of the tickers `level_suspects_sql`
+    names (a level shift or spike is judged against the ticker's other bars) and the other
+    tickers' bars outside their [low, high] (range widening looks at one bar). On clean data
+    that is next to nothing; moving every bar out to pandas and back (text, dates) cost most of
+    the step. With `arrow_bars` the bars come as Arrow-backed columns (no conversion: for a
+    caller that writes them straight back into DuckDB)."""
     tolerance = RANGE_TOLERANCE if switches.range_widened else 0.0
-    classified = query_frame(
-        con,
-        # In the repairs' order (by ticker and session): reordering a frame of Arrow text columns
-        # in pandas costs several times DuckDB's sort.
-        f"""SELECT * FROM (
-            {classified_bars_sql("1d", tolerance, own_adjustment=switches.adj_close_recomputed)}
-        ) ORDER BY ticker, session_date""",
-        _context(start, end, tickers),
-        # Text columns (ticker, source, fetch id, raw object, ...) only pass through pandas on
-        # their way back into DuckDB: as Python strings, out and back cost a third of a batch.
-        arrow_text=True,
-    )
-    in_scope = classified["session_date"].between(pd.Timestamp(start), pd.Timestamp(end))
-    rejected = classified[in_scope & classified["reason"].notna()]
-    accepted = classified[classified["reason"].isna()]
-    del classified, in_scope
-    actions = con.execute(
-        "SELECT ticker, ex_date, split_ratio, dividend_factor FROM silver.corporate_actions "
-        "WHERE $tickers IS NULL OR list_contains($tickers, ticker)",
-        {"tickers": tickers},
-    ).df()
-    repaired, log, quarantined = repair_bars(accepted, actions, switches)
-    del accepted
-
-    def scoped(frame: pd.DataFrame) -> pd.DataFrame:
-        days = pd.to_datetime(frame["session_date"])
-        return frame[days.between(pd.Timestamp(start), pd.Timestamp(end))]
-
-    con.register("accepted_bars", scoped(repaired))
-    del repaired
+    scope = {"start": start, "end": end}
     try:
-        silver = query_frame(
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {_CLASSIFIED} AS "
+            + classified_bars_sql("1d", tolerance, own_adjustment=switches.adj_close_recomputed),
+            _context(start, end, tickers),
+        )
+        rejected = query_frame(
             con,
-            silver_daily_bars_sql("accepted_bars"),
-            {"tickers": tickers, "provider_adjustment": not switches.adj_close_recomputed},
+            f"SELECT * FROM {_CLASSIFIED} "
+            "WHERE reason IS NOT NULL AND session_date BETWEEN $start AND $end",
+            scope,
             arrow_text=True,
         )
+        suspects, (repaired, log, quarantined) = _repair(con, tickers, switches)
+        silver = _silver_bars(
+            con, scope, tickers, switches, suspects, _scoped(repaired, start, end)
+        )
     finally:
-        con.unregister("accepted_bars")
-    # Python strings or None, as the repairs write them (the adjustment repair appends to it).
-    silver["repair_reason"] = (
-        silver["repair_reason"].astype(object).where(silver["repair_reason"].notna(), None)
-    )
-    log = scoped(log)
+        con.execute(f"DROP TABLE IF EXISTS {_CLASSIFIED}")
+    log = _scoped(log, start, end)
     if switches.adj_close_recomputed:
-        silver, log = _record_adjustment_repairs(silver, log)
-
-    quarantined = scoped(quarantined)
+        log = _record_adjustment_repairs(silver, log)
+    bars = silver.select(contracts.DAILY_BARS.column_names)
+    del silver
+    if arrow_bars:
+        frame = bars.to_pandas(types_mapper=pd.ArrowDtype)
+    else:
+        frame = _frame(bars)
+        # Python strings or None, as the repairs write them.
+        reason = frame["repair_reason"]
+        frame["repair_reason"] = reason.astype(object).where(reason.notna(), None)
+    quarantined = _scoped(quarantined, start, end)
     if len(quarantined):
         rejected = pd.concat([rejected, quarantined], ignore_index=True)
     rejected = rejected.assign(interval="1d")
     return ValidatedBars(
-        bars=silver[contracts.DAILY_BARS.column_names],
+        bars=frame,
         rejected=rejected[contracts.REJECTED_BARS.column_names],
         repairs=log[contracts.BAR_REPAIRS.column_names].reset_index(drop=True),
     )
 
 
-def _record_adjustment_repairs(
-    silver: pd.DataFrame, log: pd.DataFrame
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Bars whose provider Adj Close disagrees with silver's adjustment: reason + log rows."""
-    differs = silver["provider_adjustment_differs"].fillna(False).to_numpy(dtype=bool)
-    if not differs.any():
-        return silver, log
-    silver = silver.copy()
-    silver["repair_reason"] = np.where(
-        differs,
-        silver["repair_reason"]
-        .fillna("")
-        .str.cat(["adj_close_recomputed"] * len(silver), sep=",")
-        .str.lstrip(","),
-        silver["repair_reason"],
+def _frame(table: pa.Table) -> pd.DataFrame:
+    """As `query_frame(arrow_text=True)` gives it: text as Arrow strings, dates as datetime64."""
+    return table.to_pandas(
+        types_mapper=lambda t: pd.ArrowDtype(t) if pa.types.is_string(t) else None,
+        date_as_object=False,
     )
-    rows = silver[differs]
+
+
+def _scoped(frame: pd.DataFrame, start: dt.date, end: dt.date) -> pd.DataFrame:
+    days = pd.to_datetime(frame["session_date"])
+    return frame[days.between(pd.Timestamp(start), pd.Timestamp(end))]
+
+
+def _touched(switches: RepairSwitches) -> str:
+    """The accepted bars of `_CLASSIFIED` a repair can touch ($suspects: `level_suspects_sql`)."""
+    outside = " OR open < low OR open > high OR close < low OR close > high"
+    return (
+        "reason IS NULL AND (list_contains($suspects::VARCHAR[], ticker)"
+        f"{outside if switches.range_widened else ''})"
+    )
+
+
+def _repair(
+    con: duckdb.DuckDBPyConnection, tickers: list[str] | None, switches: RepairSwitches
+) -> tuple[list[str], tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
+    """The suspects (`level_suspects_sql`), and `repair_bars` of the accepted bars a repair can
+    touch, context included: the suspects' whole histories (`repair_bars`) and the other
+    tickers' bars outside their range (`widen_ranges`)."""
+    actions = con.execute(
+        "SELECT ticker, ex_date, split_ratio, dividend_factor FROM silver.corporate_actions "
+        "WHERE $tickers IS NULL OR list_contains($tickers, ticker)",
+        {"tickers": tickers},
+    ).df()
+    accepted = f"(SELECT * FROM {_CLASSIFIED} WHERE reason IS NULL)"
+    con.register("_silver_actions", actions)
+    try:
+        suspects = sorted(
+            row[0]
+            for row in con.execute(level_suspects_sql(accepted, "_silver_actions")).fetchall()
+        )
+    finally:
+        con.unregister("_silver_actions")
+    touched = query_frame(
+        con,
+        # In the repairs' order (by ticker and session): reordering a frame of Arrow text columns
+        # in pandas costs several times DuckDB's sort.
+        f"SELECT {_BRONZE_COLUMNS}, list_contains($suspects::VARCHAR[], ticker) AS suspect "
+        f"FROM {_CLASSIFIED} WHERE {_touched(switches)} ORDER BY ticker, session_date",
+        {"suspects": suspects},
+        arrow_text=True,
+    )
+    suspect = touched.pop("suspect").to_numpy(dtype=bool)
+    shifted = repair_bars(touched[suspect], actions, switches)
+    widened = widen_ranges(touched[~suspect], switches)
+    return suspects, tuple(  # type: ignore[return-value]
+        pd.concat([a, b], ignore_index=True) if len(a) and len(b) else (b if len(b) else a)
+        for a, b in zip(shifted, widened, strict=True)
+    )
+
+
+def _silver_bars(
+    con: duckdb.DuckDBPyConnection,
+    scope: dict,
+    tickers: list[str] | None,
+    switches: RepairSwitches,
+    suspects: list[str],
+    repaired: pd.DataFrame,
+) -> pa.Table:
+    """silver.daily_bars rows (and the adjustment columns) of the run's sessions: the untouched
+    accepted bars straight from `_CLASSIFIED`, the others from `repaired` (the run's sessions of
+    `_repair`'s bars). With adj_close_recomputed, a bar whose provider Adj Close disagrees with
+    silver's adjustment has that appended to its repair_reason."""
+    accepted = (
+        f"SELECT {_BRONZE_COLUMNS}, NULL::VARCHAR AS repair_reason FROM {_CLASSIFIED} "
+        f"WHERE reason IS NULL AND NOT ({_touched(switches)}) "
+        "AND session_date BETWEEN $start AND $end"
+    )
+    if len(repaired):
+        # dates back from datetime64; the reasons typed even when all are None
+        accepted += (
+            f" UNION ALL SELECT {_BRONZE_COLUMNS_AS_DATES}, repair_reason::VARCHAR "
+            "FROM _silver_repaired"
+        )
+        con.register("_silver_repaired", repaired)
+    try:
+        return con.sql(
+            "SELECT * REPLACE (CASE WHEN $recomputed AND provider_adjustment_differs "
+            "THEN coalesce(repair_reason || ',', '') || 'adj_close_recomputed' "
+            "ELSE repair_reason END AS repair_reason) "
+            f"FROM ({silver_daily_bars_sql(f'({accepted})')})",
+            params={
+                **scope,
+                "suspects": suspects,
+                "tickers": tickers,
+                "provider_adjustment": not switches.adj_close_recomputed,
+                "recomputed": switches.adj_close_recomputed,
+            },
+        ).to_arrow_table()
+    finally:
+        if len(repaired):
+            con.unregister("_silver_repaired")
+
+
+def _record_adjustment_repairs(silver: pa.Table, log: pd.DataFrame) -> pd.DataFrame:
+    """`log` and a row per bar of `silver` whose provider Adj Close disagrees with silver's
+    adjustment (`_silver_bars` has put it in their repair_reason)."""
+    rows = _frame(silver.filter(pc.fill_null(silver["provider_adjustment_differs"], False)))
+    if rows.empty:
+        return log
     extra = pd.DataFrame(
         {
             "ticker": rows["ticker"],
@@ -227,5 +338,4 @@ def _record_adjustment_repairs(
             "raw_object": rows["raw_object"],
         }
     )
-    log = pd.concat([log, extra], ignore_index=True) if not log.empty else extra
-    return silver, log
+    return pd.concat([log, extra], ignore_index=True) if not log.empty else extra

@@ -60,6 +60,56 @@ REPAIR_LOG_COLUMNS = [
 ]
 
 
+# `level_suspects_sql`: a jump this large (or larger) makes its ticker a suspect. Half the
+# smallest jump a repair can act on without a split (a spike, SPIKE_FACTOR; a unit error needs
+# UNIT_FACTOR / e^UNIT_TOLERANCE = 40x): far outside the rounding of two logarithms.
+SUSPECT_JUMP = SPIKE_FACTOR / 2
+
+
+def level_suspects_sql(accepted: str, actions: str) -> str:
+    """The tickers whose bars in the relation `accepted` (bronze columns) `repair_bars` might
+    rescale or quarantine, given their splits in `actions` (ticker, ex_date, split_ratio).
+
+    The bars of every other ticker come out of `repair_bars` as they went in but for range
+    widening, which looks at one bar at a time (`widen_ranges`). A ticker is a suspect when
+    - a close-to-close jump reaches SUSPECT_JUMP (a unit error or spike needs 20x or more), or
+    - a jump within SPLIT_WINDOW_DAYS (+1) of one of its splits is at least half that split's
+      ratio in log terms (a split match needs two thirds of it), or
+    - two consecutive bars come from fetches that a split's ex-date may fall between (the
+      fetch dates +-2 days, whatever the clocks): their as-of bases may differ, so the jump
+      `repair_bars` sees is not the one computed here, or
+    - it has a split ratio that is not a positive finite number, or two bars on one session
+      (their order, hence their jumps, is not defined).
+    Every bound is looser than the rule it stands for, so a ticker left out has nothing for
+    those rules to find (test_silver_repair_routing checks it against `repair_bars` itself)."""
+    return f"""
+WITH splits AS (
+    SELECT ticker, ex_date::DATE AS ex_date, split_ratio,
+        CASE WHEN split_ratio > 0 AND isfinite(split_ratio) THEN abs(ln(split_ratio)) END AS log_ratio
+    FROM {actions} WHERE split_ratio IS DISTINCT FROM 1
+),
+stepped AS (
+    SELECT ticker, session_date, fetched_at,
+        ln(close) - lag(ln(close)) OVER w AS log_jump,
+        lag(session_date) OVER w AS previous_session,
+        lag(fetched_at) OVER w AS previous_fetched_at
+    FROM {accepted}
+    WINDOW w AS (PARTITION BY ticker ORDER BY session_date)
+)
+SELECT ticker FROM stepped
+WHERE abs(log_jump) >= {float(np.log(SUSPECT_JUMP))!r} OR previous_session = session_date
+UNION
+SELECT s.ticker FROM stepped s JOIN splits p ON p.ticker = s.ticker
+WHERE (abs(date_diff('day', s.session_date, p.ex_date)) <= {SPLIT_WINDOW_DAYS + 1}
+        AND abs(s.log_jump) >= p.log_ratio / 2)
+    OR (s.previous_fetched_at <> s.fetched_at
+        AND p.ex_date BETWEEN least(s.fetched_at, s.previous_fetched_at)::DATE - 2
+            AND greatest(s.fetched_at, s.previous_fetched_at)::DATE + 2)
+UNION
+SELECT ticker FROM splits WHERE log_ratio IS NULL
+"""
+
+
 def _day_numbers(values) -> np.ndarray:
     """Dates (datetime64, Timestamps or date objects) as int64 days since the epoch."""
     return pd.to_datetime(values).to_numpy().astype("datetime64[D]").astype(np.int64)
@@ -275,7 +325,42 @@ def repair_bars(
     residual = log_jump - explained
     spike = (np.abs(residual) >= np.log(SPIKE_FACTOR)) & (np.abs(back - residual) < np.log(2))
     spike &= np.sign(back) == np.sign(residual)
+    return _finished(bars, values, volume, factors, kinds, spike, residual, switches)
 
+
+def widen_ranges(
+    bars: pd.DataFrame, switches: RepairSwitches
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """`repair_bars` of bars whose tickers have no level shift or spike to find (none of their
+    jumps reaches `level_suspects_sql`'s bounds): only range widening is left, and it looks at
+    each bar on its own, so any subset of such bars can be passed, without its neighbours."""
+    bars = _sorted(bars)
+    n = len(bars)
+    values = {c: bars[c].to_numpy(dtype=float) for c in PRICE_COLUMNS}
+    none = np.zeros(n, dtype=bool)
+    return _finished(
+        bars,
+        values,
+        bars["volume"].to_numpy(),
+        np.ones(n),
+        none.astype(np.int8),
+        none,
+        np.zeros(n),
+        switches,
+    )
+
+
+def _finished(
+    bars: pd.DataFrame,
+    values: dict[str, np.ndarray],
+    volume: np.ndarray,
+    factors: np.ndarray,
+    kinds: np.ndarray,
+    spike: np.ndarray,
+    residual: np.ndarray,
+    switches: RepairSwitches,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Range widening on the rescaled bars, then `repair_bars`' three frames."""
     changed = dict(values)
     if switches.range_widened:
         low = np.fmin(np.fmin(values["low"], values["open"]), values["close"])
