@@ -162,6 +162,37 @@ class TickerHistory:
 
 
 @dataclass(frozen=True)
+class _ExchangeClock:
+    """Where the provider clock stands on one exchange's calendar."""
+
+    opened: dt.date | None  # the latest session opened by now
+    in_session: bool  # `opened` has not closed yet
+    today: np.datetime64  # now's date in the exchange's zone (datetime64[D])
+
+    @classmethod
+    def at(cls, cal: SessionCalendar, now: dt.datetime) -> _ExchangeClock:
+        opened = cal.latest_opened_session(now)
+        return cls(
+            opened,
+            opened is not None and now < cal.close_utc(opened),
+            np.datetime64(now.astimezone(cal.tz).date(), "D"),
+        )
+
+
+@dataclass(frozen=True)
+class TickerCloses:
+    """`TickerHistory`'s sessions, closes and actions (`SimulatorSource.closes`)."""
+
+    sessions: np.ndarray  # datetime64[D]
+    close: np.ndarray
+    dividend: np.ndarray
+    split: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.sessions)
+
+
+@dataclass(frozen=True)
 class _Bars:
     """Traded daily bars at some sessions of a `_Path`."""
 
@@ -192,11 +223,21 @@ class _Path:
     dividend: np.ndarray  # traded $ per share on the ex-date, else 0
     splits: np.ndarray  # ratio on the ex-date, else 1
     share_factor: np.ndarray  # np.cumprod(splits)
-    noise: np.ndarray  # (n, 3) standard normals: gap, upper wick, lower wick
-    volume_noise: np.ndarray
+    seed: int
 
     def __len__(self) -> int:
         return len(self.sessions)
+
+    @cached_property
+    def noise(self) -> np.ndarray:
+        """(n, 3) row-major standard normals (gap, upper wick, lower wick): session i always
+        gets the same three draws, whatever n is. Drawn when bars are asked for (closes alone,
+        as the statements use, do not need them)."""
+        return _rng(self.seed, self.ticker, "bars").standard_normal((len(self), 3))
+
+    @cached_property
+    def volume_noise(self) -> np.ndarray:
+        return _rng(self.seed, self.ticker, "volume").lognormal(0.0, 0.35, len(self))
 
     def closes(self, rows: np.ndarray) -> np.ndarray:
         value = self.start_price * np.exp(self.cum[rows])
@@ -332,6 +373,13 @@ class SimulatorSource(MarketDataSource):
             path.splits,
         )
 
+    def closes(self, ticker: str, until: dt.date) -> TickerCloses:
+        """The traded closes and actions of `history`, without pricing the other bars."""
+        path = self._path(ticker, until)
+        return TickerCloses(
+            path.sessions, path.closes(np.arange(len(path))), path.dividend, path.splits
+        )
+
     def _path(self, ticker: str, until: dt.date) -> _Path:
         """The ticker's streams from listing through `until`, drawn in full (each draw depends on
         the ones before it) but not yet turned into bars: `_Path.bars` evaluates the sessions a
@@ -385,10 +433,6 @@ class SimulatorSource(MarketDataSource):
                 amount = _round_like_numpy(q * prev_traded_close, 4)
                 dividend[i] = amount
                 dropped.append(dropped[-1] * (1.0 - amount / prev_traded_close))
-
-        # (n, 3) row-major: session i always gets the same three draws, whatever n is.
-        noise = _rng(self.seed, ticker, "bars").standard_normal((n, 3))
-        volume_noise = _rng(self.seed, ticker, "volume").lognormal(0.0, 0.35, n)
         return _Path(
             ticker=ticker,
             first=first,
@@ -403,8 +447,7 @@ class SimulatorSource(MarketDataSource):
             dividend=dividend,
             splits=splits,
             share_factor=share_factor,
-            noise=noise,
-            volume_noise=volume_noise,
+            seed=self.seed,
         )
 
     def _factor(
@@ -493,9 +536,10 @@ class SimulatorSource(MarketDataSource):
         self._count_request(f"daily bars for {len(query.tickers)} tickers")
         now = self.now()
         frames, errors = [], {}
+        clocks: dict[str, _ExchangeClock] = {}
         for ticker in query.tickers:  # one pass per ticker, vectorised within
             try:
-                frame = self._daily_payload(ticker, query.start, query.end, now)
+                frame = self._daily_payload(ticker, query.start, query.end, now, clocks)
             except UnknownExchangeError as exc:
                 errors[ticker] = str(exc)
                 continue
@@ -518,15 +562,25 @@ class SimulatorSource(MarketDataSource):
         )
 
     def _daily_payload(
-        self, ticker: str, start: dt.date, end: dt.date, now: dt.datetime
+        self,
+        ticker: str,
+        start: dt.date,
+        end: dt.date,
+        now: dt.datetime,
+        clocks: dict[str, _ExchangeClock] | None = None,
     ) -> dict[str, np.ndarray] | pd.DataFrame | None:
         """The ticker's payload columns (a frame when faults rewrite rows), empty when it has no
         bar in the range, None when the ticker is unknown. Bars are priced only for the
-        requested sessions; the as-of factors only need the actions after them."""
+        requested sessions; the as-of factors only need the actions after them. `clocks`: the
+        request's `_ExchangeClock` per calendar, shared by its tickers."""
         if ticker in self.faults.unknown:
             return None
         cal = self.calendar(ticker)
-        opened = cal.latest_opened_session(now)
+        clocks = {} if clocks is None else clocks
+        clock = clocks.get(cal.name)
+        if clock is None:
+            clock = clocks[cal.name] = _ExchangeClock.at(cal, now)
+        opened = clock.opened
         if opened is None:
             return pd.DataFrame()
         path = self._path(ticker, opened)
@@ -541,11 +595,7 @@ class SimulatorSource(MarketDataSource):
         o, h, lo, c, v = bars.open, bars.high, bars.low, bars.close, bars.volume
         # The session in progress: a forming bar built from the minutes so far.
         last = len(path) - 1
-        if (
-            idx[-1] == last
-            and sessions[last] == np.datetime64(opened, "D")
-            and now < cal.close_utc(opened)
-        ):
+        if idx[-1] == last and sessions[last] == np.datetime64(opened, "D") and clock.in_session:
             minutes = self._minute_bars(ticker, opened, o[-1], h[-1], lo[-1], c[-1], v[-1], now)
             o[-1], h[-1], lo[-1] = minutes["open"][0], minutes["high"].max(), minutes["low"].min()
             c[-1], v[-1] = minutes["close"][-1], minutes["volume"].sum()
@@ -553,11 +603,7 @@ class SimulatorSource(MarketDataSource):
         # As-of basis: splits with D < ex-date <= F are applied to bar D; Yahoo's Adj Close
         # also applies dividends with D < ex-date <= F. Known actions are those on sessions
         # through F's local date; a dividend's factor uses the traded close before it.
-        known = int(
-            np.searchsorted(
-                sessions, np.datetime64(now.astimezone(cal.tz).date(), "D"), side="right"
-            )
-        )
+        known = int(np.searchsorted(sessions, clock.today, side="right"))
         split_rows = np.flatnonzero(path.splits[:known] != 1.0)
         div_rows = path.events[path.events < known]
         div_prev_close = path.closes(div_rows - 1)
