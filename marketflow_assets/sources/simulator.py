@@ -511,7 +511,7 @@ class SimulatorSource(MarketDataSource):
 
     def corporate_actions(self, ticker: str, until: dt.date) -> pd.DataFrame:
         """Ground truth actions (traded basis): ex_date, dividend, split_ratio."""
-        hist = self.history(ticker, until)
+        hist = self.closes(ticker, until)
         mask = (hist.dividend > 0) | (hist.split != 1)
         return pd.DataFrame(
             {
