@@ -14,6 +14,7 @@ The x axis is the session index (no gaps for weekends and holidays, as trading c
 
 from __future__ import annotations
 
+import functools
 import html
 from dataclasses import dataclass
 
@@ -128,14 +129,7 @@ class Panel:
 
     def hgrid(self) -> str:
         """Horizontal grid lines with value labels at round values."""
-        parts, right = [], WIDTH - RIGHT
-        for value in nice_ticks(self.lo, self.hi):
-            y = float(self.y(value))
-            parts.append(
-                f'<line x1="{LEFT}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}" stroke="{GRID}"/>'
-                f'<text x="{LEFT - 4}" y="{y + 4:.1f}" text-anchor="end" {FONT(11)}>{value:g}</text>'
-            )
-        return "".join(parts)
+        return _hgrid(self.top, self.height, self.lo, self.hi)
 
     def vgrid(self, x_ticks: np.ndarray) -> str:
         """Vertical grid lines at the sessions `x_ticks`."""
@@ -176,6 +170,21 @@ def nice_ticks(lo: float, hi: float, count: int = 4) -> np.ndarray:
     magnitude = 10 ** np.floor(np.log10(raw))
     step = magnitude * min(m for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
     return np.arange(np.ceil(lo / step), np.floor(hi / step) + 1) * step
+
+
+@functools.lru_cache(maxsize=256)  # panels on the same scale (every RSI 0..100) share one
+def _hgrid(top: float, height: float, lo: float, hi: float) -> str:
+    """`Panel.hgrid`: the tick positions computed as one array (the same float operations as
+    one tick at a time), the labels formatted from Python floats (as numpy's scalars format)."""
+    ticks = nice_ticks(lo, hi)
+    scale = height / (hi - lo)
+    ys = (top + (hi - ticks) * scale).tolist()
+    right, font = WIDTH - RIGHT, FONT(11)
+    return "".join(
+        f'<line x1="{LEFT}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}" stroke="{GRID}"/>'
+        f'<text x="{LEFT - 4}" y="{y + 4:.1f}" text-anchor="end" {font}>{value:g}</text>'
+        for value, y in zip(ticks.tolist(), ys, strict=True)
+    )
 
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")

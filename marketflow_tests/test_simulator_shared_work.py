@@ -73,3 +73,48 @@ def test_a_short_request_serves_the_long_requests_rows_of_its_range():
     in_week = long.frame[(dates >= week[0]) & (dates <= week[1])].reset_index(drop=True)
     assert len(short.frame) == 5 * len(US)
     pd.testing.assert_frame_equal(short.frame, in_week, check_exact=True)
+
+
+def test_closes_are_the_historys_closes_and_actions():
+    """`closes` (what the statements price from) skips the other bars' draws but gives the very
+    closes, dividends and splits of `history`."""
+    source = SimulatorSource(seed=3, clock=CLOCK)
+    for ticker in ("AAPL", "NVDA", "VOD.L", "BBB"):
+        history = source.history(ticker, CLOCK.date())
+        closes = source.closes(ticker, CLOCK.date())
+        assert len(closes) == len(history) > 1000
+        for name in ("sessions", "close", "dividend", "split"):
+            assert getattr(closes, name).tobytes() == getattr(history, name).tobytes(), name
+    assert (source.history("AAPL", CLOCK.date()).split != 1).any()  # the splits were exercised
+
+
+def test_an_old_window_is_served_as_of_the_later_splits_and_dividends():
+    """Bars priced for a short window alone carry the same as-of factors (every split and
+    dividend between the window and the clock) as the same rows of a request from listing:
+    windows on and just before ex-dates, an old month, and the last session, also while it
+    is still forming."""
+    tickers = ("AAPL", "NVDA", "BBB", "7203.T", "FOO.L")
+    served = 0
+    for clock in (CLOCK, dt.datetime(2024, 6, 7, 15, 7, 30, tzinfo=dt.UTC)):
+        source = SimulatorSource(seed=5, clock=clock)
+        actions = source.corporate_actions("AAPL", clock.date())
+        split_day = actions.loc[actions["split_ratio"] != 1, "ex_date"].iloc[0]
+        dividend_day = actions.loc[actions["dividend"] > 0, "ex_date"].iloc[-1]
+        windows = [(day, day) for day in (split_day, dividend_day, clock.date())] + [
+            (day - dt.timedelta(days=3), day - dt.timedelta(days=1))
+            for day in (split_day, dividend_day)
+        ]
+        for group in (tickers[:3], tickers[3:4], tickers[4:]):  # one time zone per frame
+            full = source.fetch_bars(BarsQuery(group, dt.date(1990, 1, 1), clock.date(), "1d"))
+            dates = full.frame["Date"].dt.date
+            for first, last in [*windows, (dt.date(2000, 3, 1), dt.date(2000, 3, 31))]:
+                short = SimulatorSource(seed=5, clock=clock).fetch_bars(
+                    BarsQuery(group, first, last, "1d")
+                )
+                rows = full.frame[(dates >= first) & (dates <= last)].reset_index(drop=True)
+                if rows.empty:  # no session of this exchange in the window
+                    assert short.frame.empty
+                    continue
+                pd.testing.assert_frame_equal(short.frame, rows, check_exact=True)
+                served += len(rows)
+    assert served > 50

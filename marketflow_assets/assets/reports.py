@@ -255,9 +255,10 @@ def html_table(columns: dict[str, np.ndarray], digits: int) -> str:
     decimals, missing values as NaN (as pandas' `to_html`, at a fraction of its cost)."""
 
     def cells(values: np.ndarray) -> list[str]:
-        if np.issubdtype(values.dtype, np.datetime64):
+        kind = values.dtype.kind  # "M": np.datetime64, "f": np.floating (cheaper than issubdtype)
+        if kind == "M":
             return np.datetime_as_string(values, unit="D").tolist()
-        if np.issubdtype(values.dtype, np.floating):
+        if kind == "f":
             return [f"{v:.{digits}f}" if v == v else "NaN" for v in values.tolist()]
         return [html.escape(str(v)) for v in values.tolist()]
 

@@ -161,6 +161,119 @@ class TickerHistory:
         return len(self.sessions)
 
 
+@dataclass(frozen=True)
+class _ExchangeClock:
+    """Where the provider clock stands on one exchange's calendar."""
+
+    opened: dt.date | None  # the latest session opened by now
+    in_session: bool  # `opened` has not closed yet
+    today: np.datetime64  # now's date in the exchange's zone (datetime64[D])
+
+    @classmethod
+    def at(cls, cal: SessionCalendar, now: dt.datetime) -> _ExchangeClock:
+        opened = cal.latest_opened_session(now)
+        return cls(
+            opened,
+            opened is not None and now < cal.close_utc(opened),
+            np.datetime64(now.astimezone(cal.tz).date(), "D"),
+        )
+
+
+@dataclass(frozen=True)
+class TickerCloses:
+    """`TickerHistory`'s sessions, closes and actions (`SimulatorSource.closes`)."""
+
+    sessions: np.ndarray  # datetime64[D]
+    close: np.ndarray
+    dividend: np.ndarray
+    split: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.sessions)
+
+
+@dataclass(frozen=True)
+class _Bars:
+    """Traded daily bars at some sessions of a `_Path`."""
+
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Path:
+    """A ticker's drawn streams from listing through some session (`SimulatorSource._path`):
+    everything sequential (the cumulated returns, the dividends, each of which depends on the
+    price before it) is done; the bars are evaluated only at the sessions asked for, with the
+    same operations as on the whole history, so every value is the same bit for bit."""
+
+    ticker: str
+    first: int  # calendar index of the first session
+    sessions: np.ndarray  # datetime64[D]
+    is_index: bool
+    start_price: float
+    base_volume: float
+    log_ret: np.ndarray
+    cum: np.ndarray  # np.cumsum(log_ret)
+    events: np.ndarray  # rows of the dividend ex-dates, ascending
+    dropped: np.ndarray  # [1.0, product of the drops through each event, in order]
+    dividend: np.ndarray  # traded $ per share on the ex-date, else 0
+    splits: np.ndarray  # ratio on the ex-date, else 1
+    share_factor: np.ndarray  # np.cumprod(splits)
+    seed: int
+
+    def __len__(self) -> int:
+        return len(self.sessions)
+
+    @cached_property
+    def noise(self) -> np.ndarray:
+        """(n, 3) row-major standard normals (gap, upper wick, lower wick): session i always
+        gets the same three draws, whatever n is. Drawn when bars are asked for (closes alone,
+        as the statements use, do not need them)."""
+        return _rng(self.seed, self.ticker, "bars").standard_normal((len(self), 3))
+
+    @cached_property
+    def volume_noise(self) -> np.ndarray:
+        return _rng(self.seed, self.ticker, "volume").lognormal(0.0, 0.35, len(self))
+
+    def closes(self, rows: np.ndarray) -> np.ndarray:
+        value = self.start_price * np.exp(self.cum[rows])
+        if self.events.size:  # np.cumprod of the drops: 1.0 between events, so exactly these
+            value = value * self.dropped[np.searchsorted(self.events, rows, side="right")]
+        return np.round(value / self.share_factor[rows], 2)
+
+    def bars(self, rows: np.ndarray) -> _Bars:
+        """The bars at `rows` (ascending row numbers)."""
+        prev_rows = np.maximum(rows - 1, 0)  # session 0 opens from its own close
+        priced = np.union1d(rows, prev_rows)
+        closes = self.closes(priced)
+        close = closes[np.searchsorted(priced, rows)]
+        prev_close = closes[np.searchsorted(priced, prev_rows)]
+        splits, dividend = self.splits[rows], self.dividend[rows]
+        noise = self.noise[rows].T
+        gap = noise[0] * (0.002 if self.is_index else 0.006)
+        # On a split or dividend ex-date, the open continues from the re-based previous close.
+        rebased_prev = (
+            prev_close
+            / splits
+            * np.where(dividend > 0, 1 - dividend / np.maximum(prev_close, 1e-9), 1.0)
+        )
+        open_ = np.round(rebased_prev * np.exp(gap), 2)
+        wick = np.abs(noise[1:]) * (0.003 if self.is_index else 0.008)
+        high = np.round(np.maximum(open_, close) * np.exp(wick[0]), 2)
+        low = np.round(np.minimum(open_, close) * np.exp(-wick[1]), 2)
+        volume = np.round(
+            self.base_volume
+            * self.volume_noise[rows]
+            * (1 + 25 * np.abs(self.log_ret[rows]))
+            * self.share_factor[rows]
+        ).astype(np.int64)
+        return _Bars(open_, high, low, close, volume)
+
+
 def _stable_int(*parts: object) -> int:
     digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little")
@@ -180,6 +293,7 @@ class SimulatorSource(MarketDataSource):
     def __post_init__(self) -> None:
         self._requests = 0
         self._factor_cache: dict[tuple[str, ...], np.ndarray] = {}
+        self._scaled_factor_cache: dict[tuple, np.ndarray] = {}
 
     # -- clock ---------------------------------------------------------------------------
     def now(self) -> dt.datetime:
@@ -244,6 +358,32 @@ class SimulatorSource(MarketDataSource):
     def history(self, ticker: str, until: dt.date) -> TickerHistory:
         """Traded (unadjusted) daily bars and actions from listing through `until`, on the
         sessions of the ticker's own exchange."""
+        path = self._path(ticker, until)
+        bars = path.bars(np.arange(len(path)))
+        return TickerHistory(
+            ticker,
+            path.first,
+            path.sessions,
+            bars.open,
+            bars.high,
+            bars.low,
+            bars.close,
+            bars.volume,
+            path.dividend,
+            path.splits,
+        )
+
+    def closes(self, ticker: str, until: dt.date) -> TickerCloses:
+        """The traded closes and actions of `history`, without pricing the other bars."""
+        path = self._path(ticker, until)
+        return TickerCloses(
+            path.sessions, path.closes(np.arange(len(path))), path.dividend, path.splits
+        )
+
+    def _path(self, ticker: str, until: dt.date) -> _Path:
+        """The ticker's streams from listing through `until`, drawn in full (each draw depends on
+        the ones before it) but not yet turned into bars: `_Path.bars` evaluates the sessions a
+        request needs, so a one-session fetch does not price the whole history."""
         cal = self.calendar(ticker)
         mic = cal.name
         listing = self.listing(ticker)
@@ -260,8 +400,8 @@ class SimulatorSource(MarketDataSource):
         sector_key = (
             ("sector", listing.sector) if mic == EXCHANGE else ("sector", listing.sector, mic)
         )
-        market = self._factor_draws(market_key, first + n)[first:] * 0.010 + 0.0003
-        sector = self._factor_draws(sector_key, first + n)[first:] * 0.006
+        market = self._factor(market_key, first, n, 0.010, 0.0003)
+        sector = self._factor(sector_key, first, n, 0.006, None)
         params = _rng(self.seed, ticker, "params")
         beta = 1.0 if is_index else params.uniform(0.6, 1.4)
         idio_sigma = 0.002 if is_index else params.uniform(0.008, 0.022)
@@ -277,47 +417,54 @@ class SimulatorSource(MarketDataSource):
 
         # Per-original-share value path; dividends lower it on their ex-date (price drops by
         # the cash paid), splits divide the traded price by their ratio from the ex-date on.
-        value = start_price * np.exp(np.cumsum(log_ret))
+        # value[i] = start_price * exp(cum[i]) * dropped[dividends before or on i].
+        cum = np.cumsum(log_ret)
+        share_factor = np.cumprod(splits)
         dividend = np.zeros(n)
-        if dividends_at.size:
-            share_factor = np.cumprod(splits)
+        events = dividends_at[dividends_at > 0]
+        dropped = [1.0]  # products of the drops through each event, in order (np.cumprod's)
+        if events.size:
             q = listing.dividend_yield / 4
-            drop = np.ones(n)
-            dropped = 1.0  # product of the drops before event i (np.prod(drop[:i]), in order)
-            events = dividends_at[dividends_at > 0]
+            prev_values = (start_price * np.exp(cum[events - 1])).tolist()
             # Python floats: the same IEEE operations as on numpy scalars, ~10x cheaper each.
-            before = zip(value[events - 1].tolist(), share_factor[events - 1].tolist(), strict=True)
+            before = zip(prev_values, share_factor[events - 1].tolist(), strict=True)
             for i, (prev_value, prev_factor) in zip(events.tolist(), before, strict=True):
-                prev_traded_close = prev_value * dropped / prev_factor
+                prev_traded_close = prev_value * dropped[-1] / prev_factor
                 amount = _round_like_numpy(q * prev_traded_close, 4)
                 dividend[i] = amount
-                drop[i] = 1.0 - amount / prev_traded_close
-                dropped = dropped * drop[i]
-            value = value * np.cumprod(drop)
-        share_factor = np.cumprod(splits)
-        close = np.round(value / share_factor, 2)
+                dropped.append(dropped[-1] * (1.0 - amount / prev_traded_close))
+        return _Path(
+            ticker=ticker,
+            first=first,
+            sessions=sessions,
+            is_index=is_index,
+            start_price=start_price,
+            base_volume=base_volume,
+            log_ret=log_ret,
+            cum=cum,
+            events=events,
+            dropped=np.array(dropped),
+            dividend=dividend,
+            splits=splits,
+            share_factor=share_factor,
+            seed=self.seed,
+        )
 
-        # (n, 3) row-major: session i always gets the same three draws, whatever n is.
-        noise = _rng(self.seed, ticker, "bars").standard_normal((n, 3)).T
-        gap = noise[0] * (0.002 if is_index else 0.006)
-        prev_close = np.concatenate([[close[0] if n else 0.0], close[:-1]])
-        # On a split or dividend ex-date, the open continues from the re-based previous close.
-        rebased_prev = (
-            prev_close
-            / splits
-            * np.where(dividend > 0, 1 - dividend / np.maximum(prev_close, 1e-9), 1.0)
-        )
-        open_ = np.round(rebased_prev * np.exp(gap), 2)
-        wick = np.abs(noise[1:]) * (0.003 if is_index else 0.008)
-        high = np.round(np.maximum(open_, close) * np.exp(wick[0]), 2)
-        low = np.round(np.minimum(open_, close) * np.exp(-wick[1]), 2)
-        volume_noise = _rng(self.seed, ticker, "volume").lognormal(0.0, 0.35, n)
-        volume = np.round(
-            base_volume * volume_noise * (1 + 25 * np.abs(log_ret)) * share_factor
-        ).astype(np.int64)
-        return TickerHistory(
-            ticker, first, sessions, open_, high, low, close, volume, dividend, splits
-        )
+    def _factor(
+        self, key: tuple[str, ...], first: int, n: int, scale: float, drift: float | None
+    ) -> np.ndarray:
+        """`draws[first:first + n] * scale (+ drift)` of a factor stream, computed once per source
+        for every ticker listed on the same session (read-only; elementwise, so a longer array
+        starts with the shorter one's values)."""
+        cache_key = (*key, first, scale, drift)
+        scaled = self._scaled_factor_cache.get(cache_key)
+        if scaled is None or len(scaled) < n:
+            scaled = self._factor_draws(key, first + n)[first:] * scale
+            if drift is not None:
+                scaled = scaled + drift
+            scaled.flags.writeable = False
+            self._scaled_factor_cache[cache_key] = scaled
+        return scaled[:n]
 
     def _factor_draws(self, key: tuple[str, ...], size: int) -> np.ndarray:
         """The first `size` draws of a market or sector factor stream, which every ticker of that
@@ -364,7 +511,7 @@ class SimulatorSource(MarketDataSource):
 
     def corporate_actions(self, ticker: str, until: dt.date) -> pd.DataFrame:
         """Ground truth actions (traded basis): ex_date, dividend, split_ratio."""
-        hist = self.history(ticker, until)
+        hist = self.closes(ticker, until)
         mask = (hist.dividend > 0) | (hist.split != 1)
         return pd.DataFrame(
             {
@@ -389,9 +536,10 @@ class SimulatorSource(MarketDataSource):
         self._count_request(f"daily bars for {len(query.tickers)} tickers")
         now = self.now()
         frames, errors = [], {}
+        clocks: dict[str, _ExchangeClock] = {}
         for ticker in query.tickers:  # one pass per ticker, vectorised within
             try:
-                frame = self._daily_payload(ticker, query.start, query.end, now)
+                frame = self._daily_payload(ticker, query.start, query.end, now, clocks)
             except UnknownExchangeError as exc:
                 errors[ticker] = str(exc)
                 continue
@@ -414,66 +562,77 @@ class SimulatorSource(MarketDataSource):
         )
 
     def _daily_payload(
-        self, ticker: str, start: dt.date, end: dt.date, now: dt.datetime
+        self,
+        ticker: str,
+        start: dt.date,
+        end: dt.date,
+        now: dt.datetime,
+        clocks: dict[str, _ExchangeClock] | None = None,
     ) -> dict[str, np.ndarray] | pd.DataFrame | None:
         """The ticker's payload columns (a frame when faults rewrite rows), empty when it has no
-        bar in the range, None when the ticker is unknown."""
+        bar in the range, None when the ticker is unknown. Bars are priced only for the
+        requested sessions; the as-of factors only need the actions after them. `clocks`: the
+        request's `_ExchangeClock` per calendar, shared by its tickers."""
         if ticker in self.faults.unknown:
             return None
         cal = self.calendar(ticker)
-        opened = cal.latest_opened_session(now)
+        clocks = {} if clocks is None else clocks
+        clock = clocks.get(cal.name)
+        if clock is None:
+            clock = clocks[cal.name] = _ExchangeClock.at(cal, now)
+        opened = clock.opened
         if opened is None:
             return pd.DataFrame()
-        hist = self.history(ticker, opened)
-        if not len(hist):
-            return pd.DataFrame()
-        o, h, lo, c, v = (
-            hist.open.copy(),
-            hist.high.copy(),
-            hist.low.copy(),
-            hist.close.copy(),
-            hist.volume.copy(),
+        path = self._path(ticker, opened)
+        sessions = path.sessions
+        idx = np.arange(
+            np.searchsorted(sessions, np.datetime64(start, "D")),
+            np.searchsorted(sessions, np.datetime64(end, "D"), side="right"),
         )
+        if idx.size == 0:
+            return pd.DataFrame()
+        bars = path.bars(idx)
+        o, h, lo, c, v = bars.open, bars.high, bars.low, bars.close, bars.volume
         # The session in progress: a forming bar built from the minutes so far.
-        if hist.sessions[-1] == np.datetime64(opened, "D") and now < cal.close_utc(opened):
-            minutes = self._minute_bars(hist, len(hist) - 1, now)
+        last = len(path) - 1
+        if idx[-1] == last and sessions[last] == np.datetime64(opened, "D") and clock.in_session:
+            minutes = self._minute_bars(ticker, opened, o[-1], h[-1], lo[-1], c[-1], v[-1], now)
             o[-1], h[-1], lo[-1] = minutes["open"][0], minutes["high"].max(), minutes["low"].min()
             c[-1], v[-1] = minutes["close"][-1], minutes["volume"].sum()
 
         # As-of basis: splits with D < ex-date <= F are applied to bar D; Yahoo's Adj Close
-        # also applies dividends with D < ex-date <= F.
-        known = hist.sessions <= np.datetime64(now.astimezone(cal.tz).date(), "D")
-        split = np.where(known, hist.split, 1.0)
-        div = np.where(known, hist.dividend, 0.0)
-        later_splits = _product_after(split)
-        prev_close = np.concatenate([[np.nan], c[:-1]])
-        div_factor = np.where(div > 0, 1.0 - div / prev_close, 1.0)
-        later_divs = _product_after(div_factor)
+        # also applies dividends with D < ex-date <= F. Known actions are those on sessions
+        # through F's local date; a dividend's factor uses the traded close before it.
+        known = int(np.searchsorted(sessions, clock.today, side="right"))
+        split_rows = np.flatnonzero(path.splits[:known] != 1.0)
+        div_rows = path.events[path.events < known]
+        div_prev_close = path.closes(div_rows - 1)
+        div_amount = path.dividend[div_rows]
+        div_factor = np.where(div_amount > 0, 1.0 - div_amount / div_prev_close, 1.0)
+        later_splits = _product_after_rows(split_rows, path.splits[split_rows], idx)
+        later_divs = _product_after_rows(div_rows, div_factor, idx)
+        in_known = idx < known
+        split = np.where(in_known, path.splits[idx], 1.0)
+        div = np.where(in_known, path.dividend[idx], 0.0)
 
-        mask = (hist.sessions >= np.datetime64(start, "D")) & (
-            hist.sessions <= np.datetime64(end, "D")
-        )
-        idx = np.flatnonzero(mask)
-        if idx.size == 0:
-            return pd.DataFrame()
-        asof_close = c[idx] / later_splits[idx]
+        asof_close = c / later_splits
         columns = {
             TICKER_COLUMN: np.full(idx.size, ticker, dtype=object),
-            "Date": cal.local_midnights[hist.first + idx],
-            "Open": o[idx] / later_splits[idx],
-            "High": h[idx] / later_splits[idx],
-            "Low": lo[idx] / later_splits[idx],
+            "Date": cal.local_midnights[path.first + idx],
+            "Open": o / later_splits,
+            "High": h / later_splits,
+            "Low": lo / later_splits,
             "Close": asof_close,
-            "Adj Close": asof_close * later_divs[idx],
-            "Volume": np.round(v[idx] * later_splits[idx]).astype(np.int64),
+            "Adj Close": asof_close * later_divs,
+            "Volume": np.round(v * later_splits).astype(np.int64),
             # A dividend is quoted per share as of F: re-based by later splits only.
-            "Dividends": div[idx] / later_splits[idx],
-            "Stock Splits": np.where(split[idx] != 1.0, split[idx], 0.0),
+            "Dividends": div / later_splits,
+            "Stock Splits": np.where(split != 1.0, split, 0.0),
         }
         f = self.faults
         if not (f.missing_bars or f.duplicates or f.bad_ticks or f.price_100x):
             return columns  # framed once for the whole request (`_frame`)
-        return self._apply_faults(ticker, pd.DataFrame(columns), hist.first + idx)
+        return self._apply_faults(ticker, pd.DataFrame(columns), path.first + idx)
 
     def _apply_faults(
         self, ticker: str, frame: pd.DataFrame, calendar_index: np.ndarray
@@ -533,19 +692,30 @@ class SimulatorSource(MarketDataSource):
                 errors[ticker] = str(exc)
                 continue
             opened = cal.latest_opened_session(now)
-            hist = self.history(ticker, opened) if opened else None
+            path = self._path(ticker, opened) if opened else None
+            wanted = (
+                [
+                    session
+                    for session in cal.sessions_in_range(query.start, min(query.end, opened))
+                    if np.datetime64(session, "D") >= path.sessions[0]
+                ]
+                if path is not None and len(path)
+                else []
+            )
+            rows = np.searchsorted(path.sessions, np.array(wanted, dtype="datetime64[D]"))
+            bars = path.bars(rows)
             parts = []
-            for session in cal.sessions_in_range(
-                query.start, min(query.end, opened or query.start)
-            ):
-                i = int(np.searchsorted(hist.sessions, np.datetime64(session, "D"))) if hist else 0
-                if (
-                    hist is None
-                    or i >= len(hist)
-                    or hist.sessions[i] != np.datetime64(session, "D")
-                ):
-                    continue
-                m = self._minute_bars(hist, i, now)
+            for k, session in enumerate(wanted):
+                m = self._minute_bars(
+                    ticker,
+                    session,
+                    bars.open[k],
+                    bars.high[k],
+                    bars.low[k],
+                    bars.close[k],
+                    bars.volume[k],
+                    now,
+                )
                 parts.append(
                     pd.DataFrame(
                         {
@@ -576,16 +746,24 @@ class SimulatorSource(MarketDataSource):
             provider_calls=1,
         )
 
-    def _minute_bars(self, hist: TickerHistory, i: int, now: dt.datetime) -> dict:
-        """Minute bars of session i that aggregate exactly to its daily bar (traded basis),
-        cut at `now` with the last minute still forming. The ticker's own exchange's regular
-        hours: no minute in a lunch break."""
-        cal = self.calendar(hist.ticker)
-        session = dt.date.fromisoformat(str(hist.sessions[i]))
+    def _minute_bars(
+        self,
+        ticker: str,
+        session: dt.date,
+        o: np.float64,
+        h: np.float64,
+        lo: np.float64,
+        c: np.float64,
+        volume: np.int64,
+        now: dt.datetime,
+    ) -> dict:
+        """Minute bars of `session` that aggregate exactly to its daily bar (traded basis: open,
+        high, low, close, volume), cut at `now` with the last minute still forming. The ticker's
+        own exchange's regular hours: no minute in a lunch break."""
+        cal = self.calendar(ticker)
         minutes = cal.minutes(session)
         n = len(minutes)
-        o, h, lo, c = hist.open[i], hist.high[i], hist.low[i], hist.close[i]
-        rng = _rng(self.seed, hist.ticker, "minutes", session.isoformat())
+        rng = _rng(self.seed, ticker, "minutes", session.isoformat())
         # Anchors: the open, the day's high and low at two random minutes (in random order),
         # the close. Between anchors, a Brownian bridge; the path touches each extreme exactly
         # where its anchor is and nowhere beyond it.
@@ -604,9 +782,9 @@ class SimulatorSource(MarketDataSource):
             path[minute] = value
         opens, closes = path[:-1], path[1:]
         weights = (1.5 + np.cos(np.linspace(0, 2 * np.pi, n))) * rng.gamma(4.0, 0.25, n)
-        raw = weights / weights.sum() * hist.volume[i]
+        raw = weights / weights.sum() * volume
         vol = np.floor(raw).astype(np.int64)
-        remainder = int(hist.volume[i] - vol.sum())
+        remainder = int(volume - vol.sum())
         vol[np.argsort(raw - vol)[::-1][:remainder]] += 1
         bars = {
             "ts": minutes,
@@ -686,12 +864,12 @@ def _round_like_numpy(x: float, decimals: int) -> float:
     return round(x * scale) / scale
 
 
-def _product_after(factors: np.ndarray) -> np.ndarray:
-    """out[i] = product of factors[j] for j > i (1 for the last element)."""
-    if factors.size == 0:
-        return factors
-    suffix = np.cumprod(factors[::-1])[::-1]
-    return np.concatenate([suffix[1:], [1.0]])
+def _product_after_rows(rows: np.ndarray, factors: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """out[k] = product of the factors on rows > at[k] (ascending `rows`; 1 where none), taken
+    from the last row backwards: a suffix product over the whole history whose other factors are
+    1.0, so the same value bit for bit."""
+    suffix = np.concatenate([[1.0], np.cumprod(factors[::-1])])
+    return suffix[len(rows) - np.searchsorted(rows, at, side="right")]
 
 
 def _frame(

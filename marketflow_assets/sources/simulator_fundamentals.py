@@ -132,7 +132,7 @@ class SimulatorFundamentals(FundamentalsSource):
         overhead on these 100-row tables was most of a 500-ticker fetch."""
         sim = self.sim
         listing = sim.listing(ticker)
-        hist = sim.history(ticker, until)
+        hist = sim.closes(ticker, until)  # the other bars are not needed
         if len(hist) < 2:
             return None
         h = _stable_int(sim.seed, ticker, "fundamentals")
