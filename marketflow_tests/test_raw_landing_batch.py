@@ -157,6 +157,26 @@ def test_without_syncfs_each_object_and_folder_is_fsynced(tmp_path, monkeypatch)
     assert len(synced_files) == 2
 
 
+def test_few_objects_are_fsynced_many_flush_the_file_system(tmp_path, monkeypatch):
+    """A landing of a few objects (a one-session increment) fsyncs them and leaves the rest of
+    the file system's dirty pages alone; one of many objects flushes it at once."""
+    flushed, synced_files = [], []
+    monkeypatch.setattr(
+        object_store, "sync_file_system", lambda folder: flushed.append(folder) or True
+    )
+    monkeypatch.setattr(object_store, "fsync_file", synced_files.append)
+    monkeypatch.setattr(object_store, "fsync_dir", lambda folder: None)
+    store = LocalObjectStore(tmp_path)
+    store.put("few/x.bin", b"1", durable=False)
+    store.sync()
+    assert (flushed, synced_files) == ([], [tmp_path / "few/x.bin"])
+    store.put_many(
+        [(f"many/{i}.bin", b"1") for i in range(object_store.SYNCFS_ABOVE + 1)], durable=False
+    )
+    store.sync()
+    assert flushed == [tmp_path] and len(synced_files) == 1
+
+
 @pytest.mark.skipif(atomic._SYNCFS is None, reason="syncfs(2) is Linux-only")
 def test_syncfs_flushes_the_lake_file_system(tmp_path):
     assert atomic.sync_file_system(tmp_path) is True

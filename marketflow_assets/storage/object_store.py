@@ -151,6 +151,11 @@ class _Folders:
         return self.chain[-1][1] if self.chain else self.root_fd
 
 
+SYNCFS_ABOVE = 64
+"""Pending objects above which `LocalObjectStore.sync` flushes the file system at once instead
+of fsyncing each (2,520 objects of a 10-year landing: 2,520 fsyncs of 1.5-5 ms each here)."""
+
+
 class LocalObjectStore:
     def __init__(self, root: Path, *, refuse_hard_links: bool = False):
         self.root = Path(root)
@@ -183,14 +188,17 @@ class LocalObjectStore:
                         self._unsynced.add(self.root.joinpath(*parts))
 
     def sync(self) -> None:
-        """One syncfs(2) of the lake's file system where there is one (Linux), else an fsync of
-        each pending object and folder."""
+        """Make the pending objects durable: an fsync of each object and folder when there are
+        few, one syncfs(2) of the lake's file system (Linux) when there are many. syncfs also
+        flushes every other dirty page of that file system (a warehouse's checkpoint, a copied
+        home: 1.6 s of a one-session landing right after a copy), so it only pays where it
+        replaces many fsyncs: a range run's thousands of objects."""
         with self._unsynced_lock:
             pending, self._unsynced = self._unsynced, set()
         if not pending:
             return
         try:
-            if sync_file_system(self.root):
+            if len(pending) > SYNCFS_ABOVE and sync_file_system(self.root):
                 return
             for path in pending:
                 fsync_file(path)
