@@ -41,9 +41,10 @@ of a full publish's Parquet time: 10 years of features, bars and fundamentals) ~
 Any zstd reader reads either."""
 PASS_ROWS = 500_000
 """Rows per partitioned COPY of a rebuilt table read from its sorted copy (no sort to hold):
-whole years of months, as many as fit, so a small table is one pass (`gold.sector_daily`, 28k
-rows over 121 months: 1 COPY, not 11) and 10 years of features a few (each pass holds its
-months' rows until their files close: ~100 MB per 500k rows of 26 columns)."""
+whole years of months, as many as fit and DuckDB keeps files open (100: 8 years), so a small
+table takes one or two passes (`gold.sector_daily`, 28k rows over 121 months: 2 COPYs, not 11)
+and 10 years of features three (each pass holds its months' rows until their files close:
+~100 MB per 500k rows of 26 columns)."""
 
 
 class ParquetCopy:
