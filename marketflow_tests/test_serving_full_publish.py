@@ -104,3 +104,44 @@ def test_a_failure_while_commenting_keeps_the_previous_snapshot(warehouse, tmp_p
     ).fetchone()[0]
     con.close()
     assert comments  # the contract's description, written in the one transaction
+
+
+def test_parquet_months_of_a_rebuild_over_several_years_equal_the_snapshot(tmp_path, monkeypatch):
+    """A rebuilt table's months are read from its sorted snapshot copy, several whole years per
+    COPY (here two, then the last one alone): every month of the snapshot has one file with
+    exactly its rows, none else, and no staging folder is left."""
+    monkeypatch.setattr("marketflow_assets.serving.parquet_copy.PASS_ROWS", 1_100)
+    days = list(pd.bdate_range("2019-11-01", "2023-02-28").date)  # 5 years, ~2,600 rows
+    path = tmp_path / "warehouse.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE SCHEMA silver")
+    con.execute(
+        "CREATE TABLE silver.daily_bars AS SELECT ticker, d AS session_date, 10.0::DOUBLE AS open, "
+        "11.0::DOUBLE AS high, 9.0::DOUBLE AS low, hash(ticker, d) % 1000 / 10.0 AS close, "
+        "1000::BIGINT AS volume, 10.5::DOUBLE AS adj_close "
+        "FROM (SELECT unnest(?::VARCHAR[]) AS ticker) "
+        "CROSS JOIN (SELECT unnest(?::DATE[]) AS d) ORDER BY session_date, ticker DESC",
+        [TICKERS, days],
+    )
+    con.close()
+    root = tmp_path / "serving"
+    result = publish(path, root)
+    folder = root / "parquet" / "silver" / "daily_bars"
+    served = stored(result.path, "silver.daily_bars")
+    served["session_month"] = pd.to_datetime(served["session_date"]).dt.strftime("%Y-%m")
+    months = sorted(p.name.split("=", 1)[1] for p in folder.glob("session_month=*"))
+    assert months == sorted(served["session_month"].unique())
+    assert all(
+        [p.name for p in (folder / f"session_month={m}").iterdir()] == ["data.parquet"]
+        for m in months
+    )
+    for month, rows in served.groupby("session_month"):
+        copy = pd.read_parquet(folder / f"session_month={month}" / "data.parquet")
+        copy["session_date"] = pd.to_datetime(copy["session_date"])
+        rows = rows.assign(session_date=pd.to_datetime(rows["session_date"]))
+        pd.testing.assert_frame_equal(
+            copy.sort_values(["ticker", "session_date"]).reset_index(drop=True),
+            rows.drop(columns="session_month").reset_index(drop=True),
+            check_dtype=False,
+        )
+    assert not list(folder.parent.glob(".tmp-*"))

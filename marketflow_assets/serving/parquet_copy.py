@@ -39,6 +39,12 @@ PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1"
 """zstd at level 1, not DuckDB's default 3: the files are ~1% larger and encoding them (most
 of a full publish's Parquet time: 10 years of features, bars and fundamentals) ~1.5x faster.
 Any zstd reader reads either."""
+PASS_ROWS = 500_000
+"""Rows per partitioned COPY of a rebuilt table read from its sorted copy (no sort to hold):
+whole years of months, as many as fit and DuckDB keeps files open (100: 8 years), so a small
+table takes one or two passes (`gold.sector_daily`, 28k rows over 121 months: 2 COPYs, not 11)
+and 10 years of features three (each pass holds its months' rows until their files close:
+~100 MB per 500k rows of 26 columns)."""
 
 
 class ParquetCopy:
@@ -65,11 +71,15 @@ class ParquetCopy:
             jobs.submit(table, parts, scope, dropped=dropped)
         return jobs.finish(result)
 
-    def start(self, con: duckdb.DuckDBPyConnection, catalog: str) -> ParquetJobs:
+    def start(
+        self, con: duckdb.DuckDBPyConnection, catalog: str, sorted_catalog: str | None = None
+    ) -> ParquetJobs:
         """The Parquet writes of one publish, table by table as the publisher submits them, on
-        a worker thread with a cursor of its own (`ParquetJobs`)."""
+        a worker thread with a cursor of its own (`ParquetJobs`). `sorted_catalog`: where a
+        table submitted as rebuilt (all parts) is already complete and stored sorted by its
+        key (the snapshot being written): its months are read from there, unsorted."""
         self.seconds = {}
-        return ParquetJobs(self, con, catalog)
+        return ParquetJobs(self, con, catalog, sorted_catalog)
 
     def _write_one(
         self,
@@ -79,13 +89,14 @@ class ParquetCopy:
         parts: list | None,
         scope: tuple[str, list] | None,
         dropped: bool,
+        sorted_catalog: str | None = None,
     ) -> int:
         started = time.perf_counter()
         folder = self.root / table.schema / table.name
         if dropped:
             self._remove_tree(folder)
             return 0
-        written = self._write_table(con, catalog, table, parts, folder, scope)
+        written = self._write_table(con, catalog, table, parts, folder, scope, sorted_catalog)
         self.seconds[f"{table.schema}.{table.name}"] = round(time.perf_counter() - started, 3)
         return written
 
@@ -97,6 +108,7 @@ class ParquetCopy:
         parts: list | None,
         folder: Path,
         scope: tuple[str, list] | None = None,
+        sorted_catalog: str | None = None,
     ) -> int:
         source = f"({table.source_sql(catalog)}) s"
         partition = table.parquet_partition()
@@ -105,6 +117,9 @@ class ParquetCopy:
             return 1
         key, expr = partition
         if parts is None and key == "session_month":
+            if sorted_catalog is not None:
+                sorted_source = f"({table.source_sql(sorted_catalog)}) s"
+                return self._rebuild_months(con, sorted_source, table, expr, folder, True)
             return self._rebuild_months(con, source, table, expr, folder)
         if parts is None:  # rebuilt: every partition, and none of the old ones
             present = {
@@ -176,24 +191,32 @@ class ParquetCopy:
         table: ServedTable,
         expr: str,
         folder: Path,
+        presorted: bool = False,
     ) -> int:
-        """Every month of a rebuilt table, a year of months per partitioned COPY into a staging
-        folder (one pass over each year, not one filtered scan per month: 120 for ten years;
-        not the whole table at once either, whose sort and 120 open month buffers took ~2 GB
-        for 10 years of 500 tickers), then each month's file moved into place atomically and
-        months without rows removed."""
+        """Every month of a rebuilt table, whole years of months per partitioned COPY into a
+        staging folder (one pass over each year, not one filtered scan per month: 120 for ten
+        years), then each month's file moved into place atomically and months without rows
+        removed. An unsorted `source` (the warehouse) is sorted a year at a time (the whole
+        table's sort and 120 open month buffers took ~2 GB for 10 years of 500 tickers); a
+        `presorted` one (the snapshot's copy, sorted by key) is read as stored, `PASS_ROWS` at
+        a time: no second sort of what the snapshot just sorted. Either way a month's rows are
+        in key order per chunk of the scan, the threads' chunks one after the other (DuckDB's
+        partitioned write does not keep a whole partition's input order)."""
         staging = folder.parent / f".tmp-{folder.name}-{uuid.uuid4().hex}"
         staging.mkdir(parents=True)
         try:
-            first, last = con.execute(
-                f"SELECT min(session_date), max(session_date) FROM {source}"
+            first, last, rows = con.execute(
+                f"SELECT min(session_date), max(session_date), count(*) FROM {source}"
             ).fetchone()
-            for year in range(first.year, last.year + 1) if first is not None else ():
+            span = self._years_per_pass(con, rows, first, last) if presorted else 1
+            order = "" if presorted else f" ORDER BY {table.order_by()}"
+            for year in range(first.year, last.year + 1, span) if first is not None else ():
                 escaped = str(staging / str(year)).replace("'", "''")
+                end = min(year + span - 1, last.year)
                 con.execute(
                     f"COPY (SELECT *, {expr} AS session_month FROM {source} "
-                    f"WHERE session_date BETWEEN DATE '{year}-01-01' AND DATE '{year}-12-31' "
-                    f"ORDER BY {table.order_by()}) TO '{escaped}' ({PARQUET_OPTIONS}, "
+                    f"WHERE session_date BETWEEN DATE '{year}-01-01' AND DATE '{end}-12-31'"
+                    f"{order}) TO '{escaped}' ({PARQUET_OPTIONS}, "
                     "PARTITION_BY (session_month), FILENAME_PATTERN 'part_{i}')"
                 )
             months: dict[str, list[Path]] = {}
@@ -214,6 +237,20 @@ class ParquetCopy:
             return len(months)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+    @staticmethod
+    def _years_per_pass(
+        con: duckdb.DuckDBPyConnection, rows: int, first: dt.date | None, last: dt.date | None
+    ) -> int:
+        """Whole years per COPY: about `PASS_ROWS` rows, and no more months than DuckDB keeps
+        files open (past that it splits a month into several files, merged again after)."""
+        if first is None or last is None:
+            return 1
+        years = last.year - first.year + 1
+        open_files = int(
+            con.execute("SELECT current_setting('partitioned_write_max_open_files')").fetchone()[0]
+        )
+        return max(1, min(years * PASS_ROWS // max(rows, 1), open_files // 12))
 
     def _copy(
         self, con: duckdb.DuckDBPyConnection, query: str, path: Path, params: list | None = None
@@ -296,13 +333,23 @@ class ParquetCopy:
 
 class ParquetJobs:
     """One publish's Parquet writes on a worker thread, each table's as soon as the snapshot's
-    copy of it is done, so they overlap the next tables' updates (the Parquet rows come from
-    the warehouse and the previous files, never from the snapshot being written). `finish`
-    waits for them (a failed write fails the publish) and writes `_manifest.json`."""
+    copy of it is done, so they overlap the next tables' updates. Changed parts come from the
+    warehouse and the previous files (a month of the snapshot's ticker-sorted copy is a scan of
+    all of it); a table rebuilt whole from `sorted_catalog`, the snapshot's finished copy of it
+    when given (already sorted: one sort per publish, not a second one per year; the worker
+    only reads it, and the publisher no longer writes it). `finish` waits for them (a failed
+    write fails the publish) and writes `_manifest.json`."""
 
-    def __init__(self, copy: ParquetCopy, con: duckdb.DuckDBPyConnection, catalog: str):
+    def __init__(
+        self,
+        copy: ParquetCopy,
+        con: duckdb.DuckDBPyConnection,
+        catalog: str,
+        sorted_catalog: str | None = None,
+    ):
         self.copy = copy
         self.catalog = catalog
+        self.sorted_catalog = sorted_catalog
         self.cursor = con.cursor()  # DuckDB connections are per thread
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet")
         self.futures: list[Future[int]] = []
@@ -319,7 +366,14 @@ class ParquetJobs:
         self.changed.add(f"{table.schema}.{table.name}")
         self.futures.append(
             self.pool.submit(
-                self.copy._write_one, self.cursor, self.catalog, table, parts, scope, dropped
+                self.copy._write_one,
+                self.cursor,
+                self.catalog,
+                table,
+                parts,
+                scope,
+                dropped,
+                self.sorted_catalog,
             )
         )
 

@@ -164,7 +164,8 @@ def publish_snapshot(
         options = "" if previous is not None else f" (STORAGE_VERSION '{STORAGE_VERSION}')"
         warehouse.execute(f"ATTACH '{_sql_path(partial)}' AS {SNAP}{options}")
         # Parquet partitions are written on a worker thread while the next tables are updated.
-        jobs = parquet.start(warehouse, "") if parquet is not None else None
+        # A rebuilt table's months are read from its sorted copy in the snapshot.
+        jobs = parquet.start(warehouse, "", sorted_catalog=SNAP) if parquet is not None else None
         try:
             warehouse.execute("CREATE SCHEMA IF NOT EXISTS snap.serving")
             warehouse.execute(FINGERPRINTS_DDL)
