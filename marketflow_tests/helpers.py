@@ -154,3 +154,18 @@ def land_daily_bars(raw: RawLake, frame: pd.DataFrame, fetched_at: dt.datetime):
         fetched_at=fetched_at,
         run_id="run-1",
     )
+
+
+# Keys that order each of `ValidatedBars`' frames (silver bars, rejected rows, repair log) the
+# same way whatever batch or route produced them.
+VALIDATED_KEYS = {
+    "bars": ["ticker", "session_date"],
+    "rejected": ["ticker", "ts", "reason", "fetch_id", "raw_object"],
+    "repairs": ["ticker", "session_date", "kind"],
+}
+
+
+def sorted_validated(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    """`frame`, one of `ValidatedBars`' (`name`: bars, rejected or repairs), in key order."""
+    keys = [k for k in VALIDATED_KEYS[name] if k in frame.columns]
+    return frame.sort_values(keys, kind="stable").reset_index(drop=True)

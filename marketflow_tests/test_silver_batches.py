@@ -18,6 +18,7 @@ from marketflow_assets.transforms.silver_validation import (
     validate_daily_bars,
     validate_daily_bars_in_batches,
 )
+from marketflow_tests.helpers import sorted_validated
 
 CLOCK = dt.datetime(2024, 6, 7, 22, 0, tzinfo=dt.UTC)
 START, END = dt.date(2023, 6, 1), dt.date(2024, 6, 7)
@@ -42,18 +43,6 @@ def warehouse() -> duckdb.DuckDBPyConnection:
     con.close()
 
 
-KEYS = {
-    "bars": ["ticker", "session_date"],
-    "rejected": ["ticker", "ts", "reason", "fetch_id", "raw_object"],
-    "repairs": ["ticker", "session_date", "kind"],
-}
-
-
-def _sorted(frame: pd.DataFrame, name: str) -> pd.DataFrame:
-    keys = [k for k in KEYS[name] if k in frame.columns]
-    return frame.sort_values(keys, kind="stable").reset_index(drop=True)
-
-
 @pytest.mark.parametrize("tickers", [None, ["AZN.L", "B0002", "7203.T"]])
 def test_batches_of_whole_tickers_give_the_rows_of_one_pass(warehouse, tickers):
     switches = RepairSwitches()
@@ -71,7 +60,9 @@ def test_batches_of_whole_tickers_give_the_rows_of_one_pass(warehouse, tickers):
         parts = pd.concat(
             [getattr(b, name) for b in batches if not getattr(b, name).empty], ignore_index=True
         )
-        pd.testing.assert_frame_equal(_sorted(parts, name), _sorted(one, name), check_dtype=False)
+        pd.testing.assert_frame_equal(
+            sorted_validated(parts, name), sorted_validated(one, name), check_dtype=False
+        )
     # the faults were there to repair and reject, and the scope was kept
     assert len(whole.rejected) > 0 and len(whole.repairs) > 0
     assert set(whole.bars["ticker"]) == set(tickers or TICKERS)

@@ -19,6 +19,7 @@ from marketflow_assets.transforms import silver_validation
 from marketflow_assets.transforms.repairs import RepairSwitches
 from marketflow_assets.transforms.repairs.bars import level_suspects_sql, repair_bars
 from marketflow_assets.transforms.silver_validation import validate_daily_bars
+from marketflow_tests.helpers import sorted_validated
 
 CLOCK = dt.datetime(2024, 6, 7, 22, 0, tzinfo=dt.UTC)
 START, END = dt.date(2023, 6, 1), dt.date(2024, 6, 7)
@@ -141,17 +142,6 @@ def warehouse() -> duckdb.DuckDBPyConnection:
     con.close()
 
 
-KEYS = {
-    "bars": ["ticker", "session_date"],
-    "rejected": ["ticker", "ts", "reason", "fetch_id", "raw_object"],
-    "repairs": ["ticker", "session_date", "kind"],
-}
-
-
-def _sorted(frame: pd.DataFrame, name: str) -> pd.DataFrame:
-    return frame.sort_values(KEYS[name], kind="stable").reset_index(drop=True)
-
-
 @pytest.mark.parametrize(
     "disabled", ["", "range_widened", "unit_100x,split_unapplied", "adj_close_recomputed"]
 )
@@ -179,8 +169,8 @@ def test_routed_validation_equals_repairing_every_ticker(warehouse, monkeypatch,
     everything = validate_daily_bars(warehouse, START, END, None, switches)
     for name in ("bars", "rejected", "repairs"):
         pd.testing.assert_frame_equal(
-            _sorted(getattr(routed, name), name),
-            _sorted(getattr(everything, name), name),
+            sorted_validated(getattr(routed, name), name),
+            sorted_validated(getattr(everything, name), name),
             check_dtype=False,
         )
     reasons = routed.bars.set_index("ticker")["repair_reason"].dropna()
