@@ -18,11 +18,15 @@ import yaml
 from marketflow_assets.contracts.fundamentals import BRONZE_FINANCIAL_STATEMENTS
 from marketflow_assets.definitions import build_definitions
 from marketflow_assets.instance.batched_events import batched_ephemeral_instance
+from marketflow_assets.repair_report.fixtures import payload_warehouse
 from marketflow_assets.resources import TICKERS_TAG
 from marketflow_assets.settings import Settings
+from marketflow_assets.sources.base import BarsQuery
+from marketflow_assets.sources.simulator import SimulatorFaults, SimulatorSource
 from marketflow_assets.storage.raw_lake import RawLake
 from marketflow_assets.transforms.fundamentals import SILVER_FACTS_SQL
 from marketflow_assets.transforms.payloads import bar_dates, iso_dates, session_dates
+from marketflow_assets.transforms.repairs import RepairSwitches
 
 REPO = Path(__file__).resolve().parents[1]
 # A Friday evening after the close: every session up to 2024-06-07 is final.
@@ -169,3 +173,25 @@ def sorted_validated(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     """`frame`, one of `ValidatedBars`' (`name`: bars, rejected or repairs), in key order."""
     keys = [k for k in VALIDATED_KEYS[name] if k in frame.columns]
     return frame.sort_values(keys, kind="stable").reset_index(drop=True)
+
+
+def simulated_bronze_warehouse(
+    tickers: Sequence[str],
+    start: dt.date,
+    end: dt.date,
+    clock: dt.datetime,
+    faults: SimulatorFaults,
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory warehouse with the simulator's daily bars of `tickers` over [start, end]
+    (seed 3, with `faults`) landed in bronze as one fetch, with their
+    corporate actions: what the silver validation reads."""
+    source = SimulatorSource(seed=3, clock=clock, faults=faults)
+    payload = source.fetch_bars(BarsQuery(tuple(tickers), start, end, "1d"))
+    con, _, _ = payload_warehouse(
+        payload,
+        source.name,
+        fetch_id="f1",
+        object_key="raw/daily.parquet",
+        switches=RepairSwitches(),
+    )
+    return con

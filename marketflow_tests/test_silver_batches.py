@@ -10,15 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from marketflow_assets.repair_report.fixtures import payload_warehouse
-from marketflow_assets.sources.base import BarsQuery
-from marketflow_assets.sources.simulator import SimulatorFaults, SimulatorSource
+from marketflow_assets.sources.simulator import SimulatorFaults
 from marketflow_assets.transforms.repairs import RepairSwitches
 from marketflow_assets.transforms.silver_validation import (
     validate_daily_bars,
     validate_daily_bars_in_batches,
 )
-from marketflow_tests.helpers import sorted_validated
+from marketflow_tests.helpers import simulated_bronze_warehouse, sorted_validated
 
 CLOCK = dt.datetime(2024, 6, 7, 22, 0, tzinfo=dt.UTC)
 START, END = dt.date(2023, 6, 1), dt.date(2024, 6, 7)
@@ -30,15 +28,7 @@ def warehouse() -> duckdb.DuckDBPyConnection:
     """Bronze daily bars of eight tickers on four exchanges with duplicates, bad ticks and
     100x prices, and their corporate actions."""
     faults = SimulatorFaults(duplicates=0.01, bad_ticks=0.005, price_100x=0.005)
-    source = SimulatorSource(seed=3, clock=CLOCK, faults=faults)
-    payload = source.fetch_bars(BarsQuery(TICKERS, START - dt.timedelta(days=200), END, "1d"))
-    con, _, _ = payload_warehouse(
-        payload,
-        source.name,
-        fetch_id="f1",
-        object_key="raw/daily.parquet",
-        switches=RepairSwitches(),
-    )
+    con = simulated_bronze_warehouse(TICKERS, START - dt.timedelta(days=200), END, CLOCK, faults)
     yield con
     con.close()
 
