@@ -12,13 +12,13 @@ from collections.abc import Iterable
 from typing import Any
 
 import dagster as dg
-from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
-from dagster._core.events.log import EventLogEntry
+from dagster._core.events import StepMaterializationData
 
 from marketflow_assets.calendar import EXCHANGE_TZ
 from marketflow_assets.definitions import build_definitions
 from marketflow_assets.resources import build_resources
 from marketflow_assets.settings import Settings
+from marketflow_tests.helpers import event_log_entry
 
 
 def et(*parts: int) -> dt.datetime:
@@ -90,19 +90,13 @@ def record_materializations(
     for key in keys:
         for partition in partitions:
             instance.store_event(
-                EventLogEntry(
-                    error_info=None,
-                    level="debug",
-                    user_message="",
-                    run_id=run_id,
-                    timestamp=time.time(),
-                    dagster_event=DagsterEvent(
-                        DagsterEventType.ASSET_MATERIALIZATION.value,
-                        job_name="__ASSET_JOB",
-                        event_specific_data=StepMaterializationData(
-                            dg.AssetMaterialization(asset_key=key, partition=partition)
-                        ),
+                event_log_entry(
+                    run_id,
+                    dg.DagsterEventType.ASSET_MATERIALIZATION,
+                    StepMaterializationData(
+                        dg.AssetMaterialization(asset_key=key, partition=partition)
                     ),
+                    timestamp=time.time(),
                 )
             )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import dagster as dg
 import duckdb
 import pandas as pd
 import yaml
+from dagster._core.events.log import EventLogEntry
 
 from marketflow_assets.contracts.fundamentals import BRONZE_FINANCIAL_STATEMENTS
 from marketflow_assets.definitions import build_definitions
@@ -195,3 +197,34 @@ def simulated_bronze_warehouse(
         switches=RepairSwitches(),
     )
     return con
+
+
+def event_log_entry(
+    run_id: str,
+    event_type: dg.DagsterEventType,
+    data: Any,
+    *,
+    timestamp: float,
+    step: str | None = None,
+    job: str = "__ASSET_JOB",
+    message: str | None = None,
+) -> EventLogEntry:
+    """An event of type `event_type` with `data` (its event-specific data) as a run's step
+    writes it to the event log, for tests that store events without running a job."""
+    event = dg.DagsterEvent(
+        event_type_value=event_type.value,
+        job_name=job,
+        event_specific_data=data,
+        step_key=step,
+        message=message,
+    )
+    return EventLogEntry(
+        error_info=None,
+        level=logging.DEBUG,
+        user_message="",
+        run_id=run_id,
+        timestamp=timestamp,
+        step_key=step,
+        job_name=job,
+        dagster_event=event,
+    )

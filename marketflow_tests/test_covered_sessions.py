@@ -7,7 +7,6 @@ touched; and nothing set aside on the way is left behind."""
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import time
 import uuid
 
@@ -24,6 +23,7 @@ from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
 from dagster._serdes import deserialize_value
 
 from marketflow_assets.instance.batched_events import COVERS_PLANNED_SESSIONS
+from marketflow_tests.helpers import event_log_entry
 
 DAYS = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_date="2024-02-01")
 KEYS = DAYS.get_partition_keys()  # 31 sessions
@@ -32,21 +32,14 @@ T = dg.DagsterEventType
 
 
 def _entry(run_id: str, event_type: T, data, stamp: float, step: str) -> EventLogEntry:
-    event = dg.DagsterEvent(
-        event_type_value=event_type.value,
-        job_name="job",
-        event_specific_data=data,
-        step_key=step,
-        message=f"{event_type.value} in {run_id}",
-    )
-    return EventLogEntry(
-        error_info=None,
-        level=logging.DEBUG,
-        user_message="",
-        run_id=run_id,
+    return event_log_entry(
+        run_id,
+        event_type,
+        data,
         timestamp=stamp,
-        dagster_event=event,
-        job_name="job",
+        step=step,
+        job="job",
+        message=f"{event_type.value} in {run_id}",
     )
 
 

@@ -5,7 +5,6 @@ event; and verdicts find their planned rows whether looked up by key or all at o
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from pathlib import Path
@@ -20,6 +19,7 @@ from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
 from dagster._serdes import deserialize_value
 
 from marketflow_assets.instance import batched_events
+from marketflow_tests.helpers import event_log_entry
 from marketflow_tests.test_instance_storage import _assert_recorded, run_range
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,23 +29,16 @@ KEYS = DAYS.get_partition_keys()
 
 def _planned(run_id: str, check: str, keys: list[str] | None, stamp: float) -> EventLogEntry:
     subset = DAYS.subset_with_partition_keys(keys).to_serializable_subset() if keys else None
-    event = dg.DagsterEvent(
-        event_type_value=dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED.value,
-        job_name="job",
-        event_specific_data=AssetCheckEvaluationPlanned(
+    return event_log_entry(
+        run_id,
+        dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED,
+        AssetCheckEvaluationPlanned(
             asset_key=dg.AssetKey("a"), check_name=check, partitions_subset=subset
         ),
-        step_key="a_checks",
-        message=f"job intends to execute asset check {check}",
-    )
-    return EventLogEntry(
-        error_info=None,
-        level=logging.DEBUG,
-        user_message="",
-        run_id=run_id,
         timestamp=stamp,
-        dagster_event=event,
-        job_name="job",
+        step="a_checks",
+        job="job",
+        message=f"job intends to execute asset check {check}",
     )
 
 

@@ -17,6 +17,7 @@ from dagster._serdes import deserialize_value, serialize_value
 
 from marketflow_assets.instance.batched_events import COVERS_PLANNED_SESSIONS, SQLITE_PAGE_SIZE
 from marketflow_assets.instance.slim_json import slim
+from marketflow_tests.helpers import event_log_entry
 from marketflow_tests.test_instance_storage import BAD, DAYS, KEYS, A, run_range
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,21 +52,12 @@ def _covering_verdict() -> dg.EventLogEntry:
         metadata={"failing_rows": 0, "range": "2014-06-05..2024-06-07 (2520 sessions)"},
         description="no failing rows on the 2520 other session(s)",
     )
-    event = dg.DagsterEvent(
-        event_type_value=dg.DagsterEventType.ASSET_CHECK_EVALUATION.value,
-        job_name="__ASSET_JOB",
-        step_key="silver__daily_bars_checks",
-        event_specific_data=evaluation,
-    )
-    return dg.EventLogEntry(
-        error_info=None,
-        level=10,
-        user_message="",
-        run_id="1565d02e-f519-4737-acbe-92a9d0152289",
+    return event_log_entry(
+        "1565d02e-f519-4737-acbe-92a9d0152289",
+        dg.DagsterEventType.ASSET_CHECK_EVALUATION,
+        evaluation,
         timestamp=1795842672.5,
-        step_key="silver__daily_bars_checks",
-        job_name="__ASSET_JOB",
-        dagster_event=event,
+        step="silver__daily_bars_checks",
     )
 
 
